@@ -1,0 +1,161 @@
+"""The one Settings class. Every tunable comes from the environment (see README "Configuration").
+
+Secrets are ``SecretStr`` so they never print. Outside ``ENV=dev`` a missing or placeholder secret
+refuses to start with a message that names the variable.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PLACEHOLDERS = {"", "changeme", "changethis", "change-me", "placeholder", "secret", "xxx", "todo"}
+
+# Dev-only fallbacks. They are public knowledge, which is why ENV=test/prod refuses them.
+_DEV_DEFAULTS: dict[str, str] = {
+    "token_hmac_key": "dev-insecure-token-hmac-key-0000000000000000",
+    "audit_hmac_key": "dev-insecure-audit-hmac-key-0000000000000000",
+    "temporal_codec_key": "dev-insecure-temporal-codec-key-000000000000",
+    "scaikey_client_secret": "dev-insecure-client-secret",
+}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
+
+    env: Literal["dev", "test", "prod"] = "dev"
+    log_level: str = "info"
+    log_format: Literal["json", "text"] = "json"
+    log_access: bool = False  # one JSON line per request; the audit log is the authoritative record
+    version: str = "0.1.0"
+    base_url: str = "http://127.0.0.1:8200"
+
+    # --- PostgreSQL -------------------------------------------------------------------------
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/scaivault"
+    db_pool_size: int = Field(default=20, ge=1, le=500)
+    db_statement_timeout_ms: int = 15000
+    migrate_on_start: bool = True
+
+    # --- Redis --------------------------------------------------------------------------------
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_timeout_seconds: float = 0.5
+
+    # --- Temporal -----------------------------------------------------------------------------
+    temporal_address: str = "127.0.0.1:7233"
+    temporal_namespace: str = "default"
+    temporal_task_queue_prefix: str = ""  # lets parallel test runs share one Temporal server
+    temporal_codec_key: SecretStr = SecretStr("")
+    housekeeping_interval_seconds: int = 300
+    housekeeping_batch_size: int = 500
+    housekeeping_batch_pause_ms: int = 0
+
+    # --- KMS / key hierarchy ------------------------------------------------------------------
+    kms_provider: Literal["local", "aws"] = "local"
+    kms_local_key_file: str = ""
+    kms_local_key: SecretStr = SecretStr("")  # base64 32 bytes; takes precedence over the file
+    kms_key_id: str = ""  # aws: key id or ARN
+    aws_region: str = "us-east-1"
+    aws_endpoint_url: str = ""  # moto_server in tests
+    key_cache_ttl_seconds: int = 300
+
+    # --- ScaiKey ------------------------------------------------------------------------------
+    scaikey_base_url: str = Field(
+        default="http://127.0.0.1:8900", validation_alias=AliasChoices("scaikey_base_url", "scaikey_url")
+    )
+    scaikey_jwks_url: str = ""
+    scaikey_client_id: str = "scaivault"
+    scaikey_client_secret: SecretStr = SecretStr("")
+    scaikey_audience: str = ""  # defaults to the client id
+    scaikey_issuer_prefix: str = ""  # defaults to the base URL; tokens are issued by {base}/tenants/{id}
+    scaikey_webhook_secret: SecretStr = SecretStr("")  # unset: the webhook receiver answers 503
+    jwt_algorithms: str = "RS256,ES256"
+    jwt_leeway_seconds: int = 60
+    jwks_cache_ttl_seconds: int = 600
+    jwks_min_refresh_interval_seconds: int = 30
+    token_revocation_check_seconds: int = 60
+    bootstrap_super_admin: str = ""
+    super_admin_groups: str = ""
+    identity_sync_interval_minutes: int = 60
+
+    # --- tokens, audit, limits ----------------------------------------------------------------
+    token_hmac_key: SecretStr = SecretStr("")
+    pat_default_ttl_days: int = 90
+    audit_hmac_key: SecretStr = SecretStr("")
+    audit_retention_days: int = 2555
+    soft_delete_retention: str = "30d"
+    rate_limit_enabled: bool = True
+    rate_limit_overrides: str = ""  # "read_secrets=2000,write_secrets=200"
+    trusted_proxies: str = ""  # CIDRs whose X-Forwarded-For is believed
+
+    # --- webhooks -----------------------------------------------------------------------------
+    webhook_allow_private: bool | None = None  # None: allowed in dev only
+    webhook_timeout_seconds: float = 10.0
+
+    @model_validator(mode="after")
+    def _refuse_placeholder_secrets(self) -> Settings:
+        required = ["token_hmac_key", "audit_hmac_key", "temporal_codec_key", "scaikey_client_secret"]
+        for name in required:
+            value: SecretStr = getattr(self, name)
+            if value.get_secret_value().strip().lower() in PLACEHOLDERS:
+                if self.env == "dev":
+                    object.__setattr__(self, name, SecretStr(_DEV_DEFAULTS[name]))
+                else:
+                    raise ValueError(
+                        f"{name.upper()} is missing or a placeholder; set it to a strong random value "
+                        f"(ENV={self.env} refuses to start without it)"
+                    )
+            elif self.env != "dev" and value.get_secret_value().startswith("dev-insecure-"):
+                raise ValueError(f"{name.upper()} uses the public dev default; ENV={self.env} refuses it")
+        if self.env == "prod" and self.kms_provider == "local" and not (
+            self.kms_local_key.get_secret_value() or self.kms_local_key_file
+        ):
+            raise ValueError("KMS_LOCAL_KEY or KMS_LOCAL_KEY_FILE must be set explicitly when ENV=prod")
+        if self.kms_provider == "aws" and not self.kms_key_id:
+            raise ValueError("KMS_KEY_ID is required when KMS_PROVIDER=aws")
+        return self
+
+    # --- derived ------------------------------------------------------------------------------
+    @property
+    def asyncpg_dsn(self) -> str:
+        return _strip_driver(self.database_url)
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        return "postgresql+asyncpg://" + _strip_driver(self.database_url).split("://", 1)[1]
+
+    @property
+    def psycopg_url(self) -> str:
+        return "postgresql+psycopg://" + _strip_driver(self.database_url).split("://", 1)[1]
+
+    @property
+    def audience(self) -> str:
+        return self.scaikey_audience or self.scaikey_client_id
+
+    @property
+    def issuer_prefix(self) -> str:
+        return (self.scaikey_issuer_prefix or self.scaikey_base_url).rstrip("/")
+
+    @property
+    def allowed_jwt_algorithms(self) -> list[str]:
+        algs = [a.strip() for a in self.jwt_algorithms.split(",") if a.strip()]
+        return [a for a in algs if a in {"RS256", "RS384", "RS512", "ES256", "ES384", "PS256"}]
+
+    def task_queue(self, concern: str) -> str:
+        return f"{self.temporal_task_queue_prefix}{concern}"
+
+    @property
+    def allow_private_webhooks(self) -> bool:
+        return self.env == "dev" if self.webhook_allow_private is None else self.webhook_allow_private
+
+
+def _strip_driver(url: str) -> str:
+    scheme, rest = url.split("://", 1)
+    return "postgresql://" + rest if scheme.startswith("postgres") else url
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
