@@ -51,6 +51,7 @@ class Settings(BaseSettings):
     housekeeping_interval_seconds: int = 300
     housekeeping_batch_size: int = 500
     housekeeping_batch_pause_ms: int = 0
+    event_retention_days: int = 7
 
     # --- KMS / key hierarchy ------------------------------------------------------------------
     kms_provider: Literal["local", "aws"] = "local"

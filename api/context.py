@@ -1,0 +1,22 @@
+"""Per-request context handed to routers by the ``Authorized`` dependency."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from auth.principal import Principal
+
+
+@dataclass(slots=True)
+class RequestContext:
+    principal: Principal
+    tenant_id: str            # the effective tenant after path/header/claim resolution
+    partner_id: str | None    # that tenant's partner
+    request_id: str
+    source_ip: str | None
+    user_agent: str | None
+    scope: str | None         # the scope the route required
+    category: str | None      # rate-limit category of the route
+    audited: bool = False     # set once an audit entry was written for this request
+    extra: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,84 @@
+"""One place that turns failures into the documented envelope {"error": {code, message, details, request_id}}."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from core.errors import AppError
+from core.logging import request_id_var
+
+log = logging.getLogger("scaivault.api")
+
+
+def error_response(
+    status: int, code: str, message: str, details: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    rid = request_id_var.get()
+    body = {"error": {"code": code, "message": message, "details": details or {}, "request_id": rid}}
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json", headers=headers)
+
+
+def _field_path(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    out = ""
+    for p in parts:
+        out += f"[{p}]" if p.isdigit() else (f".{p}" if out else p)
+    return out or ".".join(str(p) for p in loc)
+
+
+async def _app_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, AppError)
+    hook = getattr(request.app.state, "on_error", None)
+    if hook is not None:
+        await hook(request, exc)
+    return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
+
+
+async def _validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    errors = exc.errors()
+    if any(e.get("type") in {"json_invalid", "model_attributes_type"} and e.get("loc", ("",))[0] == "body"
+           for e in errors) or any(e.get("type") == "json_invalid" for e in errors):
+        app_exc = AppError("invalid_request", "request body is not valid JSON")
+    elif errors and all(e.get("loc") == ("body",) for e in errors):
+        app_exc = AppError("invalid_request", "request body must be a JSON object of the documented shape")
+    else:
+        fields = [
+            {"field": _field_path(tuple(e.get("loc", ()))), "message": e.get("msg", ""), "type": e.get("type")}
+            for e in errors
+        ]
+        app_exc = AppError("validation_error", "request validation failed", {"fields": fields})
+    return await _app_error(request, app_exc)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 404:
+        return error_response(404, "not_found", f"no route for {request.method} {request.url.path}")
+    if exc.status_code == 405:
+        return error_response(405, "method_not_allowed", f"{request.method} is not allowed on this route",
+                              headers=dict(exc.headers or {}))
+    code = {400: "invalid_request", 401: "authentication_required", 403: "forbidden", 413: "payload_too_large",
+            429: "rate_limited", 503: "service_unavailable"}.get(exc.status_code, "internal_error")
+    return error_response(exc.status_code, code, str(exc.detail), headers=dict(exc.headers or {}))
+
+
+async def _unhandled(request: Request, exc: Exception) -> Response:
+    log.error("unhandled error", exc_info=(type(exc), exc, exc.__traceback__),
+              extra={"path": request.url.path, "method": request.method})
+    return error_response(500, "internal_error", "an unexpected error occurred; quote the request_id to support")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(AppError, _app_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unhandled)

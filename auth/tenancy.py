@@ -1,0 +1,83 @@
+"""Effective-tenant resolution (spec core.md §4.2): ``/v1/t/{tenant_id}`` path, then ``X-Tenant-ID``, then the
+token's ``tenant_id`` claim. Switching tenant needs partner-admin privileges and a tenant of the caller's partner
+(super admins may cross partners).
+
+Errors: non-partner-admin switching -> 403 tenant_access_denied; unknown tenant -> 404 tenant_not_found;
+partner admin targeting another partner's tenant -> 403 access_denied.
+"""
+
+from __future__ import annotations
+
+import time
+
+from auth.principal import Principal
+from core.errors import AppError
+from db.engine import Database
+from repositories import tenants as repo
+
+UNASSIGNED_PARTNER = "ptn_unassigned"
+
+
+class TenantResolver:
+    def __init__(self, db: Database, ttl_seconds: float = 60.0) -> None:
+        self.db = db
+        self.ttl = ttl_seconds
+        self._cache: dict[str, tuple[float, str | None, bool]] = {}  # tenant -> (expiry, partner, active)
+
+    def invalidate(self, tenant_id: str | None = None) -> None:
+        if tenant_id is None:
+            self._cache.clear()
+        else:
+            self._cache.pop(tenant_id, None)
+
+    async def _lookup(self, tenant_id: str) -> tuple[str | None, bool] | None:
+        hit = self._cache.get(tenant_id)
+        now = time.monotonic()
+        if hit and hit[0] > now:
+            return (hit[1], hit[2]) if hit[1] is not None else None
+        async with self.db.raw() as conn:
+            row = await repo.get_tenant(conn, tenant_id)
+        if row is None:
+            self._cache[tenant_id] = (now + 5.0, None, False)  # short negative cache
+            return None
+        active = row["deleted_at"] is None and row["status"] == "ACTIVE"
+        self._cache[tenant_id] = (now + self.ttl, row["partner_id"], active)
+        return row["partner_id"], active
+
+    async def _home(self, principal: Principal) -> tuple[str, str | None]:
+        tenant_id = principal.tenant_id
+        if tenant_id is None:
+            raise AppError(
+                "tenant_access_denied",
+                "this token is not bound to a tenant; address one with /v1/t/{tenant_id} or X-Tenant-ID",
+            )
+        found = await self._lookup(tenant_id)
+        if found is None:
+            partner = principal.partner_id or UNASSIGNED_PARTNER
+            async with self.db.raw() as conn:
+                row = await repo.ensure_tenant(conn, tenant_id, partner)
+            self._cache[tenant_id] = (time.monotonic() + self.ttl, row["partner_id"], True)
+            return tenant_id, row["partner_id"]
+        partner_id, active = found
+        if not active:
+            raise AppError("access_denied", "this tenant is suspended or deleted", {"tenant_id": tenant_id})
+        return tenant_id, partner_id
+
+    async def resolve(
+        self, principal: Principal, path_tenant: str | None, header_tenant: str | None
+    ) -> tuple[str, str | None]:
+        target = path_tenant or (header_tenant.strip() if header_tenant else None)
+        if not target or target == principal.tenant_id:
+            return await self._home(principal)
+        if not principal.is_partner_admin:
+            raise AppError("tenant_access_denied",
+                           "switching tenant needs partner-admin privileges", {"tenant_id": target})
+        found = await self._lookup(target)
+        if found is None:
+            raise AppError("tenant_not_found", f"tenant '{target}' does not exist", {"tenant_id": target})
+        partner_id, active = found
+        if not principal.is_super_admin and partner_id != principal.partner_id:
+            raise AppError("access_denied", "that tenant belongs to another partner", {"tenant_id": target})
+        if not active:
+            raise AppError("access_denied", "this tenant is suspended or deleted", {"tenant_id": target})
+        return target, partner_id

@@ -1,0 +1,86 @@
+"""``scaivault`` admin CLI. Commands call services or start workflows and never contain SQL.
+
+Feature modules add commands through ``COMMAND_MODULES``: each has ``register(subparsers)`` that adds a
+sub-parser whose ``func(args) -> int`` runs it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+
+from core.settings import get_settings
+
+COMMAND_MODULES: list[str] = ["cli.main"]
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from db import migrate
+
+    url = args.database_url or get_settings().database_url
+    if args.status:
+        st = migrate.status(url)
+        print(json.dumps(st.as_dict(), indent=2))
+        return 0 if not st.unknown else 1
+    try:
+        action = migrate.move_to(url, args.target or "head")
+    except migrate.SchemaError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    st = migrate.status(url)
+    print(f"{action}: database now at {st.current or 'base'} (head {st.head})")
+    return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from worker.main import run
+
+    asyncio.run(run(get_settings(), queues=args.queues))
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    uvicorn.run("api.app:create_app", factory=True, host=args.host, port=args.port, workers=args.workers,
+                loop="uvloop", http="httptools", access_log=False)
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("migrate", help="migrate the schema forward (default), to --target N, or show --status")
+    p.add_argument("--target", help="revision number to move to (forward or back); 'base' empties the schema")
+    p.add_argument("--status", action="store_true", help="print where the database stands and exit")
+    p.add_argument("--database-url", help="defaults to DATABASE_URL")
+    p.set_defaults(func=_migrate)
+
+    w = sub.add_parser("worker", help="run the Temporal worker (every task queue, or --queues a,b)")
+    w.add_argument("--queues", help="comma-separated task-queue concerns to serve")
+    w.set_defaults(func=_worker)
+
+    s = sub.add_parser("serve", help="run the API with uvicorn")
+    s.add_argument("--host", default="0.0.0.0")
+    s.add_argument("--port", type=int, default=8443)
+    s.add_argument("--workers", type=int, default=2)
+    s.set_defaults(func=_serve)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="scaivault", description="ScaiVault administration")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,36 @@
+"""Prometheus series (spec core.md §12.3). Multiprocess-aware when PROMETHEUS_MULTIPROC_DIR is set."""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+REQUESTS = Counter("scaivault_requests_total", "HTTP requests", ["method", "route", "path_category", "status"])
+REQUEST_DURATION = Histogram(
+    "scaivault_request_duration_seconds", "HTTP request latency", ["method", "route", "path_category"],
+    buckets=_BUCKETS,
+)
+ACTIVE_REQUESTS = Gauge("scaivault_active_requests", "In-flight requests", ["path_category"],
+                        multiprocess_mode="livesum")
+RATE_LIMIT_HITS = Counter("scaivault_rate_limit_hits_total", "Requests rejected with 429", ["category"])
+AUDIT_WRITE_LATENCY = Histogram("scaivault_audit_write_seconds", "Audit batch commit latency", buckets=_BUCKETS)
+AUDIT_BATCH_SIZE = Histogram("scaivault_audit_batch_size", "Entries per audit group commit",
+                             buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500))
+SECRET_READS = Counter("scaivault_secret_reads_total", "Secret reads", ["tenant", "secret_type"])
+SECRET_WRITES = Counter("scaivault_secret_writes_total", "Secret writes", ["tenant"])
+KMS_LATENCY = Histogram("scaivault_kms_latency_seconds", "KMS call latency", ["operation"], buckets=_BUCKETS)
+CACHE_EVENTS = Counter("scaivault_cache_events_total", "Cache hits and misses", ["cache", "result"])
+DB_POOL_SIZE = Gauge("scaivault_db_pool_size", "DB pool size", multiprocess_mode="max")
+DB_POOL_AVAILABLE = Gauge("scaivault_db_pool_available", "Idle DB connections", multiprocess_mode="livesum")
+
+
+def render() -> tuple[bytes, str]:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(), CONTENT_TYPE_LATEST

@@ -1,0 +1,61 @@
+"""The one registry of task queues, workflows and activities. ``scaivault worker`` serves every queue here
+(or those named in SCAIVAULT_WORKER_QUEUES), so worker deployments can scale each concern separately.
+
+Task queues are split by concern (settings.task_queue(concern) adds TEMPORAL_TASK_QUEUE_PREFIX).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from core.settings import Settings
+from db.engine import Database
+
+HOUSEKEEPING = "housekeeping"
+IDENTITY = "identity"
+EVENTS = "events"
+
+
+@dataclass
+class WorkerDeps:
+    """Built once per worker process and handed to activity classes."""
+
+    settings: Settings
+    db: Database
+    redis: Any = None
+    temporal: Any = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class QueueRegistration:
+    concern: str
+    workflows: Callable[[], list[type]]
+    activities: Callable[[WorkerDeps], list[Callable[..., Any]]]
+
+
+def _housekeeping_workflows() -> list[type]:
+    from workflows.housekeeping import HousekeepingWorkflow
+
+    return [HousekeepingWorkflow]
+
+
+def _housekeeping_activities(deps: WorkerDeps) -> list[Callable[..., Any]]:
+    from activities.housekeeping import HousekeepingActivities
+
+    acts = HousekeepingActivities(deps.settings, deps.db)
+    return [acts.list_steps, acts.run_step]
+
+
+REGISTRATIONS: list[QueueRegistration] = [
+    QueueRegistration(HOUSEKEEPING, _housekeeping_workflows, _housekeeping_activities),
+]
+
+
+def selected(names: str | None) -> list[QueueRegistration]:
+    if not names:
+        return list(REGISTRATIONS)
+    wanted = {n.strip() for n in names.split(",") if n.strip()}
+    return [r for r in REGISTRATIONS if r.concern in wanted]
