@@ -16,10 +16,10 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from fastapi import FastAPI
-from fastapi.responses import ORJSONResponse
 
 from api.errors import install_error_handlers
 from api.middleware import RequestContextMiddleware
+from api.responses import JSON
 from api.state import AppState
 from core.logging import configure_logging
 from core.settings import Settings, get_settings
@@ -82,7 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Multi-tenant secrets and certificate platform. All errors use the envelope "
         '`{"error": {"code", "message", "details", "request_id"}}`.',
         lifespan=lifespan,
-        default_response_class=ORJSONResponse,
+        default_response_class=JSON,
         docs_url="/docs",
         openapi_url="/openapi.json",
         redoc_url=None,

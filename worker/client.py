@@ -12,9 +12,9 @@ from core.settings import Settings
 
 def data_converter(settings: Settings) -> DataConverter:
     """Every payload passes through the AES-GCM codec keyed from TEMPORAL_CODEC_KEY."""
-    from crypto.codec import build_codec
+    from crypto.codec import EncryptionCodec
 
-    return dataclasses.replace(DataConverter.default, payload_codec=build_codec(settings))
+    return dataclasses.replace(DataConverter.default, payload_codec=EncryptionCodec.from_settings(settings))
 
 
 async def connect(settings: Settings, *, lazy: bool = False) -> Client:

@@ -9,9 +9,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import ORJSONResponse, Response
+from fastapi.responses import Response
 
 from api.deps import app_state
+from api.responses import JSON
 from api.state import AppState
 from core import metrics
 
@@ -75,28 +76,28 @@ async def run_checks(state: AppState, detailed: bool) -> dict[str, dict[str, Any
 
 
 @router.get("/v1/health", summary="Liveness: 200 while the process runs")
-async def health() -> ORJSONResponse:
-    return ORJSONResponse({"status": "healthy", "timestamp": _now()})
+async def health() -> JSON:
+    return JSON({"status": "healthy", "timestamp": _now()})
 
 
 @router.get("/v1/health/ready", summary="Readiness: 200, or 503 naming each dependency that is not ready")
-async def ready(request: Request) -> ORJSONResponse:
+async def ready(request: Request) -> JSON:
     checks = await run_checks(app_state(request), detailed=False)
     errors = {k: v.get("error", "error") for k, v in checks.items() if v["status"] == "error"}
     body: dict[str, Any] = {"status": "not_ready" if errors else "ready",
                             "checks": {k: v["status"] for k, v in checks.items()}}
     if errors:
         body["errors"] = errors
-    return ORJSONResponse(body, status_code=503 if errors else 200)
+    return JSON(body, status_code=503 if errors else 200)
 
 
 @router.get("/v1/health/detailed", summary="Each dependency's status and latency, pool usage and version")
-async def detailed(request: Request) -> ORJSONResponse:
+async def detailed(request: Request) -> JSON:
     state = app_state(request)
     checks = await run_checks(state, detailed=True)
     degraded = [k for k, v in checks.items() if v["status"] != "ok"]
     status = "healthy" if not degraded else ("unhealthy" if "postgres" in degraded else "degraded")
-    return ORJSONResponse({
+    return JSON({
         "status": status,
         "version": state.settings.version,
         "uptime_seconds": int(time.time() - state.started_at),
@@ -105,9 +106,9 @@ async def detailed(request: Request) -> ORJSONResponse:
 
 
 @router.get("/v1/version", summary="Version information")
-async def version(request: Request) -> ORJSONResponse:
+async def version(request: Request) -> JSON:
     s = app_state(request).settings
-    return ORJSONResponse({"version": s.version, "api_version": "v1", "env": s.env})
+    return JSON({"version": s.version, "api_version": "v1", "env": s.env})
 
 
 @router.get("/metrics", include_in_schema=False)
