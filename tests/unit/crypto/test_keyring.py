@@ -149,7 +149,11 @@ async def test_rotate_root_rewraps_partner_keys_and_keeps_data_readable(
     blobs = {}
     for tenant, partner in [("tnt_a", "ptn_x"), ("tnt_b", "ptn_x"), ("tnt_c", "ptn_y")]:
         aad = envelope.aad_for_secret(tenant, "p", 1)
-        blobs[tenant] = (partner, aad, await h.seal(tenant.encode(), aad, partner_id=partner, tenant_id=tenant))
+        blobs[tenant] = (
+            partner,
+            aad,
+            await h.seal(tenant.encode(), aad, partner_id=partner, tenant_id=tenant),
+        )
     tenant_rows = dict(store.tenant)
     partner_plain = {k: (await h.partner_key(k[0], k[1])).key for k in store.partner}
 
