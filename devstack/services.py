@@ -179,6 +179,11 @@ class Handle:
             with contextlib.suppress(Exception):
                 self.popen.wait(timeout=1)
 
+    def kill(self, timeout: float = 5.0) -> None:
+        """SIGKILL this pid (a crash, for durability tests) and wait until it is gone."""
+        _signal_pid(self.pid, signal.SIGKILL)
+        _wait_gone(self.pid, timeout, self.popen)
+
     def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
         return log_tail(self.log_path, lines)
 
