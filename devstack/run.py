@@ -206,7 +206,7 @@ class DevStack:
         self._write_stack_json(running=True)
 
     def _start_scaikey(self, port: int, client_secret: str) -> str:
-        if importlib.util.find_spec("scaikey_emulator") is None:
+        if importlib.util.find_spec("scaikey_emulator.__main__") is None:
             print("[devstack] scaikey_emulator is not in the repo yet; starting without it", flush=True)
             return ""
         url = f"http://127.0.0.1:{port}"

@@ -182,3 +182,65 @@ def test_admin_token_helpers_fail_soft(tmp_path: Path) -> None:
     assert admin_client_secret(seed) == "s3"
     assert admin_client_secret(tmp_path / "missing.json") is None
     assert mint_admin_token(f"http://127.0.0.1:{svc.free_port()}", seed_file=seed, timeout=2) is None
+
+
+# --------------------------------------------------------------------------------------------- fixtures
+
+
+def test_db_url_is_a_migrated_private_clone(db_url: str, template_db: str, services) -> None:  # type: ignore[no-untyped-def]
+    import psycopg
+
+    from db.migrate import status
+
+    assert template_db not in db_url
+    assert status(db_url).up_to_date
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE only_in_this_clone (v int)")
+    with psycopg.connect(services.pg_admin_url.rsplit("/", 1)[0] + "/" + template_db) as conn:
+        found = conn.execute("SELECT to_regclass('only_in_this_clone')").fetchone()
+    assert found == (None,)
+
+
+def test_redis_clean_flushes_before_the_test(services) -> None:  # type: ignore[no-untyped-def]
+    import redis
+
+    client = redis.Redis.from_url(services.redis_url)
+    client.set("left-over", "1")
+    client.close()
+
+
+def test_redis_clean_sees_an_empty_db(redis_clean: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(redis_clean)
+    try:
+        assert client.dbsize() == 0
+    finally:
+        client.close()
+
+
+def test_settings_factory_and_use_settings(settings_factory, use_settings, db_url: str) -> None:  # type: ignore[no-untyped-def]
+    a = settings_factory()
+    b = settings_factory(log_level="debug", RATE_LIMIT_ENABLED=False)
+    assert a.env == "test" and a.database_url == db_url
+    assert a.temporal_task_queue_prefix == b.temporal_task_queue_prefix
+    assert a.temporal_codec_key.get_secret_value() == b.temporal_codec_key.get_secret_value()
+    assert b.log_level == "debug" and b.rate_limit_enabled is False
+    assert a.scaikey_base_url == "http://127.0.0.1:9"
+    from core.settings import get_settings
+
+    applied = use_settings(b)
+    assert get_settings() is applied
+    assert applied.database_url == db_url and applied.rate_limit_enabled is False
+    assert applied.token_hmac_key.get_secret_value() == b.token_hmac_key.get_secret_value()
+
+
+async def test_app_client_serves_readiness(app_client) -> None:  # type: ignore[no-untyped-def]
+    resp = await app_client.get("/v1/health/ready")
+    assert resp.status_code == 200, resp.text
+
+
+async def test_temporal_from_services_fixture(services) -> None:  # type: ignore[no-untyped-def]
+    client = await Client.connect(services.temporal_address)
+    desc = await client.workflow_service.describe_namespace(DescribeNamespaceRequest(namespace="default"))
+    assert desc.namespace_info.name == "default"
