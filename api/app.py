@@ -31,11 +31,13 @@ log = logging.getLogger("scaivault.api")
 # Modules exposing ``router``. Order only matters for overlapping paths (more specific first).
 ROUTERS: list[str] = [
     "api.routers.health",
+    "api.routers.auth",
 ]
 
 # "module:function" set-up hooks: async def setup(state: AppState) -> Callable[[], Awaitable[None]] | None
 COMPONENTS: list[str] = [
     "api.components:setup_core",
+    "api.components:setup_auth",
 ]
 
 Teardown = Callable[[], Awaitable[None]]

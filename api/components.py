@@ -26,3 +26,31 @@ async def setup_core(state: AppState):  # type: ignore[no-untyped-def]
     except Exception as exc:  # the API serves reads without Temporal; readiness reports it
         log.warning("temporal client unavailable", extra={"error": str(exc)})
     return None
+
+
+async def setup_auth(state: AppState):  # type: ignore[no-untyped-def]
+    """JWKS cache (refreshed in the background), JWT verifier, authenticator with revocation listener."""
+    import redis.asyncio as aioredis
+
+    from auth.authenticator import Authenticator
+    from auth.jwks import JwksCache
+    from auth.jwt_verify import JwtVerifier
+    from clients.scaikey import ScaiKeyClient
+
+    s = state.settings
+    scaikey = ScaiKeyClient(s)
+    jwks = JwksCache(scaikey, ttl=s.jwks_cache_ttl_seconds, min_refresh_interval=s.jwks_min_refresh_interval_seconds)
+    pubsub_redis = aioredis.Redis.from_url(s.redis_url, socket_connect_timeout=1, socket_timeout=None)
+    authenticator = Authenticator(s, state.db, JwtVerifier(s, jwks), scaikey, redis=pubsub_redis)
+    state.components.update(scaikey=scaikey, jwks=jwks, authenticator=authenticator)
+    await jwks.refresh(force=True)  # warm; failures keep serving and retry on first use
+    jwks.start()
+    authenticator.start()
+
+    async def teardown() -> None:
+        await authenticator.stop()
+        await jwks.stop()
+        await pubsub_redis.aclose()
+        await scaikey.aclose()
+
+    return teardown
