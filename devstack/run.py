@@ -21,7 +21,6 @@ import shutil
 import signal
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -191,8 +190,8 @@ class DevStack:
                 [sys.executable, "-m", "worker"],
                 env,
                 self._log("worker"),
-                _alive_for(2.0),
-                timeout=30,
+                svc.log_says(self._log("worker"), svc.WORKER_READY_TEXT),
+                timeout=60,
                 cwd=REPO_ROOT,
             )
         )
@@ -271,12 +270,6 @@ class DevStack:
 
     def dead_children(self) -> list[svc.Handle]:
         return [h for h in self.handles if not h.alive()]
-
-
-def _alive_for(seconds: float) -> Callable[[], bool]:
-    """Readiness for processes without a health endpoint: still running after ``seconds``."""
-    start = time.monotonic()
-    return lambda: time.monotonic() - start >= seconds
 
 
 def app_env(

@@ -24,6 +24,7 @@ from types import ModuleType
 
 PG_SYSTEM_USER = "embedded_postgres"
 PG_DATABASE = "scaivault"
+WORKER_READY_TEXT = "worker started"  # what `python -m worker` logs once it polls its task queues
 LOG_TAIL_LINES = 40
 
 
@@ -656,6 +657,25 @@ def start_moto(port: int, *, log_dir: Path | None = None, timeout: float = 30.0)
     )
 
 
+def log_says(log_path: Path, text: str) -> Callable[[], bool]:
+    """A readiness probe: ``text`` appears in ``log_path`` after the point where the probe was made."""
+    try:
+        start = log_path.stat().st_size
+    except OSError:
+        start = 0
+    needle = text.encode()
+
+    def probe() -> bool:
+        try:
+            with open(log_path, "rb") as fh:
+                fh.seek(start)
+                return needle in fh.read()
+        except OSError:
+            return False
+
+    return probe
+
+
 def http_ready(url: str, expect: int = 200) -> Callable[[], bool]:
     """A readiness probe: GET ``url`` answers ``expect``."""
 
@@ -686,6 +706,7 @@ __all__ = [
     "find_binary",
     "free_port",
     "http_ready",
+    "log_says",
     "log_tail",
     "pg_bin_dir",
     "pick_port",

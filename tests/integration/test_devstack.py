@@ -244,3 +244,20 @@ async def test_temporal_from_services_fixture(services) -> None:  # type: ignore
     client = await Client.connect(services.temporal_address)
     desc = await client.workflow_service.describe_namespace(DescribeNamespaceRequest(namespace="default"))
     assert desc.namespace_info.name == "default"
+
+
+async def test_worker_process_starts_and_can_be_killed(worker_process) -> None:  # type: ignore[no-untyped-def]
+    handle = worker_process()
+    assert handle.alive()
+    assert svc.WORKER_READY_TEXT in handle.log_tail(200)
+    handle.kill()
+    assert not handle.alive()
+
+
+async def test_api_server_subprocess_answers(api_server) -> None:  # type: ignore[no-untyped-def]
+    import httpx
+
+    async with httpx.AsyncClient() as client:
+        resp = await client.get(api_server.url + "/v1/health/ready")
+    assert resp.status_code == 200, resp.text
+    assert svc.pid_alive(api_server.pid)
