@@ -30,7 +30,7 @@ from zoneinfo import ZoneInfo
 from core.errors import AppError
 from policy.glob import Glob
 from policy.index import PolicyIndex, RuleRef, as_utc
-from policy.model import Conditions, Permission, Policy, Rule
+from policy.model import PERMISSION_BITS, Conditions, Permission, Policy, Rule, permission_names
 
 ACCESS_DENIED = "access_denied"
 IP_NOT_ALLOWED = "ip_not_allowed"
@@ -39,6 +39,7 @@ TIME_WINDOW_VIOLATION = "time_window_violation"
 NO_MATCHING_RULE = "no_matching_rule"
 DENIED_BY_RULE = "denied_by_rule"
 
+_LIST = int(Permission.LIST)
 #: Tolerated clock skew for an ``mfa_verified_at`` slightly in the future.
 MFA_FUTURE_SKEW = timedelta(seconds=60)
 
@@ -109,13 +110,20 @@ class Decision:
             raise self.to_error()
 
 
-def _need(permission: Permission | str) -> Permission:
-    return permission if isinstance(permission, Permission) else Permission.parse(permission)
+def _need(permission: Permission | str) -> int:
+    if isinstance(permission, str):
+        bits = PERMISSION_BITS.get(permission)
+        if bits is None:
+            raise ValueError(f"unknown permission {permission!r}")
+        return bits
+    bits = int(permission)
+    if not bits:
+        raise ValueError("empty permission")
+    return bits
 
 
-def _perm_name(need: Permission) -> str:
-    names = need.to_names()
-    return names[0] if len(names) == 1 else ",".join(names)
+def _perm_name(need: int) -> str:
+    return ",".join(permission_names(need))
 
 
 # -- conditions -----------------------------------------------------------------------------------
@@ -214,7 +222,7 @@ def check(
     failed: tuple[RuleRef, dict[str, Any]] | None = None
     for ref in view.candidates(segs):
         rule = ref.rule
-        if not rule.permissions.covers(need) or not rule.glob.matches(path, segs):
+        if ref.bits & need != need or not rule.glob.matches(path, segs):
             continue
         why = _conditions_fail(rule, ctx)
         if rule.effect == "deny":
@@ -256,24 +264,32 @@ def _decision(
         path=path,
         permission=permission,
         matched_policy=_policy_ref(ref.policy) if ref is not None else None,
-        matched_rule=ref.rule.summary() if ref is not None else None,
+        matched_rule=_summary(ref) if ref is not None else None,
         failed_condition=why,
         evaluated_policies=evaluated,
         explanation=explanation,
     )
 
 
+def _summary(ref: RuleRef) -> dict[str, Any]:
+    return {
+        "path_pattern": ref.rule.path_pattern,
+        "permissions": list(permission_names(ref.bits)),
+        "effect": ref.rule.effect,
+    }
+
+
 def _explain(
-    refs: Sequence[RuleRef], policies: Sequence[Policy], path: str, need: Permission, ctx: EvalContext
+    refs: Sequence[RuleRef], policies: Sequence[Policy], path: str, need: int, ctx: EvalContext
 ) -> tuple[dict[str, Any], ...]:
     segs = path.split("/")
     by_policy: dict[str, list[dict[str, Any]]] = {p.id: [] for p in policies}
     for ref in refs:
         rule = ref.rule
-        entry: dict[str, Any] = {"index": ref.rule_pos, **rule.summary()}
+        entry: dict[str, Any] = {"index": ref.rule_pos, **_summary(ref)}
         if not rule.glob.matches(path, segs):
             entry.update(matched=False, result="path_mismatch")
-        elif not rule.permissions.covers(need):
+        elif ref.bits & need != need:
             entry.update(matched=False, result="permission_mismatch")
         else:
             why = _conditions_fail(rule, ctx)
@@ -332,7 +348,7 @@ def plan_list(index: PolicyIndex, identity_ids: Iterable[str], prefix: str, ctx:
     allow_possible = covered = deny_possible = False
     for ref in view.all_rules():
         rule = ref.rule
-        if not rule.permissions.covers(Permission.LIST) or _conditions_fail(rule, ctx) is not None:
+        if not ref.bits & _LIST or _conditions_fail(rule, ctx) is not None:
             continue
         if not _may_intersect(rule.glob, prefix):
             continue

@@ -37,6 +37,7 @@ class RuleRef:
     policy: Policy
     rule_pos: int
     rule: Rule
+    bits: int  # int(rule.permissions), precomputed: IntFlag arithmetic is slow on the hot path
 
 
 @dataclass(slots=True)
@@ -91,7 +92,9 @@ def _build_view(bound: Sequence[tuple[int, Policy, datetime | None]]) -> PolicyV
             node = root
             for seg in rule.glob.literal_prefix:
                 node = node.children.setdefault(seg, _TrieNode())
-            node.entries.append(RuleRef((pos << 16) | rule_pos, policy, rule_pos, rule))
+            node.entries.append(
+                RuleRef((pos << 16) | rule_pos, policy, rule_pos, rule, int(rule.permissions))
+            )
             has_deny = has_deny or rule.effect == "deny"
             count += 1
     policies = tuple(p for _, p, _ in bound)

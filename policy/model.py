@@ -52,9 +52,7 @@ class Permission(enum.IntFlag):
 
     def to_names(self) -> list[str]:
         """Canonical string list: ``["admin"]`` when every bit is set, else the single bits in order."""
-        if self & Permission.ADMIN == Permission.ADMIN:
-            return ["admin"]
-        return [name for name, bit in _SINGLE if self & bit]
+        return list(permission_names(int(self)))
 
     def covers(self, needed: Permission) -> bool:
         """True when every bit of ``needed`` is granted (``admin`` needs all five)."""
@@ -71,6 +69,18 @@ _BY_NAME: dict[str, Permission] = {
 }
 _SINGLE: tuple[tuple[str, Permission], ...] = tuple((n, p) for n, p in _BY_NAME.items() if n != "admin")
 PERMISSION_NAMES: tuple[str, ...] = tuple(_BY_NAME)
+#: Plain-int bits per permission string (the hot path avoids IntFlag arithmetic, which is slow).
+PERMISSION_BITS: dict[str, int] = {name: int(bit) for name, bit in _BY_NAME.items()}
+_ADMIN_BITS = int(Permission.ADMIN)
+_NAMES: dict[int, tuple[str, ...]] = {
+    bits: ("admin",) if bits == _ADMIN_BITS else tuple(n for n, b in _SINGLE if bits & int(b))
+    for bits in range(_ADMIN_BITS + 1)
+}
+
+
+def permission_names(bits: int) -> tuple[str, ...]:
+    """Canonical names for a bit set: ``("admin",)`` when all five bits are set."""
+    return _NAMES[bits & _ADMIN_BITS]
 
 
 @dataclass(frozen=True, slots=True)

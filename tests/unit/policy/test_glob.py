@@ -159,3 +159,40 @@ def test_non_string_is_invalid() -> None:
 def test_ten_segments_and_512_chars_are_allowed() -> None:
     assert Glob.compile("a/b/c/d/e/f/g/h/i/j").match("a/b/c/d/e/f/g/h/i/j")
     assert Glob.compile("a" * 512).match("a" * 512)
+
+
+def _reference(pattern: str, path: str) -> bool:
+    """Straightforward spec implementation: recursion over segments, fnmatch within a segment."""
+    from fnmatch import fnmatchcase
+
+    pat, segs = pattern.split("/"), path.split("/")
+
+    def rec(pi: int, si: int) -> bool:
+        if pi == len(pat):
+            return si == len(segs)
+        if pat[pi] == "**":
+            start = si + 1 if pi == 0 else si
+            return any(rec(pi + 1, k) for k in range(start, len(segs) + 1))
+        return si < len(segs) and fnmatchcase(segs[si], pat[pi]) and rec(pi + 1, si + 1)
+
+    return rec(0, 0)
+
+
+def test_matchers_agree_with_reference_implementation() -> None:
+    import random
+
+    rng = random.Random(7)
+    seg_pool = ["a", "b", "ab", "*", "**", "a*", "*b", "a?", "?", "a*b*", "*a*b", "a?*b", "**"]
+    path_pool = ["a", "b", "ab", "aab", "abb", "ba", "axb", "aabb"]
+    checked = 0
+    for _ in range(3000):
+        pattern = "/".join(rng.choice(seg_pool) for _ in range(rng.randint(1, 4)))
+        try:
+            g = Glob.compile(pattern)
+        except AppError:
+            continue
+        for _ in range(10):
+            path = "/".join(rng.choice(path_pool) for _ in range(rng.randint(1, 5)))
+            assert g.match(path) is _reference(g.pattern, path), (pattern, path)
+            checked += 1
+    assert checked > 10000
