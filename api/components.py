@@ -18,6 +18,12 @@ async def setup_core(state: AppState):  # type: ignore[no-untyped-def]
 
     state.components["kms"] = build_kms(s)
     state.components["tenants"] = TenantResolver(state.db)
+    # Placeholders replaced by the policies and audit features' set-up hooks (see api/app.py COMPONENTS).
+    from audit.recorder import NullAuditRecorder
+    from services.access import AllowAll
+
+    state.components.setdefault("access", AllowAll())
+    state.components.setdefault("audit", NullAuditRecorder())
     state.components["trusted_proxies"] = [
         ipaddress.ip_network(c.strip()) for c in s.trusted_proxies.split(",") if c.strip()
     ]

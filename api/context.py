@@ -19,4 +19,17 @@ class RequestContext:
     scope: str | None         # the scope the route required
     category: str | None      # rate-limit category of the route
     audited: bool = False     # set once an audit entry was written for this request
+    # What the request is doing, declared by the router before any check, so that a failure (denial,
+    # not-found, validation) can still be audited with the right action and resource.
+    action: str | None = None
+    resource_path: str | None = None
+    permission: str | None = None
+    resource_type: str | None = None
+    resource_id: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def describe(self, action: str, *, path: str | None = None, permission: str | None = None,
+                 resource_type: str | None = None, resource_id: str | None = None) -> RequestContext:
+        self.action, self.resource_path, self.permission = action, path, permission
+        self.resource_type, self.resource_id = resource_type, resource_id
+        return self

@@ -144,13 +144,19 @@ class Authenticator:
     async def _verify_jwt(self, token: str) -> Principal:
         claims = await self.verifier.verify(token)
         principal = principal_from_claims(claims)
-        if self.recheck > 0:
+        recheck_in = self.recheck or 3600.0
+        not_before = max(float(claims.get("nbf") or 0), float(claims.get("iat") or 0))
+        early = not_before - time.time()
+        if early > 0:
+            # Inside the clock-skew leeway: ScaiKey would call it inactive until nbf, so ask after that.
+            recheck_in = min(recheck_in, early + 1.0)
+        elif self.recheck > 0:
             active = await self._introspect_active(token)
             if active is False:
                 self._revoked[token] = float(claims["exp"])
                 self._jwt.pop(token, None)
                 raise AppError("token_revoked", "token has been revoked")
-        self._jwt[token] = (principal, time.monotonic() + (self.recheck or 3600.0), float(claims["exp"]))
+        self._jwt[token] = (principal, time.monotonic() + recheck_in, float(claims["exp"]))
         self._jwt.move_to_end(token)
         while len(self._jwt) > _MAX_CACHE:
             self._jwt.popitem(last=False)
