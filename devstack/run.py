@@ -96,6 +96,9 @@ def resolve_ports(names: list[str]) -> dict[str, int]:
 
 def _stop_stale(state_dir: Path) -> None:
     """Stop processes a previous run recorded in stack.json that are still alive (same pid and start time)."""
+    pg_dir = state_dir / "data" / "postgres"
+    if (pg_dir / "pgdata" / "postmaster.pid").exists():
+        svc.stop_stale_postgres(pg_dir, log_path=state_dir / "logs" / "postgres.log")
     stack_file = state_dir / "stack.json"
     try:
         previous = json.loads(stack_file.read_text())
@@ -106,7 +109,7 @@ def _stop_stale(state_dir: Path) -> None:
         info = procs[name]
         pid, ticks = info.get("pid"), info.get("start_ticks")
         if name == "postgres" or not isinstance(pid, int):
-            continue  # start_postgres stops a postmaster still owning the data dir itself
+            continue  # handled above through postmaster.pid
         if svc.pid_alive(pid) and ticks is not None and svc.process_start_ticks(pid) == ticks:
             print(f"[devstack] stopping {name} (pid {pid}) left over from a previous run", flush=True)
             svc.terminate_pid(pid, timeout=10)

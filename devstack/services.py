@@ -45,6 +45,8 @@ def free_port() -> int:
 def port_is_free(port: int) -> bool:
     """True when nothing listens on 127.0.0.1:port and we could bind it."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # Servers set SO_REUSEADDR, so TIME_WAIT leftovers from a previous run must not count as taken.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:
@@ -423,15 +425,7 @@ def start_postgres(
             timeout,
         )
 
-    stale = _read_postmaster_pid(pgdata)
-    if stale is not None and pid_alive(stale):
-        print(f"[devstack] stopping the PostgreSQL (pid {stale}) still running on {pgdata}", flush=True)
-        _pg_run(
-            prefix,
-            [str(bin_dir / "pg_ctl"), "-D", str(pgdata), "-m", "fast", "-w", "stop"],
-            log_path,
-            timeout,
-        )
+    stop_stale_postgres(data_dir, log_path=log_path, timeout=timeout)
 
     opts = [
         f"-p {port}",
@@ -511,6 +505,23 @@ def start_postgres(
         handle.stop(5)
         raise
     return handle
+
+
+def stop_stale_postgres(data_dir: Path, *, log_path: Path | None = None, timeout: float = 60.0) -> bool:
+    """Stop a postmaster a previous run left on ``data_dir/pgdata`` (pid from its postmaster.pid)."""
+    pgdata = Path(data_dir).resolve() / "pgdata"
+    stale = _read_postmaster_pid(pgdata)
+    if stale is None or not pid_alive(stale):
+        return False
+    print(f"[devstack] stopping the PostgreSQL (pid {stale}) still running on {pgdata}", flush=True)
+    prefix, _user = _pg_runner()
+    _pg_run(
+        prefix,
+        [str(pg_bin_dir() / "pg_ctl"), "-D", str(pgdata), "-m", "fast", "-w", "stop"],
+        log_path or Path(data_dir).resolve() / "postgres.log",
+        timeout,
+    )
+    return True
 
 
 def ensure_database(admin_url: str, name: str) -> bool:
@@ -720,6 +731,7 @@ __all__ = [
     "start_redis",
     "start_temporal",
     "stop_all",
+    "stop_stale_postgres",
     "terminate_pid",
     "wait_ready",
 ]
