@@ -68,7 +68,9 @@ class RequestContextMiddleware:
             if message["type"] == "http.response.start":
                 started[0] = True
                 status_holder[0] = message["status"]
-                message["headers"] = [*message.get("headers", []), rid_header]
+                # Components may add response headers for this request (e.g. X-RateLimit-*) via scope state.
+                extra = state.get("response_headers")
+                message["headers"] = [*message.get("headers", []), rid_header, *(extra or ())]
             await send(message)
 
         t0 = time.perf_counter()

@@ -1,0 +1,51 @@
+"""Helpers for tests that talk to the ScaiKey emulator and the API over HTTP."""
+
+from __future__ import annotations
+
+import httpx
+
+# Seeded applications in scaikey_emulator/seeds/dev.json (client id, secret)
+CI = ("ci-deployer", "dev-ci-deployer-secret")              # sa:ci-deployer, secrets:read/write/list
+ADMIN = ("dev-admin", "dev-admin-secret")                   # sa:dev-admin, scope admin, role tenant_admin
+PARTNER_ADMIN = ("partner-admin-svc", "dev-partner-admin-secret")  # role partner_admin, scope admin
+TENANT = "tnt_acme_prod"
+OTHER_TENANT = "tnt_acme_dev"
+
+
+async def client_token(scaikey: str, creds: tuple[str, str], scope: str | None = None,
+                       slug: str = "acme-prod") -> str:
+    """A real client_credentials token from the emulator's tenant token endpoint."""
+    data = {"grant_type": "client_credentials"}
+    if scope:
+        data["scope"] = scope
+    async with httpx.AsyncClient() as c:
+        r = await c.post(f"{scaikey}/api/v1/auth/tenants/{slug}/oauth/token", data=data, auth=creds)
+    assert r.status_code == 200, r.text
+    return str(r.json()["access_token"])
+
+
+async def mint(scaikey: str, **body: object) -> str:
+    """POST /_emulator/tokens/mint (see scaikey_emulator/control.py for the options)."""
+    async with httpx.AsyncClient() as c:
+        r = await c.post(f"{scaikey}/_emulator/tokens/mint", json=body)
+    assert r.status_code == 200, r.text
+    return str(r.json()["token"])
+
+
+async def user_token(scaikey: str, email: str, *, scope: str = "", client_id: str = "ci-deployer",
+                     **extra: object) -> str:
+    """A user token (user:<email>, groups from the emulator) with the given ScaiVault scopes."""
+    body: dict[str, object] = {"client_id": client_id, "user": email, **extra}
+    if scope:
+        body["scope"] = scope
+    return await mint(scaikey, **body)
+
+
+def bearer(token: str, **headers: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}", **headers}
+
+
+async def reset_emulator(scaikey: str) -> None:
+    async with httpx.AsyncClient() as c:
+        r = await c.post(f"{scaikey}/_emulator/reset")
+        assert r.status_code == 200
