@@ -203,7 +203,7 @@ async def create_tenant(request: Request, caller: CallerDep, body: JsonBody) -> 
     if body.get("partner_id") not in emu.store.partners:
         raise HTTPException(422, "partner_id must name an existing partner")
     tenant = Tenant(
-        id=body.get("id") or new_id("tnt"), slug=body["slug"], name=body.get("name", body["slug"]),
+        id=body.get("id") or new_id("tnt"), slug=body["slug"], name=str(body.get("name") or body["slug"]),
         partner_id=body["partner_id"], status=body.get("status", "ACTIVE"),
     )  # fmt: skip
     if tenant.id in emu.store.tenants or emu.store.tenant_by_slug(tenant.slug):
@@ -449,7 +449,7 @@ def _members(
     request: Request, group: Group, page: int, per_page: int | None, include_nested: bool
 ) -> dict[str, Any]:
     emu = emu_of(request)
-    items = []
+    items: list[dict[str, Any]] = []
     for uid, kind, via in emu.store.group_members_expanded(group.id):
         if kind != "DIRECT" and not include_nested:
             continue
@@ -459,7 +459,7 @@ def _members(
             "first_name": user.first_name, "last_name": user.last_name, "status": user.status,
             "tenant_id": user.tenant_id, "membership_type": kind, "via_group_id": via, "group_id": group.id,
         })  # fmt: skip
-    items.sort(key=lambda m: m["email"])
+    items.sort(key=lambda m: str(m["email"]))
     return paginate(request, items, page, per_page)
 
 
@@ -668,7 +668,7 @@ async def create_application(request: Request, caller: CallerDep, body: JsonBody
     if emu.store.app_by_client_id(client_id):
         raise HTTPException(409, "client_id already exists")
     app = Application(
-        id=body.get("id") or new_id("app"), client_id=client_id, name=body.get("name", client_id),
+        id=body.get("id") or new_id("app"), client_id=client_id, name=str(body.get("name") or client_id),
         application_type=body.get("application_type", "SERVICE"), scope=scope, tenant_id=tenant_id,
         partner_id=body.get("partner_id") or emu.store.partner_of_tenant(tenant_id),
         allowed_scopes=list(body.get("allowed_scopes", [])), redirect_uris=list(body.get("redirect_uris", [])),

@@ -36,7 +36,7 @@ async def health() -> dict[str, bool]:
 # ----------------------------------------------------------------- state
 @router.post("/reset")
 async def reset(request: Request, body: OptionalBody = None) -> dict[str, Any]:
-    """Reload the startup seed; ``{"new_keys": true}`` also regenerates the keyring."""
+    """Reload the startup seed (also clears log, faults, tokens, codes); ``{"new_keys": true}`` regenerates keys."""
     emu = emu_of(request)
     emu.reset(new_keys=bool((body or {}).get("new_keys")))
     _emitter(request).deliveries.clear()
@@ -45,7 +45,9 @@ async def reset(request: Request, body: OptionalBody = None) -> dict[str, Any]:
 
 @router.post("/seed")
 async def seed(request: Request, body: JsonBody) -> dict[str, Any]:
-    """Body: a full seed document, or ``{"name": "dev"|"empty"}``; optional ``settings`` override after load."""
+    """Body: a full seed document, or ``{"name": "dev"|"empty"}`` (+ ``settings`` overrides).
+
+    Lasts until the next ``/_emulator/reset``, which always goes back to the startup seed."""
     emu = emu_of(request)
     source: dict[str, Any] | str = (
         body["name"] if set(body) <= {"name", "settings"} and "name" in body else body

@@ -53,6 +53,7 @@ class Emulator:
     faults: list[Fault] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        self.startup_source = self.seed_source
         self.reset()
 
     @property
@@ -69,8 +70,8 @@ class Emulator:
         return overrides
 
     def reset(self, seed: dict[str, Any] | str | None = None, *, new_keys: bool = False) -> None:
-        if seed is not None:
-            self.seed_source = load_seed_source(seed)
+        """Reload directory state: from ``seed`` if given, else from the seed the app was started with."""
+        self.seed_source = load_seed_source(seed) if seed is not None else self.startup_source
         self.store.load_seed(self.seed_source, overrides=self.app_overrides())
         if new_keys or self.keyring.alg != self.store.settings.alg:
             self.keyring = Keyring(self.store.settings.alg)

@@ -206,7 +206,7 @@ class RefreshToken:
     revoked: bool = False
 
 
-def _build(cls: type, raw: dict[str, Any]) -> Any:
+def _build(cls: Any, raw: dict[str, Any]) -> Any:
     known = {k: v for k, v in raw.items() if k in cls.__dataclass_fields__}
     return cls(**known)
 

@@ -45,13 +45,21 @@ def test_jwks_same_keys_and_cache_header(emu: Running) -> None:
 
 def test_client_credentials_platform_claims_basic(emu: Running) -> None:
     resp = emu.client.post(
-        f"{PLATFORM}/oauth/token", data={"grant_type": "client_credentials"}, auth=("scaivault", SECRETS["scaivault"])
+        f"{PLATFORM}/oauth/token",
+        data={"grant_type": "client_credentials"},
+        auth=("scaivault", SECRETS["scaivault"]),
     )
     body = resp.json()
     assert resp.status_code == 200
-    assert body["token_type"] == "Bearer" and body["expires_in"] == 3600 and body["scope"] == "admin:read admin:write"
+    assert (
+        body["token_type"] == "Bearer"
+        and body["expires_in"] == 3600
+        and body["scope"] == "admin:read admin:write"
+    )
     assert "refresh_token" not in body
-    claims = verify_like_scaivault(body["access_token"], emu.jwks(), audience="scaivault", issuer=f"{emu.base_url}/platform")
+    claims = verify_like_scaivault(
+        body["access_token"], emu.jwks(), audience="scaivault", issuer=f"{emu.base_url}/platform"
+    )
     assert claims["sub"] == claims["client_id"] == "scaivault"
     assert claims["platform_token"] is True and claims["app_scope"] == "GLOBAL"
     assert claims["token_type"] == "client_credentials"
@@ -68,7 +76,10 @@ def test_client_credentials_tenant_app_form_auth(emu: Running) -> None:
     )  # fmt: skip
     assert resp.status_code == 200, resp.text
     claims = verify_like_scaivault(
-        resp.json()["access_token"], emu.jwks(), audience="scaivault", issuer=f"{emu.base_url}/tenants/tnt_acme_prod"
+        resp.json()["access_token"],
+        emu.jwks(),
+        audience="scaivault",
+        issuer=f"{emu.base_url}/tenants/tnt_acme_prod",
     )
     assert claims["scope"] == "secrets:read"
     assert claims["tenant_id"] == "tnt_acme_prod" and claims["partner_id"] == "prt_acme"
@@ -91,14 +102,30 @@ def test_role_apps_carry_role_and_partner(emu: Running) -> None:
     [
         (PLATFORM, {}, ("scaivault", "wrong"), 401, "invalid_client"),
         (PLATFORM, {}, ("nobody", "x"), 401, "invalid_client"),
-        (PLATFORM, {"scope": "admin:read users:read"}, ("scaivault", SECRETS["scaivault"]), 400, "invalid_scope"),
+        (
+            PLATFORM,
+            {"scope": "admin:read users:read"},
+            ("scaivault", SECRETS["scaivault"]),
+            400,
+            "invalid_scope",
+        ),
         (PLATFORM, {}, ("ci-deployer", SECRETS["ci-deployer"]), 400, "unauthorized_client"),
         (PLATFORM, {"client_id": "vault-ui"}, None, 400, "unauthorized_client"),
-        ("/api/v1/auth/tenants/acme-dev", {}, ("ci-deployer", SECRETS["ci-deployer"]), 400, "unauthorized_client"),
+        (
+            "/api/v1/auth/tenants/acme-dev",
+            {},
+            ("ci-deployer", SECRETS["ci-deployer"]),
+            400,
+            "unauthorized_client",
+        ),
     ],
 )
-def test_client_credentials_errors(emu: Running, root: str, data: dict, auth: tuple | None, status: int, error: str) -> None:
-    resp = emu.client.post(f"{root}/oauth/token", data={"grant_type": "client_credentials", **data}, auth=auth)
+def test_client_credentials_errors(
+    emu: Running, root: str, data: dict, auth: tuple | None, status: int, error: str
+) -> None:
+    resp = emu.client.post(
+        f"{root}/oauth/token", data={"grant_type": "client_credentials", **data}, auth=auth
+    )
     assert resp.status_code == status
     assert resp.json()["error"] == error
 
@@ -124,7 +151,9 @@ def test_es256_switch_and_rotation(emu: Running) -> None:
     assert [k["kid"] for k in jwks["keys"]] == [keys["active"]]
     with pytest.raises(jwt.InvalidKeyError):
         verify_like_scaivault(old_token, jwks, audience="scaivault", issuer=issuer)
-    intro = emu.client.post(f"{PLATFORM}/oauth/introspect", data={"token": old_token}, auth=("scaivault", SECRETS["scaivault"]))
+    intro = emu.client.post(
+        f"{PLATFORM}/oauth/introspect", data={"token": old_token}, auth=("scaivault", SECRETS["scaivault"])
+    )
     assert intro.json() == {"active": False}
     assert emu.client.post(f"/_emulator/keys/retire/{keys['active']}").status_code == 409
 
@@ -158,7 +187,11 @@ def test_auth_code_pkce_user_claims(emu: Running) -> None:
     jwks = emu.jwks()
     issuer = f"{emu.base_url}/tenants/tnt_acme_prod"
     access = verify_like_scaivault(body["access_token"], jwks, audience="scaivault", issuer=issuer)
-    assert access["sub"] == "usr_alice" and access["email"] == "alice@acme.example" and access["name"] == "Alice Anders"
+    assert (
+        access["sub"] == "usr_alice"
+        and access["email"] == "alice@acme.example"
+        and access["name"] == "Alice Anders"
+    )
     assert access["groups"] == ["developers", "sre"]
     assert access["role"] == "tenant_admin" and access["partner_id"] == "prt_acme"
     assert access["amr"] == ["pwd", "mfa"] and isinstance(access["auth_time"], int)
@@ -187,7 +220,11 @@ def test_auth_code_single_use(emu: Running) -> None:
     # the refresh token issued from the replayed code's family is revoked
     refresh = emu.client.post(
         f"{PLATFORM}/oauth/token",
-        data={"grant_type": "refresh_token", "refresh_token": first.json()["refresh_token"], "client_id": "vault-ui"},
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": first.json()["refresh_token"],
+            "client_id": "vault-ui",
+        },
     )
     assert refresh.json()["error"] == "invalid_grant"
 
@@ -210,8 +247,13 @@ def test_authorize_errors(emu: Running) -> None:
     bad_redirect = authorize(emu, login_hint="bob@acme.example", code_challenge=challenge,
                              redirect_uri="http://127.0.0.1/callback/evil")  # fmt: skip
     assert bad_redirect.status_code == 400
-    assert redirect_params(authorize(emu, prompt="none", code_challenge=challenge))["error"] == "login_required"
-    assert redirect_params(authorize(emu, login_hint="dave@acme.example", code_challenge=challenge))["error"] == "access_denied"
+    assert (
+        redirect_params(authorize(emu, prompt="none", code_challenge=challenge))["error"] == "login_required"
+    )
+    assert (
+        redirect_params(authorize(emu, login_hint="dave@acme.example", code_challenge=challenge))["error"]
+        == "access_denied"
+    )
     assert redirect_params(authorize(emu, login_hint="bob@acme.example", code_challenge=challenge,
                                      scope="openid admin:write"))["error"] == "invalid_scope"  # fmt: skip
     erin = authorize(emu, PROD, login_hint="erin@acme.example", code_challenge=challenge)
@@ -254,13 +296,19 @@ def test_introspect_and_revoke(emu: Running) -> None:
     token = emu.cc_token("ci-deployer")
     url = f"{PLATFORM}/oauth/introspect"
     active = emu.client.post(url, data={"token": token}, auth=auth).json()
-    assert active["active"] is True and active["client_id"] == "ci-deployer" and active["token_type"] == "client_credentials"
+    assert (
+        active["active"] is True
+        and active["client_id"] == "ci-deployer"
+        and active["token_type"] == "client_credentials"
+    )
     assert emu.client.post(url, data={"token": token}).status_code == 401
     assert emu.client.post(url, data={"token": token}, auth=("scaivault", "bad")).status_code == 401
     assert emu.client.post(url, data={"token": "garbage"}, auth=auth).json() == {"active": False}
     expired = emu.mint(client_id="ci-deployer", expired=True)
     assert emu.client.post(url, data={"token": expired}, auth=auth).json() == {"active": False}
-    revoke = emu.client.post(f"{PROD}/oauth/revoke", data={"token": token}, auth=("ci-deployer", SECRETS["ci-deployer"]))
+    revoke = emu.client.post(
+        f"{PROD}/oauth/revoke", data={"token": token}, auth=("ci-deployer", SECRETS["ci-deployer"])
+    )
     assert revoke.status_code == 200
     assert emu.client.post(url, data={"token": token}, auth=auth).json() == {"active": False}
 
@@ -269,19 +317,31 @@ def test_revoke_refresh_token(emu: Running) -> None:
     body, _ = _login(emu)
     rt = body["refresh_token"]
     auth = ("scaivault", SECRETS["scaivault"])
-    assert emu.client.post(f"{PLATFORM}/oauth/introspect", data={"token": rt}, auth=auth).json()["active"] is True
-    assert emu.client.post(f"{PLATFORM}/oauth/revoke", data={"token": rt, "client_id": "vault-ui"}).status_code == 200
+    assert (
+        emu.client.post(f"{PLATFORM}/oauth/introspect", data={"token": rt}, auth=auth).json()["active"]
+        is True
+    )
+    assert (
+        emu.client.post(f"{PLATFORM}/oauth/revoke", data={"token": rt, "client_id": "vault-ui"}).status_code
+        == 200
+    )
     resp = emu.client.post(f"{PLATFORM}/oauth/token", data={"grant_type": "refresh_token", "refresh_token": rt,
                                                            "client_id": "vault-ui"})  # fmt: skip
     assert resp.json()["error"] == "invalid_grant"
-    assert emu.client.post(f"{PLATFORM}/oauth/introspect", data={"token": rt}, auth=auth).json() == {"active": False}
+    assert emu.client.post(f"{PLATFORM}/oauth/introspect", data={"token": rt}, auth=auth).json() == {
+        "active": False
+    }
 
 
 def test_userinfo(emu: Running) -> None:
     body, _ = _login(emu, "bob@acme.example")
     info = emu.client.get(f"{PLATFORM}/oauth/userinfo", headers=emu.bearer(body["access_token"]))
     assert info.status_code == 200
-    assert info.json()["email"] == "bob@acme.example" and info.json()["groups"] == ["developers", "oncall", "sre"]
+    assert info.json()["email"] == "bob@acme.example" and info.json()["groups"] == [
+        "developers",
+        "oncall",
+        "sre",
+    ]
     assert info.json()["tenant_id"] == "tnt_acme_prod"
     svc = emu.client.get(f"{PLATFORM}/oauth/userinfo", headers=emu.bearer(emu.cc_token("scaivault")))
     assert svc.status_code == 401
