@@ -256,6 +256,9 @@ def _client_credentials(
             "invalid_scope", "Requested scope is not a subset of the application's allowed_scopes"
         )
     tenant_id = surface.tenant.id if surface.tenant else app.tenant_id
+    tenant = emu.store.tenants.get(tenant_id or "")
+    if app.scope != "GLOBAL" and (tenant is None or tenant.status != "ACTIVE"):
+        return oauth_error("unauthorized_client", "The application's tenant is not active")
     claims = emu.service_claims(app, scopes, tenant_id)
     token = emu.sign(claims)
     return _token_response(

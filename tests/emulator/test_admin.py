@@ -230,3 +230,17 @@ def test_nested_group_cycle_rejected(emu: Running) -> None:
     resp = emu.client.post("/api/v1/admin/groups/grp_oncall/members", json={"group_id": "grp_sre"},
                            headers=emu.bearer(token))  # fmt: skip
     assert resp.status_code == 422
+
+
+def test_tenant_suspension_blocks_tenant_apps(emu: Running) -> None:
+    token = emu.cc_token("scaivault")
+    resp = emu.client.patch("/api/v1/admin/tenants/tnt_acme_prod", json={"status": "SUSPENDED"},
+                            headers=emu.bearer(token))  # fmt: skip
+    assert resp.status_code == 200 and resp.json()["status"] == "SUSPENDED"
+    denied = emu.client.post("/api/v1/auth/tenants/acme-prod/oauth/token", data={"grant_type": "client_credentials"},
+                             auth=("ci-deployer", "dev-ci-deployer-secret"))  # fmt: skip
+    assert denied.status_code == 400 and denied.json()["error"] == "unauthorized_client"
+    # partner admins read tenants but only super_admin / platform admin may write them
+    sync = emu.client.patch("/api/v1/admin/tenants/tnt_acme_dev", json={"status": "SUSPENDED"},
+                            headers=emu.bearer(emu.cc_token("partner-admin-svc", root="/api/v1/auth/tenants/acme-dev")))  # fmt: skip
+    assert sync.status_code == 403

@@ -346,3 +346,19 @@ def test_userinfo(emu: Running) -> None:
     svc = emu.client.get(f"{PLATFORM}/oauth/userinfo", headers=emu.bearer(emu.cc_token("scaivault")))
     assert svc.status_code == 401
     assert emu.client.get(f"{PLATFORM}/oauth/userinfo").status_code == 401
+
+
+def test_pkce_plain_method_rejected(emu: Running) -> None:
+    verifier, _ = pkce_pair()
+    params = redirect_params(authorize(emu, login_hint="bob@acme.example", code_challenge=verifier,
+                                       code_challenge_method="plain"))  # fmt: skip
+    assert params["error"] == "invalid_request"
+
+
+def test_control_revoke_refresh_family(emu: Running) -> None:
+    body, _ = _login(emu)
+    rt = body["refresh_token"]
+    emu.client.post("/_emulator/tokens/revoke", json={"refresh_token": rt, "family": True}).raise_for_status()
+    resp = emu.client.post(f"{PLATFORM}/oauth/token", data={"grant_type": "refresh_token", "refresh_token": rt,
+                                                           "client_id": "vault-ui"})  # fmt: skip
+    assert resp.status_code == 400 and resp.json()["error"] == "invalid_grant"

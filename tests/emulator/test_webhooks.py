@@ -139,3 +139,15 @@ def test_global_breakage_setting_applies_to_subscriptions(emu: Running, receiver
     emu.client.post("/_emulator/webhooks/drain").raise_for_status()
     (rec,) = receiver.wait(1)
     assert not verify(rec)
+
+
+def test_tenant_suspension_event(emu: Running, receiver: Receiver) -> None:
+    subscribe(emu, receiver, events=["tenant.updated"])
+    token = emu.cc_token("scaivault")
+    emu.client.patch("/api/v1/admin/tenants/tnt_acme_dev", json={"status": "SUSPENDED"},
+                     headers=emu.bearer(token)).raise_for_status()  # fmt: skip
+    emu.client.post("/_emulator/webhooks/drain").raise_for_status()
+    (rec,) = receiver.wait(1)
+    body = rec.json()
+    assert verify(rec) and body["event_type"] == "tenant.updated"
+    assert body["data"]["status"] == "SUSPENDED" and body["tenant_id"] == "tnt_acme_dev"
