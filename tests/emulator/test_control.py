@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import subprocess
 import sys
 import time
@@ -10,7 +12,9 @@ from pathlib import Path
 import httpx
 import jwt
 import pytest
+from cryptography.hazmat.primitives import serialization
 
+from scaikey_emulator.keys import b64url
 from tests.emulator.conftest import PLATFORM, PROD, SECRETS, Running, free_port, verify_like_scaivault
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -64,17 +68,8 @@ def test_bad_tokens_are_rejected(emu: Running, mint: dict, error: type[Exception
 def test_hs256_token_really_is_hmac_over_public_pem(emu: Running) -> None:
     token = emu.mint(client_id="ci-deployer", signing="hs256_public_key")
     assert jwt.get_unverified_header(token)["alg"] == "HS256"
-    pem = jwt.PyJWK(emu.jwks()["keys"][0]).key.public_bytes(
-        __import__("cryptography.hazmat.primitives.serialization", fromlist=["x"]).Encoding.PEM,
-        __import__(
-            "cryptography.hazmat.primitives.serialization", fromlist=["x"]
-        ).PublicFormat.SubjectPublicKeyInfo,
-    )
-    import hashlib
-    import hmac
-
-    from scaikey_emulator.keys import b64url
-
+    public_key = jwt.PyJWK(emu.jwks()["keys"][0]).key
+    pem = public_key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     signing_input, sig = token.rsplit(".", 1)
     assert b64url(hmac.new(pem, signing_input.encode(), hashlib.sha256).digest()) == sig
 
