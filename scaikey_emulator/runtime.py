@@ -73,8 +73,12 @@ class Emulator:
         """Reload directory state: from ``seed`` if given, else from the seed the app was started with."""
         self.seed_source = load_seed_source(seed) if seed is not None else self.startup_source
         self.store.load_seed(self.seed_source, overrides=self.app_overrides())
-        if new_keys or self.keyring.alg != self.store.settings.alg:
+        first = self.keyring.keys[0]
+        if new_keys or first.alg != self.store.settings.alg:
             self.keyring = Keyring(self.store.settings.alg)
+        else:  # back to the single startup key, so every test starts from the same JWKS
+            first.status = "active"
+            self.keyring.keys = [first]
         self.request_log.clear()
         self.faults.clear()
 

@@ -175,3 +175,13 @@ def test_cli_entry_point(tmp_path: Path) -> None:
         proc.terminate()
         proc.wait(timeout=10)
         log.close()
+
+
+def test_reset_restores_single_startup_key(emu: Running) -> None:
+    startup = emu.jwks()["keys"][0]["kid"]
+    emu.client.post("/_emulator/keys/rotate").raise_for_status()
+    emu.client.post(f"/_emulator/keys/retire/{startup}").raise_for_status()
+    emu.client.post("/_emulator/reset").raise_for_status()
+    assert [k["kid"] for k in emu.jwks()["keys"]] == [startup]
+    emu.client.post("/_emulator/reset", json={"new_keys": True}).raise_for_status()
+    assert [k["kid"] for k in emu.jwks()["keys"]] != [startup]
