@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import fcntl
 import importlib.util
 import json
 import os
@@ -24,9 +25,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+from typing import TextIO
 
 from devstack import services as svc
 from devstack.admin_token import mint_admin_token
+from devstack.services import say
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 STATE_DIR = REPO_ROOT / ".scaivault-dev"
@@ -111,7 +114,7 @@ def _stop_stale(state_dir: Path) -> None:
         if name == "postgres" or not isinstance(pid, int):
             continue  # handled above through postmaster.pid
         if svc.pid_alive(pid) and ticks is not None and svc.process_start_ticks(pid) == ticks:
-            print(f"[devstack] stopping {name} (pid {pid}) left over from a previous run", flush=True)
+            say(f"[devstack] stopping {name} (pid {pid}) left over from a previous run")
             svc.terminate_pid(pid, timeout=10)
 
 
@@ -209,7 +212,7 @@ class DevStack:
 
     def _start_scaikey(self, port: int, client_secret: str) -> str:
         if importlib.util.find_spec("scaikey_emulator.__main__") is None:
-            print("[devstack] scaikey_emulator is not in the repo yet; starting without it", flush=True)
+            say("[devstack] scaikey_emulator is not in the repo yet; starting without it")
             return ""
         url = f"http://127.0.0.1:{port}"
         argv = [
@@ -266,7 +269,7 @@ class DevStack:
     def stop(self) -> None:
         if not self.handles:
             return
-        print("[devstack] stopping " + ", ".join(h.name for h in reversed(self.handles)), flush=True)
+        say("[devstack] stopping " + ", ".join(h.name for h in reversed(self.handles)))
         svc.stop_all(self.handles, timeout=15)
         self._write_stack_json(running=False)
         self.handles.clear()
@@ -344,10 +347,9 @@ def _block(stack: DevStack) -> None:
         for handle in stack.dead_children():
             if handle.name not in reported:
                 reported.add(handle.name)
-                print(
+                say(
                     f"[devstack] {handle.name} (pid {handle.pid}) exited; last log lines:\n{handle.log_tail(20)}",
-                    file=sys.stderr,
-                    flush=True,
+                    err=True,
                 )
 
 
@@ -357,25 +359,51 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--services-only", action="store_true", help="only PostgreSQL, Redis and Temporal")
     args = parser.parse_args(argv)
 
+    lock = _acquire_lock(STATE_DIR)
+    if lock is None:
+        return 2
     stack = DevStack(STATE_DIR, services_only=args.services_only)
     _install_signal_handlers()
     try:
         stack.start()
-        print(banner(stack.info, args.services_only), flush=True)
+        say(banner(stack.info, args.services_only))
         if args.check:
             return 0
-        print("[devstack] press Ctrl-C to stop", flush=True)
+        say("[devstack] press Ctrl-C to stop")
         _block(stack)
     except Shutdown:
         return 0
     except svc.ServiceStartError as exc:
-        print(f"[devstack] start failed: {exc}", file=sys.stderr, flush=True)
+        say(f"[devstack] start failed: {exc}", err=True)
         return 1
     finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)
         stack.stop()
+        lock.close()
     return 0
+
+
+def _acquire_lock(state_dir: Path) -> TextIO | None:
+    """One devstack.run per state dir: a second one would fight over ports, data and stack.json."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    fh = open(state_dir / "run.lock", "a+")  # held (and locked) for the life of the process
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.seek(0)
+        owner = fh.read().strip() or "?"
+        fh.close()
+        say(
+            f"[devstack] another devstack.run (pid {owner}) is already using {state_dir}; stop it first",
+            err=True,
+        )
+        return None
+    fh.seek(0)
+    fh.truncate()
+    fh.write(str(os.getpid()))
+    fh.flush()
+    return fh
 
 
 if __name__ == "__main__":

@@ -32,6 +32,14 @@ class ServiceStartError(RuntimeError):
     """A server did not become ready; the message carries the tail of its log."""
 
 
+def say(message: str, *, err: bool = False) -> None:
+    """Print a status line; a closed stdout (``| head``) must never abort starting or stopping."""
+    try:
+        print(message, file=sys.stderr if err else sys.stdout, flush=True)
+    except (OSError, ValueError):
+        pass
+
+
 # --------------------------------------------------------------------------------------------- ports
 
 
@@ -62,11 +70,11 @@ def pick_port(preferred: int, env_name: str) -> int:
         try:
             wanted = int(raw)
         except ValueError:
-            print(f"[devstack] {env_name}={raw!r} is not a port number; using {preferred}", flush=True)
+            say(f"[devstack] {env_name}={raw!r} is not a port number; using {preferred}")
     if 0 < wanted < 65536 and port_is_free(wanted):
         return wanted
     chosen = free_port()
-    print(f"[devstack] port {wanted} ({env_name}) is taken; using free port {chosen} instead", flush=True)
+    say(f"[devstack] port {wanted} ({env_name}) is taken; using free port {chosen} instead")
     return chosen
 
 
@@ -513,7 +521,7 @@ def stop_stale_postgres(data_dir: Path, *, log_path: Path | None = None, timeout
     stale = _read_postmaster_pid(pgdata)
     if stale is None or not pid_alive(stale):
         return False
-    print(f"[devstack] stopping the PostgreSQL (pid {stale}) still running on {pgdata}", flush=True)
+    say(f"[devstack] stopping the PostgreSQL (pid {stale}) still running on {pgdata}")
     prefix, _user = _pg_runner()
     _pg_run(
         prefix,
@@ -707,7 +715,7 @@ def stop_all(handles: Sequence[Handle], timeout: float = 10.0) -> None:
         try:
             handle.stop(timeout)
         except Exception as exc:  # keep stopping the others
-            print(f"[devstack] stopping {handle.name} (pid {handle.pid}) failed: {exc}", file=sys.stderr)
+            say(f"[devstack] stopping {handle.name} (pid {handle.pid}) failed: {exc}", err=True)
 
 
 __all__ = [
@@ -725,6 +733,7 @@ __all__ = [
     "port_is_free",
     "port_open",
     "process_start_ticks",
+    "say",
     "start_moto",
     "start_postgres",
     "start_process",
