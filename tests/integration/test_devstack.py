@@ -34,7 +34,7 @@ def _assert_stopped(handle: svc.Handle) -> None:
     assert not handle.alive()
     assert not svc.pid_alive(handle.pid)
     # A daemon (the postmaster) is reaped by init a moment later; wait for the pid to vanish entirely.
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30
     while Path(f"/proc/{handle.pid}").exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     with pytest.raises(ProcessLookupError):
@@ -261,3 +261,36 @@ async def test_api_server_subprocess_answers(api_server) -> None:  # type: ignor
         resp = await client.get(api_server.url + "/v1/health/ready")
     assert resp.status_code == 200, resp.text
     assert svc.pid_alive(api_server.pid)
+
+
+def test_moto_fixture_serves_aws_apis(moto: str) -> None:
+    import boto3
+
+    iam = boto3.client(
+        "iam",
+        endpoint_url=moto,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    iam.create_user(UserName="devstack-check")
+    assert any(u["UserName"] == "devstack-check" for u in iam.list_users()["Users"])
+
+
+def test_scaikey_fixture_feeds_settings(scaikey: str, settings_factory, scaikey_client_secret: str) -> None:  # type: ignore[no-untyped-def]
+    import httpx
+
+    assert httpx.get(scaikey + "/_emulator/health").status_code == 200
+    s = settings_factory()
+    assert s.scaikey_base_url == scaikey
+    assert s.scaikey_client_secret.get_secret_value() == scaikey_client_secret
+
+
+def test_mint_admin_token_from_the_emulator(scaikey: str) -> None:
+    import jwt
+
+    token = mint_admin_token(scaikey)
+    assert token is not None, "the emulator refused client_credentials for dev-admin"
+    claims = jwt.decode(token, options={"verify_signature": False})
+    assert claims["sub"] == "dev-admin"
+    assert claims["aud"] in ("scaivault", ["scaivault"])
