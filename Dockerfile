@@ -29,8 +29,11 @@ RUN python -c "import tomllib; deps = tomllib.load(open('pyproject.toml', 'rb'))
 
 # The package itself (a regular, non-editable install into the venv).
 COPY . .
-RUN pip install --no-deps . \
- && cd / && python /src/deploy/check_install.py
+RUN pip install --no-deps .
+# Import every installed module from outside the source tree: a package missing from
+# [tool.setuptools.packages.find] fails the build here rather than the first request.
+WORKDIR /
+RUN python /src/deploy/check_install.py
 
 # --------------------------------------------------------------------------------------- runtime
 FROM ${PYTHON_IMAGE} AS runtime
@@ -40,6 +43,7 @@ LABEL org.opencontainers.image.title="scaivault" \
       org.opencontainers.image.licenses="Apache-2.0"
 
 # tini is PID 1: it forwards SIGTERM to the process and reaps zombies (uvicorn's worker processes).
+# hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install -y --no-install-recommends tini \
  && rm -rf /var/lib/apt/lists/*
