@@ -46,6 +46,15 @@ def _worker(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from db import migrate
+
+    settings = get_settings()
+    try:  # check once here: with several uvicorn workers a failed start would otherwise exit 0
+        migrate.ensure_schema(settings.database_url, settings.migrate_on_start)
+    except migrate.SchemaError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
     uvicorn.run("api.app:create_app", factory=True, host=args.host, port=args.port, workers=args.workers,
                 loop="uvloop", http="httptools", access_log=False)
     return 0

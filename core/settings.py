@@ -48,6 +48,12 @@ class Settings(BaseSettings):
     temporal_namespace: str = "default"
     temporal_task_queue_prefix: str = ""  # lets parallel test runs share one Temporal server
     temporal_codec_key: SecretStr = SecretStr("")
+    temporal_codec_previous_keys: SecretStr = SecretStr("")  # comma-separated; still decode old histories
+    temporal_tls: bool = False
+    temporal_tls_ca_file: str = ""
+    temporal_tls_cert_file: str = ""  # client certificate for mTLS
+    temporal_tls_key_file: str = ""
+    temporal_api_key: SecretStr = SecretStr("")
     housekeeping_interval_seconds: int = 300
     housekeeping_batch_size: int = 500
     housekeeping_batch_pause_ms: int = 0
@@ -125,7 +131,20 @@ class Settings(BaseSettings):
 
     @property
     def sqlalchemy_url(self) -> str:
-        return "postgresql+asyncpg://" + _strip_driver(self.database_url).split("://", 1)[1]
+        """asyncpg URL without libpq-only query options (``sslmode`` travels as ``db_ssl_mode``)."""
+        rest = _strip_driver(self.database_url).split("://", 1)[1]
+        base, _, query = rest.partition("?")
+        kept = [kv for kv in query.split("&") if kv and not kv.startswith(("sslmode=", "sslrootcert="))]
+        return "postgresql+asyncpg://" + base + ("?" + "&".join(kept) if kept else "")
+
+    @property
+    def db_ssl_mode(self) -> str | None:
+        """``sslmode`` from DATABASE_URL (libpq spelling), which psycopg reads from the URL itself."""
+        query = self.database_url.partition("?")[2]
+        for kv in query.split("&"):
+            if kv.startswith("sslmode="):
+                return kv.split("=", 1)[1]
+        return None
 
     @property
     def psycopg_url(self) -> str:

@@ -64,7 +64,8 @@ class EncryptionCodec(PayloadCodec):
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EncryptionCodec:
-        return cls(settings.temporal_codec_key.get_secret_value())
+        previous = [k.strip() for k in settings.temporal_codec_previous_keys.get_secret_value().split(",") if k.strip()]
+        return cls(settings.temporal_codec_key.get_secret_value(), previous_secrets=previous)
 
     def __repr__(self) -> str:
         return f"EncryptionCodec(key_id={self._key_id!r}, key=***)"

@@ -37,6 +37,7 @@ class Database:
                     "statement_timeout": str(settings.db_statement_timeout_ms),
                 },
                 "statement_cache_size": 512,
+                **({"ssl": settings.db_ssl_mode} if settings.db_ssl_mode else {}),
             },
         )
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)

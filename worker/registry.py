@@ -58,4 +58,8 @@ def selected(names: str | None) -> list[QueueRegistration]:
     if not names:
         return list(REGISTRATIONS)
     wanted = {n.strip() for n in names.split(",") if n.strip()}
+    unknown = wanted - {r.concern for r in REGISTRATIONS}
+    if unknown:
+        raise ValueError(f"unknown task queue concern(s): {', '.join(sorted(unknown))}; "
+                         f"known: {', '.join(r.concern for r in REGISTRATIONS)}")
     return [r for r in REGISTRATIONS if r.concern in wanted]

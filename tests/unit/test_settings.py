@@ -52,3 +52,9 @@ def test_env_vars_and_aliases(monkeypatch):
 def test_only_asymmetric_jwt_algorithms_survive_configuration():
     s = Settings(env="dev", jwt_algorithms="RS256,none,HS256,ES256")
     assert s.allowed_jwt_algorithms == ["RS256", "ES256"]
+
+
+def test_sslmode_in_database_url_reaches_both_drivers():
+    s = Settings(env="dev", database_url="postgresql://u:p@db:5432/sv?sslmode=require&application_name=x")
+    assert s.sqlalchemy_url == "postgresql+asyncpg://u:p@db:5432/sv?application_name=x"
+    assert s.db_ssl_mode == "require"
