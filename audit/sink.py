@@ -87,7 +87,13 @@ class GroupCommitSink:
             while self._pending:
                 batch = self._pending[: self._max_batch]
                 del self._pending[: self._max_batch]
-                await self._write(batch)
+                try:
+                    await self._write(batch)
+                except Exception as exc:  # never let the writer die; fail this batch closed
+                    log.error("audit writer error", exc_info=exc)
+                    for _, fut in batch:
+                        if not fut.done():
+                            fut.set_exception(AuditUnavailable(type(exc).__name__))
             if self._closing:
                 return
 
@@ -106,7 +112,7 @@ class GroupCommitSink:
         except Exception as exc:  # every failure fails the waiters closed
             error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
             log.error("audit batch failed", extra={"entries": len(rows), "error": error})
-            if isinstance(exc, _CONNECTION_ERRORS | asyncpg.PostgresError):
+            if isinstance(exc, (*_CONNECTION_ERRORS, asyncpg.PostgresError)):
                 await self._close()  # start clean (also drops cached statements after schema changes)
         metrics.AUDIT_WRITE_LATENCY.observe(time.perf_counter() - t0)
         metrics.AUDIT_BATCH_SIZE.observe(len(rows))

@@ -65,7 +65,7 @@ async def export(ctx: Exporter, f: Filter, request: Request) -> StreamingRespons
 @router.get("/secrets/{path:path}", summary="Trail for one secret path with its 30-day summary")
 async def secret_trail(path: str, ctx: Reader, f: Filter, request: Request, limit: Limit = 100,
                        cursor: str | None = None) -> dict[str, Any]:
-    ctx.describe("audit_query", path=path, resource_type="audit_log")
+    ctx.describe("audit_query", resource_type="secret", resource_id=path)  # not secret_path: a query is no access
     return await svc.secret_trail(app_state(request).db, ctx, path, f, cursor=cursor, limit=limit)
 
 
