@@ -7,7 +7,6 @@ import asyncio
 from typing import Annotated, Any
 
 import asyncpg
-import httpx
 import orjson
 import pytest
 from fastapi import APIRouter, Depends
@@ -258,7 +257,7 @@ async def test_query_filters_cursor_and_newest_first(env, scaikey):
 
 
 async def test_trails_summary_and_export(env, scaikey):
-    client, conn, _ = env
+    client, _conn, _ = env
     admin = await client_token(scaikey, ADMIN)
     ci = await client_token(scaikey, CI)
     alice = await user_token(scaikey, "alice@acme.example", scope="secrets:read")
