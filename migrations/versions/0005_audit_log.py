@@ -75,8 +75,15 @@ def upgrade() -> None:
                 RAISE EXCEPTION 'audit_log is append-only (DELETE refused)';
             END IF;
             IF OLD.hash IS NULL AND NEW.hash IS NOT NULL
-               AND (to_jsonb(OLD) - ARRAY['chain_seq','prev_hash','hash','sealed_at'])
-                 = (to_jsonb(NEW) - ARRAY['chain_seq','prev_hash','hash','sealed_at']) THEN
+               AND (NEW.seq, NEW.id, NEW.tenant_id, NEW.partner_id, NEW.ts, NEW.request_id, NEW.correlation_id,
+                    NEW.identity_id, NEW.identity_type, NEW.action, NEW.resource_type, NEW.resource_id,
+                    NEW.secret_path, NEW.permission, NEW.version, NEW.success, NEW.error_code, NEW.source_ip,
+                    NEW.user_agent, NEW.duration_ms, NEW.extra_data)
+                   IS NOT DISTINCT FROM
+                   (OLD.seq, OLD.id, OLD.tenant_id, OLD.partner_id, OLD.ts, OLD.request_id, OLD.correlation_id,
+                    OLD.identity_id, OLD.identity_type, OLD.action, OLD.resource_type, OLD.resource_id,
+                    OLD.secret_path, OLD.permission, OLD.version, OLD.success, OLD.error_code, OLD.source_ip,
+                    OLD.user_agent, OLD.duration_ms, OLD.extra_data) THEN
                 RETURN NEW;
             END IF;
             RAISE EXCEPTION 'audit_log is append-only (UPDATE refused)';
