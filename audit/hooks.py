@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import MutableMapping
 from typing import Any
 
 import orjson
@@ -30,12 +31,12 @@ def _recorder(app: Any) -> Any:
     return app.state.sv.components["audit"]
 
 
-def _route(scope: dict[str, Any]) -> str:
+def _route(scope: MutableMapping[str, Any]) -> str:
     route = scope.get("route")
     return str(getattr(route, "path", None) or scope.get("path", ""))
 
 
-def _generic_extra(scope: dict[str, Any], status: int) -> dict[str, Any]:
+def _generic_extra(scope: MutableMapping[str, Any], status: int) -> dict[str, Any]:
     return {"method": scope.get("method"), "route": _route(scope), "status": status}
 
 
