@@ -300,3 +300,13 @@ async def test_sensitive_extra_fields_are_hmacd(env, scaikey):
                                "n": [hash_value(key, 1), hash_value(key, True)]}
     assert extra["reason"] == "scheduled"
     assert (row["identity_id"], row["identity_type"]) == ("system:rotation", "system")
+
+
+def test_migration_downgrade_and_upgrade(db_url):
+    from db.migrate import downgrade, status, upgrade_to_head
+    from tests.fixtures.services import run_maybe_async
+
+    run_maybe_async(downgrade, db_url, "0002")
+    assert status(db_url).current == "0002"
+    run_maybe_async(upgrade_to_head, db_url)
+    assert status(db_url).up_to_date
