@@ -32,12 +32,16 @@ log = logging.getLogger("scaivault.api")
 ROUTERS: list[str] = [
     "api.routers.health",
     "api.routers.auth",
+    "api.routers.audit",
+    "api.routers.rate_limits",
 ]
 
 # "module:function" set-up hooks: async def setup(state: AppState) -> Callable[[], Awaitable[None]] | None
 COMPONENTS: list[str] = [
     "api.components:setup_core",
     "api.components:setup_auth",
+    "audit.setup:setup",
+    "ratelimit.setup:setup",
 ]
 
 Teardown = Callable[[], Awaitable[None]]
@@ -90,10 +94,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     install_error_handlers(app)
+    # Request hooks a component may provide (state.components "on_error" / "before_response", e.g. audit).
+    app.state.on_error = _on_error
+    app.state.before_response = _before_response
     app.add_middleware(RequestContextMiddleware, access_log=settings.log_access)
     for name in ROUTERS:
         app.include_router(importlib.import_module(name).router)
     return app
+
+
+async def _on_error(request: Any, exc: Any) -> None:
+    sv = getattr(request.app.state, "sv", None)
+    hook = sv.components.get("on_error") if sv is not None else None
+    if hook is not None:
+        await hook(request, exc)
+
+
+async def _before_response(scope: Any, status: int) -> Any:
+    sv = getattr(scope["app"].state, "sv", None)
+    hook = sv.components.get("before_response") if sv is not None else None
+    return None if hook is None else await hook(scope, status)
 
 
 def component(state: AppState, name: str) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +20,11 @@ class RequestContext:
     scope: str | None         # the scope the route required
     category: str | None      # rate-limit category of the route
     audited: bool = False     # set once an audit entry was written for this request
+    audited_in_tx: bool = False  # that entry went into a change's transaction (a later failure rolls it back)
+    correlation_id: str | None = None  # X-Correlation-ID, else the request id (workflow id for background work)
+    started_at: float = field(default_factory=time.perf_counter)  # perf_counter at request start
+    # Response headers added for this request (the middleware appends them), e.g. X-RateLimit-*.
+    response_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
     # What the request is doing, declared by the router before any check, so that a failure (denial,
     # not-found, validation) can still be audited with the right action and resource.
     action: str | None = None

@@ -9,6 +9,7 @@ then the token claim), checks the scope (403 insufficient_scope naming it) and c
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -51,6 +52,13 @@ def client_ip(request: Request, state: AppState) -> str | None:
     return peer
 
 
+def _correlation_id(request: Request) -> str | None:
+    value = request.headers.get("x-correlation-id")
+    if value and 0 < len(value) <= 128 and value.isprintable():
+        return value
+    return None
+
+
 def authorized(scope: str | None, category: str | None = None) -> Callable[[Request], Awaitable[RequestContext]]:
     """Build the dependency for a route needing ``scope`` (None: any valid token)."""
 
@@ -59,13 +67,18 @@ def authorized(scope: str | None, category: str | None = None) -> Callable[[Requ
         token = bearer_token(request)
         authenticator = state.get("authenticator")
         principal = await authenticator.authenticate(token)
-        path_tenant = request.scope.get("state", {}).get("path_tenant")
+        scope_state = request.scope["state"]
+        scope_state["principal"] = principal  # lets the audit hook record a tenant-resolution denial
+        path_tenant = scope_state.get("path_tenant")
         header_tenant = request.headers.get("x-tenant-id")
         tenant_id, partner_id = await state.get("tenants").resolve(principal, path_tenant, header_tenant)
         ctx = RequestContext(
             principal=principal, tenant_id=tenant_id, partner_id=partner_id,
-            request_id=request.scope["state"]["request_id"], source_ip=client_ip(request, state),
+            request_id=scope_state["request_id"], source_ip=client_ip(request, state),
             user_agent=request.headers.get("user-agent"), scope=scope, category=category,
+            correlation_id=_correlation_id(request) or scope_state["request_id"],
+            started_at=scope_state.get("started_at") or time.perf_counter(),
+            response_headers=scope_state.setdefault("response_headers", []),
         )
         request.state.ctx = ctx
         if scope is not None and not principal.has_scope(scope):

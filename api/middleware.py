@@ -64,16 +64,42 @@ class RequestContextMiddleware:
         status_holder = [500]
         started = [False]
 
+        app_state = getattr(scope.get("app"), "state", None)
+        before_response = getattr(app_state, "before_response", None)
+        replaced = [False]
+
         async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":
+                if replaced[0]:
+                    return
+                if before_response is not None:
+                    # e.g. the audit hook: commits the request's audit entry before anything is sent; if it
+                    # cannot, the response is replaced (fail closed) and the original body is dropped.
+                    override = await before_response(scope, message["status"])
+                    if override is not None:
+                        replaced[0] = True
+                        status, body = override
+                        message = {"type": "http.response.start", "status": status,
+                                   "headers": [(b"content-type", b"application/json"),
+                                               (b"content-length", str(len(body)).encode())]}
+                        started[0] = True
+                        status_holder[0] = status
+                        extra = state.get("response_headers")
+                        message["headers"] = [*message["headers"], rid_header, *(extra or ())]
+                        await send(message)
+                        await send({"type": "http.response.body", "body": body})
+                        return
                 started[0] = True
                 status_holder[0] = message["status"]
                 # Components may add response headers for this request (e.g. X-RateLimit-*) via scope state.
                 extra = state.get("response_headers")
                 message["headers"] = [*message.get("headers", []), rid_header, *(extra or ())]
+            elif replaced[0]:
+                return
             await send(message)
 
         t0 = time.perf_counter()
+        state["started_at"] = t0
         metrics.ACTIVE_REQUESTS.labels(category).inc()
         try:
             await self.app(scope, receive, send_wrapper)
@@ -87,7 +113,7 @@ class RequestContextMiddleware:
                 await send_wrapper({"type": "http.response.start", "status": 500,
                                     "headers": [(b"content-type", b"application/json"),
                                                 (b"content-length", str(len(body)).encode())]})
-                await send({"type": "http.response.body", "body": body})
+                await send_wrapper({"type": "http.response.body", "body": body})
         finally:
             elapsed = time.perf_counter() - t0
             metrics.ACTIVE_REQUESTS.labels(category).dec()

@@ -92,9 +92,13 @@ class Settings(BaseSettings):
     pat_default_ttl_days: int = 90
     audit_hmac_key: SecretStr = SecretStr("")
     audit_retention_days: int = 2555
+    audit_write_timeout_seconds: float = 5.0  # a request waits at most this long for its entry, then 503
+    audit_batch_max: int = Field(default=1000, ge=1, le=10000)  # entries per group commit
+    audit_seal_interval_seconds: float = 2.0  # hash-chain sealing pass in each API process; 0 disables
     soft_delete_retention: str = "30d"
     rate_limit_enabled: bool = True
     rate_limit_overrides: str = ""  # "read_secrets=2000,write_secrets=200"
+    rate_limit_tenant_cache_seconds: float = 30.0  # per-tenant overrides are cached this long per process
     trusted_proxies: str = ""  # CIDRs whose X-Forwarded-For is believed
 
     # --- webhooks -----------------------------------------------------------------------------

@@ -29,7 +29,7 @@ def public(row: Any, token: str | None = None) -> dict[str, Any]:
 
 
 async def create(db: Database, ctx: RequestContext, *, name: str, scopes: list[str], expires_in: str | None,
-                 hasher: Any, default_ttl_days: int) -> dict[str, Any]:
+                 hasher: Any, default_ttl_days: int, audit: Any) -> dict[str, Any]:
     p = ctx.principal
     unknown = [s for s in scopes if s not in SCOPES]
     if unknown:
@@ -45,13 +45,16 @@ async def create(db: Database, ctx: RequestContext, *, name: str, scopes: list[s
     if p.expires_at is not None and p.token_kind == "pat":
         ttl = min(ttl, p.expires_at - datetime.now(UTC))  # a PAT cannot outlive the PAT that made it
     token, prefix = generate_pat()
-    async with db.raw() as conn:
+    token_id = new_id("pat")
+    ctx.describe("token_create", resource_type="token", resource_id=token_id)
+    async with db.raw() as conn, conn.transaction():
         row = await repo.insert(
-            conn, id=new_id("pat"), tenant_id=ctx.tenant_id, partner_id=ctx.partner_id,
+            conn, id=token_id, tenant_id=ctx.tenant_id, partner_id=ctx.partner_id,
             identity_id=p.identity_id, identity_type=p.identity_type, subject=p.subject, name=name,
             token_hash=hasher(token), token_prefix=prefix, scopes=sorted(set(scopes)), groups=list(p.groups),
             roles=list(p.roles), expires_at=datetime.now(UTC) + ttl,
         )
+        await audit.record(ctx, extra={"name": name, "scopes": sorted(set(scopes))}, conn=conn)
     return public(row, token)
 
 
@@ -77,9 +80,10 @@ async def list_tokens(db: Database, ctx: RequestContext, *, all_identities: bool
     return rows, (rows[-1]["id"] if more else None)
 
 
-async def revoke(db: Database, ctx: RequestContext, token_id: str) -> str:
+async def revoke(db: Database, ctx: RequestContext, token_id: str, *, audit: Any) -> str:
     await get(db, ctx, token_id)
-    async with db.raw() as conn:
+    async with db.raw() as conn, conn.transaction():
         row = await repo.revoke(conn, ctx.tenant_id, token_id, ctx.principal.identity_id)
+        await audit.record(ctx, conn=conn)
     assert row is not None
     return str(row["token_hash"])

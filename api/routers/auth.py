@@ -24,6 +24,7 @@ def _iso(dt: Any) -> str | None:
 
 @router.get("/whoami", summary="How ScaiVault sees the caller")
 async def whoami(ctx: AnyToken) -> dict[str, Any]:
+    ctx.describe("whoami")
     p = ctx.principal
     return {
         "identity_id": p.identity_id, "identity_type": p.identity_type, "display_name": p.display_name,
@@ -39,6 +40,7 @@ class IntrospectBody(BaseModel):
 
 @router.post("/introspect", summary="Validate any token (admin); invalid or expired gives {active: false}")
 async def introspect(body: IntrospectBody, ctx: AdminToken, request: Request) -> dict[str, Any]:
+    ctx.describe("introspect", resource_type="token")
     authenticator = app_state(request).get("authenticator")
     try:
         p = await authenticator.authenticate(body.token)
@@ -73,15 +75,18 @@ def _cursor_in(value: str | None) -> str | None:
 
 @router.post("/tokens", status_code=201, summary="Create a personal access token (shown once)")
 async def create_token(body: TokenCreate, ctx: AnyToken, request: Request) -> dict[str, Any]:
+    ctx.describe("token_create", resource_type="token")
     state = app_state(request)
     auth = state.get("authenticator")
     return await pats.create(state.db, ctx, name=body.name, scopes=body.scopes, expires_in=body.expires_in,
-                             hasher=auth.hash, default_ttl_days=state.settings.pat_default_ttl_days)
+                             hasher=auth.hash, default_ttl_days=state.settings.pat_default_ttl_days,
+                             audit=state.get("audit"))
 
 
 @router.get("/tokens", summary="List your personal access tokens (all=true with admin scope: the tenant's)")
 async def list_tokens(ctx: AnyToken, request: Request, all: bool = False,
                       limit: Annotated[int, Query(ge=1, le=1000)] = 100, cursor: str | None = None) -> dict[str, Any]:
+    ctx.describe("token_list", resource_type="token")
     rows, nxt = await pats.list_tokens(app_state(request).db, ctx, all_identities=all, cursor=_cursor_in(cursor),
                                        limit=limit)
     return {"tokens": [pats.public(r) for r in rows], "cursor": _cursor_out(nxt), "has_more": nxt is not None}
@@ -89,12 +94,14 @@ async def list_tokens(ctx: AnyToken, request: Request, all: bool = False,
 
 @router.get("/tokens/{token_id}", summary="One personal access token (never its value)")
 async def get_token(token_id: str, ctx: AnyToken, request: Request) -> dict[str, Any]:
+    ctx.describe("token_read", resource_type="token", resource_id=token_id)
     return pats.public(await pats.get(app_state(request).db, ctx, token_id))
 
 
 @router.delete("/tokens/{token_id}", status_code=204, summary="Revoke a token; takes effect in every process")
 async def revoke_token(token_id: str, ctx: AnyToken, request: Request) -> Response:
+    ctx.describe("token_revoke", resource_type="token", resource_id=token_id)
     state = app_state(request)
-    token_hash = await pats.revoke(state.db, ctx, token_id)
+    token_hash = await pats.revoke(state.db, ctx, token_id, audit=state.get("audit"))
     await state.get("authenticator").broadcast_revocation(token_hash)
     return Response(status_code=204)

@@ -1,0 +1,142 @@
+"""Group commit for audit entries written outside a change's transaction (reads, denials, failures).
+
+Concurrent requests hand their row to ``submit`` and await a future. One writer task takes everything queued
+(up to ``max_batch``), inserts it with ONE statement (an ``unnest`` INSERT, autocommitted) on its own dedicated
+connection, and then resolves every future. While a batch is in flight the next one accumulates, so batches
+grow with load and the cost per entry falls. A request therefore returns only after its entry is committed.
+
+Failure is closed: if the insert fails (database down, table missing, privilege revoked) or takes longer than
+``timeout`` every waiter gets ``AuditUnavailable`` and the API answers 503 audit_unavailable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+
+from core import metrics
+from repositories import audit as repo
+
+log = logging.getLogger("scaivault.audit")
+
+_CONNECTION_ERRORS = (asyncpg.InterfaceError, asyncpg.ConnectionDoesNotExistError, OSError,
+                      asyncpg.CannotConnectNowError)
+
+
+class AuditUnavailable(Exception):
+    """The audit store could not commit the entry (message is safe to log; it never holds entry values)."""
+
+
+def _silence(fut: asyncio.Future[None]) -> None:
+    if not fut.cancelled():
+        fut.exception()  # mark retrieved: a waiter that timed out no longer cares
+
+
+class GroupCommitSink:
+    def __init__(self, dsn: str, *, max_batch: int = 1000, timeout: float = 5.0,
+                 statement_timeout_ms: int = 15000, connect_timeout: float = 5.0) -> None:
+        self._dsn = dsn
+        self._max_batch = max_batch
+        self._timeout = timeout
+        self._statement_timeout_ms = statement_timeout_ms
+        self._connect_timeout = connect_timeout
+        self._pending: list[tuple[Sequence[Any], asyncio.Future[None]]] = []
+        self._wake = asyncio.Event()
+        self._closing = False
+        self._task: asyncio.Task[None] | None = None
+        self._conn: asyncpg.Connection | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="audit-group-commit")
+
+    async def stop(self) -> None:
+        """Flush what is queued, then close the connection."""
+        self._closing = True
+        self._wake.set()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(self._task, self._timeout + 1)
+            except (TimeoutError, asyncio.CancelledError):
+                self._task.cancel()
+        await self._close()
+
+    async def submit(self, row: Sequence[Any]) -> None:
+        """Queue one row and return once it is committed; raises AuditUnavailable otherwise."""
+        if self._closing:
+            raise AuditUnavailable("audit writer is shutting down")
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        fut.add_done_callback(_silence)
+        self._pending.append((row, fut))
+        self._wake.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(fut), self._timeout)
+        except TimeoutError:
+            raise AuditUnavailable(f"audit write not committed within {self._timeout}s") from None
+
+    # ------------------------------------------------------------------------------------------- writer
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._pending:
+                batch = self._pending[: self._max_batch]
+                del self._pending[: self._max_batch]
+                try:
+                    await self._write(batch)
+                except Exception as exc:  # never let the writer die; fail this batch closed
+                    log.error("audit writer error", exc_info=exc)
+                    for _, fut in batch:
+                        if not fut.done():
+                            fut.set_exception(AuditUnavailable(type(exc).__name__))
+            if self._closing:
+                return
+
+    async def _write(self, batch: list[tuple[Sequence[Any], asyncio.Future[None]]]) -> None:
+        rows = [row for row, _ in batch]
+        t0 = time.perf_counter()
+        error: str | None = None
+        try:
+            try:
+                await repo.insert_many(await self._connection(), rows)
+            except _CONNECTION_ERRORS:
+                # The connection died (e.g. server restart). The insert is idempotent (ON CONFLICT (id) DO
+                # NOTHING), so one retry on a fresh connection is safe even if the first attempt committed.
+                await self._close()
+                await repo.insert_many(await self._connection(), rows)
+        except Exception as exc:  # every failure fails the waiters closed
+            error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+            log.error("audit batch failed", extra={"entries": len(rows), "error": error})
+            if isinstance(exc, (*_CONNECTION_ERRORS, asyncpg.PostgresError)):
+                await self._close()  # start clean (also drops cached statements after schema changes)
+        metrics.AUDIT_WRITE_LATENCY.observe(time.perf_counter() - t0)
+        metrics.AUDIT_BATCH_SIZE.observe(len(rows))
+        for _, fut in batch:
+            if fut.done():
+                continue
+            if error is None:
+                fut.set_result(None)
+            else:
+                fut.set_exception(AuditUnavailable(error))
+
+    async def _connection(self) -> asyncpg.Connection:
+        if self._conn is None or self._conn.is_closed():
+            self._conn = await asyncpg.connect(
+                self._dsn, timeout=self._connect_timeout,
+                server_settings={"application_name": "scaivault-audit",
+                                 "statement_timeout": str(self._statement_timeout_ms)},
+            )
+        return self._conn
+
+    async def _close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                await asyncio.wait_for(conn.close(), 2)
+            except Exception:
+                conn.terminate()

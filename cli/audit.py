@@ -1,0 +1,72 @@
+"""``scaivault audit verify [--tenant T]`` / ``audit seal`` / ``audit prune``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from typing import Any
+
+from core.settings import get_settings
+
+
+async def _with_conn(fn: Any) -> Any:
+    import asyncpg
+
+    conn = await asyncpg.connect(get_settings().asyncpg_dsn)
+    try:
+        return await fn(conn)
+    finally:
+        await conn.close()
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from audit.sealer import verify_all, verify_tenant
+
+    async def run(conn: Any) -> list[Any]:
+        if args.tenant:
+            return [await verify_tenant(conn, args.tenant)]
+        return await verify_all(conn)
+
+    results = asyncio.run(_with_conn(run))
+    print(json.dumps({"ok": all(r.ok for r in results), "tenants": [r.as_dict() for r in results]}, indent=2))
+    return 0 if all(r.ok for r in results) else 1
+
+
+def _seal(args: argparse.Namespace) -> int:
+    from audit.sealer import seal_all
+
+    n = asyncio.run(_with_conn(seal_all))
+    print(f"sealed {n} entries")
+    return 0
+
+
+def _prune(args: argparse.Namespace) -> int:
+    from audit.sealer import prune_once
+
+    settings = get_settings()
+    days = args.retention_days if args.retention_days is not None else settings.audit_retention_days
+
+    async def run(conn: Any) -> int:
+        total = 0
+        while True:
+            n = await prune_once(conn, days, settings.housekeeping_batch_size)
+            total += n
+            if n < settings.housekeeping_batch_size:
+                return total
+
+    print(f"pruned {asyncio.run(_with_conn(run))} entries older than {days} days")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    a = sub.add_parser("audit", help="audit log integrity: verify, seal, prune")
+    asub = a.add_subparsers(dest="audit_command", required=True)
+    v = asub.add_parser("verify", help="verify hash chains; exit 1 and name the first broken link if any")
+    v.add_argument("--tenant", help="only this tenant (default: every tenant with a chain)")
+    v.set_defaults(func=_verify)
+    s = asub.add_parser("seal", help="seal every committed, unsealed entry now")
+    s.set_defaults(func=_seal)
+    p = asub.add_parser("prune", help="delete sealed entries older than the retention (keeps a checkpoint)")
+    p.add_argument("--retention-days", type=int, help="default AUDIT_RETENTION_DAYS")
+    p.set_defaults(func=_prune)

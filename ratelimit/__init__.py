@@ -1,0 +1,1 @@
+"""Per-identity token buckets in Redis (spec core.md §9)."""

@@ -1,0 +1,242 @@
+"""Token buckets per (identity, category) in Redis, with auto-pipelining and an in-memory fallback.
+
+One Lua script (loaded once, called with EVALSHA) refills and takes tokens atomically using Redis' clock.
+Concurrent ``charge`` calls are queued and sent by one flusher as a single pipeline (one round trip for
+however many requests arrived meanwhile). If Redis fails, the process switches to local buckets with the same
+limits (per process, so the effective limit is multiplied by the number of processes) and probes Redis every
+second; ``/v1/health/detailed`` shows ``rate_limiter: degraded`` meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from api.context import RequestContext
+from core import metrics
+from core.errors import AppError
+from ratelimit.categories import DEFAULT_LIMITS, UNKNOWN_CATEGORY_LIMIT, canonical
+
+log = logging.getLogger("scaivault.ratelimit")
+
+# KEYS[1] bucket; ARGV: capacity, refill tokens/second, cost. Returns {allowed, tokens_left}.
+TOKEN_BUCKET_LUA = """
+local cap = tonumber(ARGV[1])
+local rate = tonumber(ARGV[2])
+local cost = tonumber(ARGV[3])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local b = redis.call('HMGET', KEYS[1], 't', 'ts')
+local tokens = tonumber(b[1])
+local ts = tonumber(b[2])
+if tokens == nil or ts == nil then
+  tokens = cap
+  ts = now
+end
+if now > ts then
+  tokens = tokens + (now - ts) * rate
+  ts = now
+end
+if tokens > cap then tokens = cap end
+local allowed = 0
+if tokens >= cost then
+  tokens = tokens - cost
+  allowed = 1
+end
+redis.call('HSET', KEYS[1], 't', string.format('%.6f', tokens), 'ts', string.format('%.6f', ts))
+redis.call('EXPIRE', KEYS[1], math.ceil(cap / rate) + 1)
+return {allowed, string.format('%.6f', tokens)}
+"""
+
+_REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
+LimitLookup = Callable[[str, str], Awaitable[int]]
+
+
+class RedisDown(Exception):
+    pass
+
+
+class LocalBuckets:
+    """The same bucket math in process memory (the fallback while Redis is down)."""
+
+    def __init__(self, max_keys: int = 100_000) -> None:
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+        self._max = max_keys
+
+    def take(self, key: str, cap: int, rate: float, cost: int) -> tuple[bool, float]:
+        now = time.monotonic()
+        tokens, ts = self._buckets.pop(key, (float(cap), now))
+        tokens = min(float(cap), tokens + max(0.0, now - ts) * rate)
+        allowed = tokens >= cost
+        if allowed:
+            tokens -= cost
+        self._buckets[key] = (tokens, now)
+        if len(self._buckets) > self._max:
+            self._buckets.popitem(last=False)
+        return allowed, tokens
+
+
+class Pipeliner:
+    """Auto-pipelining: calls queued while a round trip is in flight go together in the next one."""
+
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self._redis = redis
+        self._sha: str | None = None
+        self._queue: list[tuple[tuple[Any, ...], asyncio.Future[tuple[bool, float]]]] = []
+        self._flushing = False
+
+    async def load(self) -> None:
+        self._sha = await self._redis.script_load(TOKEN_BUCKET_LUA)
+
+    async def take(self, key: str, cap: int, rate: float, cost: int) -> tuple[bool, float]:
+        fut: asyncio.Future[tuple[bool, float]] = asyncio.get_running_loop().create_future()
+        self._queue.append(((key, cap, repr(rate), cost), fut))
+        if not self._flushing:
+            self._flushing = True
+            asyncio.get_running_loop().create_task(self._flush())
+        return await fut
+
+    async def _flush(self) -> None:
+        try:
+            while self._queue:
+                batch, self._queue = self._queue, []
+                await self._send(batch)
+        finally:
+            self._flushing = False
+
+    async def _send(self, batch: list[tuple[tuple[Any, ...], asyncio.Future[tuple[bool, float]]]]) -> None:
+        try:
+            results = await self._execute([args for args, _ in batch])
+            if any(isinstance(r, NoScriptError) for r in results):  # Redis restarted or flushed scripts
+                await self.load()
+                results = await self._execute([args for args, _ in batch])
+        except (*_REDIS_DOWN, RedisError) as exc:
+            for _, fut in batch:
+                if not fut.done():
+                    fut.set_exception(RedisDown(type(exc).__name__))
+            return
+        for (_, fut), res in zip(batch, results, strict=True):
+            if fut.done():
+                continue
+            if isinstance(res, Exception):
+                fut.set_exception(RedisDown(type(res).__name__))
+            else:
+                fut.set_result((bool(int(res[0])), float(res[1])))
+
+    async def _execute(self, calls: list[tuple[Any, ...]]) -> list[Any]:
+        if self._sha is None:
+            await self.load()
+        pipe = self._redis.pipeline(transaction=False)
+        for key, cap, rate, cost in calls:
+            pipe.execute_command("EVALSHA", self._sha, 1, key, cap, rate, cost)
+        return list(await pipe.execute(raise_on_error=False))
+
+
+class RateLimiter:
+    """``await charge(ctx, category, n)``: take ``n`` tokens or raise 429 rate_limited."""
+
+    def __init__(self, redis: aioredis.Redis, limits: LimitLookup, *, probe_interval: float = 1.0) -> None:
+        self._pipeliner = Pipeliner(redis)
+        self._redis = redis
+        self._limits = limits
+        self._local = LocalBuckets()
+        self._probe_interval = probe_interval
+        self._probe_task: asyncio.Task[None] | None = None
+        self.degraded_since: float | None = None
+        self._warned: set[str] = set()
+
+    async def start(self) -> None:
+        try:
+            await self._pipeliner.load()
+        except (*_REDIS_DOWN, RedisError) as exc:
+            self._degrade(exc)
+
+    async def stop(self) -> None:
+        if self._probe_task is not None:
+            self._probe_task.cancel()
+            try:
+                await self._probe_task
+            except asyncio.CancelledError:
+                pass
+            except Exception as exc:
+                log.warning("background task ended with an error", extra={"error": type(exc).__name__})
+
+    @property
+    def degraded(self) -> bool:
+        return self.degraded_since is not None
+
+    async def charge(self, ctx: RequestContext, category: str, n: int = 1) -> None:
+        if n <= 0:
+            return
+        cat = canonical(category)
+        if cat not in DEFAULT_LIMITS and cat not in self._warned:
+            self._warned.add(cat)
+            log.warning("unknown rate-limit category; using the default limit",
+                        extra={"category": cat, "limit": UNKNOWN_CATEGORY_LIMIT})
+        limit = await self._limits(ctx.tenant_id, cat)
+        rate = limit / 60.0
+        p = ctx.principal
+        key = f"rl:{p.tenant_id or '-'}:{p.identity_id}:{cat}"
+        allowed, tokens = await self._take(key, limit, rate, n)
+        now = time.time()
+        if ctx.category is None or canonical(ctx.category) == cat:
+            reset = math.ceil(now + (limit - tokens) / rate)
+            _set_headers(ctx, limit, max(0, math.floor(tokens)), reset)
+        if not allowed:
+            retry_after = max(1, math.ceil((n - tokens) / rate))
+            metrics.RATE_LIMIT_HITS.labels(cat).inc()
+            raise AppError("rate_limited", f"rate limit for '{cat}' exceeded; retry after {retry_after}s",
+                           {"category": cat, "limit": limit, "retry_after": retry_after},
+                           headers={"Retry-After": str(retry_after)})
+
+    async def _take(self, key: str, cap: int, rate: float, cost: int) -> tuple[bool, float]:
+        if not self.degraded:
+            try:
+                return await self._pipeliner.take(key, cap, rate, cost)
+            except RedisDown as exc:
+                self._degrade(exc)
+        return self._local.take(key, cap, rate, cost)
+
+    def _degrade(self, exc: BaseException) -> None:
+        if self.degraded_since is None:
+            self.degraded_since = time.time()
+            log.warning("rate limiter: Redis unavailable, using per-process buckets",
+                        extra={"error": type(exc).__name__})
+        if self._probe_task is None or self._probe_task.done():
+            self._probe_task = asyncio.get_running_loop().create_task(self._probe())
+
+    async def _probe(self) -> None:
+        while self.degraded_since is not None:
+            await asyncio.sleep(self._probe_interval)
+            try:
+                await self._pipeliner.load()
+            except (*_REDIS_DOWN, RedisError):
+                continue
+            log.info("rate limiter: Redis is back")
+            self.degraded_since = None
+
+    async def health(self) -> dict[str, Any]:
+        if self.degraded_since is not None:
+            return {"status": "degraded", "mode": "in_memory_fallback",
+                    "degraded_for_seconds": int(time.time() - self.degraded_since)}
+        return {"mode": "redis"}
+
+
+_HEADER_NAMES = (b"x-ratelimit-limit", b"x-ratelimit-remaining", b"x-ratelimit-reset")
+
+
+def _set_headers(ctx: RequestContext, limit: int, remaining: int, reset: int) -> None:
+    headers = ctx.response_headers
+    headers[:] = [h for h in headers if h[0] not in _HEADER_NAMES]
+    headers.extend([(b"x-ratelimit-limit", str(limit).encode()), (b"x-ratelimit-remaining", str(remaining).encode()),
+                    (b"x-ratelimit-reset", str(reset).encode())])
