@@ -1,12 +1,12 @@
 """Audit log (append-only, per-tenant hash chain sealed shortly after commit), chain heads with the pruning
 checkpoint, and per-tenant rate-limit overrides.
 
-Revision ID: 0005
+Revision ID: 0003
 Revises: 0002
 """
 from alembic import op
 
-revision = "0005"
+revision = "0003"
 down_revision = "0002"
 branch_labels = None
 depends_on = None
