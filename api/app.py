@@ -32,12 +32,15 @@ log = logging.getLogger("scaivault.api")
 ROUTERS: list[str] = [
     "api.routers.health",
     "api.routers.auth",
+    "api.routers.policies",
+    "api.routers.secret_policies",
 ]
 
 # "module:function" set-up hooks: async def setup(state: AppState) -> Callable[[], Awaitable[None]] | None
 COMPONENTS: list[str] = [
     "api.components:setup_core",
     "api.components:setup_auth",
+    "api.policy_setup:setup_policies",  # after setup_core: replaces the AllowAll placeholder (default deny)
 ]
 
 Teardown = Callable[[], Awaitable[None]]
