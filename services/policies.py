@@ -224,7 +224,7 @@ async def replace(conn: asyncpg.Connection, ctx: RequestContext, policy_id: str,
                   audit: Any) -> Change:
     """PUT: full replacement of name, description and rules; bindings preserved."""
     row = await _fetch(conn, ctx, policy_id, for_update=True)
-    doc = dict(body)
+    doc = {k: v for k, v in body.items() if k != "created_by"}  # echoed GET bodies carry it; read-only
     doc.setdefault("is_active", row["is_active"])
     doc.setdefault("scope", row["scope"])
     return await _update(conn, ctx, row, doc, audit)
