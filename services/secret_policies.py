@@ -139,7 +139,7 @@ async def _store(conn: asyncpg.Connection, ctx: RequestContext, row: asyncpg.Rec
 async def replace(conn: asyncpg.Connection, ctx: RequestContext, policy_id: str, body: Mapping[str, Any],
                   audit: Any) -> dict[str, Any]:
     row = await fetch(conn, ctx, policy_id, for_update=True)
-    doc = dict(body)
+    doc = {k: v for k, v in body.items() if k != "created_by"}  # echoed GET bodies carry it; read-only
     doc.setdefault("is_active", row["is_active"])
     return await _store(conn, ctx, row, doc, audit)
 
