@@ -28,7 +28,6 @@ from api.context import RequestContext
 from core.errors import AppError
 from core.ids import new_id
 from policy import Decision, EvalContext, Policy, check, parse_policy, parse_rules
-from policy.parser import parse_description, parse_name
 from repositories import events
 from repositories import policies as repo
 
@@ -239,10 +238,6 @@ async def patch(conn: asyncpg.Connection, ctx: RequestContext, policy_id: str, b
     row = await _fetch(conn, ctx, policy_id, for_update=True)
     doc = {"name": row["name"], "description": row["description"], "rules": repo.rules_of(row),
            "is_active": row["is_active"], "scope": row["scope"], **body}
-    if "name" in body:
-        parse_name(body["name"])
-    if "description" in body:
-        parse_description(body["description"])
     return await _update(conn, ctx, row, doc, audit)
 
 

@@ -18,6 +18,7 @@ admins included, needs a policy grant on the path (decision, spec §7.5 inferred
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -151,7 +152,10 @@ class PolicyAccessChecker:
             index = await self._refresh(key, partner_id)
             fut.set_result(index)
             return index
-        except BaseException as exc:
+        except asyncio.CancelledError:
+            fut.cancel()
+            raise
+        except Exception as exc:
             fut.set_exception(exc)
             fut.exception()  # retrieved: waiters re-raise it, nobody logs "never retrieved"
             raise
@@ -249,17 +253,21 @@ class PolicyAccessChecker:
 
         async def listen() -> None:
             while True:
+                pubsub = self.pubsub_redis.pubsub(ignore_subscribe_messages=True)
                 try:
-                    pubsub = self.pubsub_redis.pubsub(ignore_subscribe_messages=True)
                     await pubsub.subscribe(CHANNEL)
                     async for msg in pubsub.listen():
                         if msg and msg.get("type") == "message":
                             self._on_message(msg["data"])
+                    await asyncio.sleep(1.0)  # the stream ended without an error: reconnect, never spin
                 except asyncio.CancelledError:
                     raise
                 except Exception:
                     # Messages may have been missed: the 1 s version re-check still catches every change.
                     await asyncio.sleep(1.0)
+                finally:
+                    with contextlib.suppress(Exception):
+                        await pubsub.aclose()
 
         self._sub_task = asyncio.create_task(listen())
 
