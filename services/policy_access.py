@@ -65,7 +65,8 @@ class PolicyAccessChecker:
 
     def __init__(self, db: Database | None, redis: Any, *, loader: Loader | None = None,
                  recheck_seconds: float = 1.0, fallback_ttl_seconds: float = 5.0, max_age_seconds: float = 60.0,
-                 violations: ViolationReporter | None = None, pubsub_redis: Any = None) -> None:
+                 violations: ViolationReporter | None = None, pubsub_redis: Any = None,
+                 max_entries: int = 10_000) -> None:
         self.db = db
         self.redis = redis
         self.pubsub_redis = pubsub_redis
@@ -74,6 +75,7 @@ class PolicyAccessChecker:
         self.fallback_ttl = fallback_ttl_seconds
         self.max_age = max_age_seconds
         self.violations = violations
+        self.max_entries = max_entries  # tenants cached per process; the oldest-built entry goes first
         #: Set by the identity-sync feature to add cached group ids to a caller's token groups.
         self.identity_resolver: IdentityResolver | None = None
         self._entries: dict[Key, _Entry] = {}
@@ -193,7 +195,10 @@ class PolicyAccessChecker:
         tenant_id = key[1] if key[0] == "t" else None
         policies, bindings = await self.loader(tenant_id, partner_id)
         index = compile_index(policies, bindings, datetime.now(UTC), version=versions)
+        self._entries.pop(key, None)  # re-insert at the end: dict order is build order
         self._entries[key] = _Entry(index, partner_id, versions, now, now)
+        while len(self._entries) > self.max_entries:
+            self._entries.pop(next(iter(self._entries)))
         self.rebuilds += 1
         return index
 
