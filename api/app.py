@@ -34,6 +34,8 @@ ROUTERS: list[str] = [
     "api.routers.auth",
     "api.routers.audit",
     "api.routers.rate_limits",
+    "api.routers.policies",
+    "api.routers.secret_policies",
 ]
 
 # "module:function" set-up hooks: async def setup(state: AppState) -> Callable[[], Awaitable[None]] | None
@@ -42,6 +44,7 @@ COMPONENTS: list[str] = [
     "api.components:setup_auth",
     "audit.setup:setup",
     "ratelimit.setup:setup",
+    "api.policy_setup:setup_policies",  # after setup_core: replaces the AllowAll placeholder (default deny)
 ]
 
 Teardown = Callable[[], Awaitable[None]]

@@ -101,6 +101,12 @@ class Settings(BaseSettings):
     rate_limit_tenant_cache_seconds: float = 30.0  # per-tenant overrides are cached this long per process
     trusted_proxies: str = ""  # CIDRs whose X-Forwarded-For is believed
 
+    # --- access policies (docs/policies.md "Index cache") -------------------------------------
+    policy_cache_recheck_seconds: float = Field(default=1.0, gt=0)  # version re-check per tenant per process
+    policy_cache_fallback_ttl_seconds: float = Field(default=5.0, gt=0)  # trust an index this long, Redis down
+    policy_cache_max_age_seconds: float = Field(default=60.0, gt=0)  # rebuild at least this often, always
+    policy_violation_events_per_minute: int = Field(default=60, ge=0)  # per tenant per process; rest counted
+
     # --- webhooks -----------------------------------------------------------------------------
     webhook_allow_private: bool | None = None  # None: allowed in dev only
     webhook_timeout_seconds: float = 10.0

@@ -1,7 +1,10 @@
 """The path-permission check every secret operation makes after the scope check.
 
-``AccessChecker`` is the contract; the policies feature registers the real implementation as
-``state.components["access"]`` (compiled policy index, default deny). ``AllowAll`` exists only so features can
+``AccessChecker`` is the contract; the policies feature registers the real implementation,
+``services.policy_access.PolicyAccessChecker``, as ``state.components["access"]`` (compiled policy index, default
+deny; api/policy_setup.py). It also offers ``list_plan(ctx, prefix)`` (skip or unfilter list queries),
+``decide(...)`` (the Decision without raising) and ``invalidate(tenant_id, partner_id)`` (after a change that
+affects evaluation, e.g. group memberships from identity sync). ``AllowAll`` exists only so features can
 be developed before policies are wired; the app never ships with it (tests assert default deny).
 """
 
