@@ -32,12 +32,14 @@ log = logging.getLogger("scaivault.api")
 ROUTERS: list[str] = [
     "api.routers.health",
     "api.routers.auth",
+    "api.routers.identity",
 ]
 
 # "module:function" set-up hooks: async def setup(state: AppState) -> Callable[[], Awaitable[None]] | None
 COMPONENTS: list[str] = [
     "api.components:setup_core",
     "api.components:setup_auth",
+    "api.identity_setup:setup_identity",
 ]
 
 Teardown = Callable[[], Awaitable[None]]
