@@ -179,6 +179,14 @@ class ScaiKeyClient:
                 if total is not None and seen != int(total):
                     raise ScaiKeyPaginationError(
                         f"pagination of {path} is inconsistent: saw {seen} items, total says {total}")
+                if items and len(items) >= eff_per_page:
+                    # A full last page: make sure the listing really ends here (a total that lies low would
+                    # otherwise hide users, and a sync would soft-delete them).
+                    probe = await self.get_json(path, {**query, "page": page + 1})
+                    extra = probe.get("items") or probe.get("data") if isinstance(probe, dict) else probe
+                    if extra:
+                        raise ScaiKeyPaginationError(
+                            f"pagination of {path} is inconsistent: items continue past total {total}")
                 return
             page += 1
         raise ScaiKeyPaginationError(f"pagination of {path} exceeded {max_pages} pages")
