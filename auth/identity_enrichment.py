@@ -143,7 +143,8 @@ class IdentityEnricher:
 
 def bootstrap_identities(settings: Settings) -> tuple[list[str], list[str]]:
     """BOOTSTRAP_SUPER_ADMIN ``user:<email>`` / ``user:usr_...`` (comma-separated) -> (emails, user ids)."""
-    emails, ids = [], []
+    emails: list[str] = []
+    ids: list[str] = []
     for raw in settings.bootstrap_super_admin.split(","):
         ref = raw.strip()
         if ref.startswith("user:"):

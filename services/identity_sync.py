@@ -264,3 +264,16 @@ async def sweep_directory(db: Database, admin: ScaiKeyClient, fallback: ScaiKeyC
         for t in tenants:
             await _upsert_tenant(conn, t)
     return [str(t["id"]) for t in tenants if str(t.get("status") or "ACTIVE").upper() != "DELETED"]
+
+
+# --------------------------------------------------------------------------------------------- housekeeping
+def _register_sweeper() -> None:
+    from services.housekeeping import sweeper
+
+    @sweeper("prune_scaikey_webhook_events")
+    async def prune_webhook_events(conn: Any, settings: Settings, limit: int) -> int:
+        """Idempotency rows only need to outlive ScaiKey's redelivery window; keep them EVENT_RETENTION_DAYS."""
+        return await repo.prune_webhook_events(conn, older_than_days=settings.event_retention_days, limit=limit)
+
+
+_register_sweeper()

@@ -98,14 +98,16 @@ class WebhookEvent:
 def normalize(body: Any, headers: dict[str, str]) -> WebhookEvent:
     if not isinstance(body, dict):
         raise AppError("invalid_request", "webhook body must be a JSON object")
-    data = body.get("data") if isinstance(body.get("data"), dict) else {}
+    raw_data = body.get("data")
+    data: dict[str, Any] = raw_data if isinstance(raw_data, dict) else {}
     event_id = body.get("event_id") or body.get("id") or headers.get("x-scaikey-event-id")
     event_type = body.get("event_type") or body.get("type") or headers.get("x-scaikey-event-type")
     if not event_id or not event_type:
         raise AppError("invalid_request", "webhook body needs event_id/id and event_type/type")
     event_type = MEMBERSHIP_ALIASES.get(str(event_type), str(event_type))
-    resource = body.get("resource") if isinstance(body.get("resource"), dict) else {}
-    tenant = data.get("tenant") if isinstance(data.get("tenant"), dict) else {}
+    raw_resource, raw_tenant = body.get("resource"), data.get("tenant")
+    resource: dict[str, Any] = raw_resource if isinstance(raw_resource, dict) else {}
+    tenant: dict[str, Any] = raw_tenant if isinstance(raw_tenant, dict) else {}
     tenant_id = body.get("tenant_id") or data.get("tenant_id") or tenant.get("id")
     if event_type.startswith("tenant.") and not tenant_id:
         tenant_id = data.get("id") or resource.get("id")
