@@ -54,7 +54,8 @@ async def upsert_partner(conn: asyncpg.Connection, *, id: str, name: str, slug: 
     await conn.execute(
         "INSERT INTO partners (id, name, slug, region, status, last_synced_at, deleted_at)"
         " VALUES ($1, $2, $3, $4, $5, now(), CASE WHEN $6 THEN now() END)"
-        " ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, slug = EXCLUDED.slug,"
+        " ON CONFLICT (id) DO UPDATE SET name = COALESCE(NULLIF(EXCLUDED.name, ''), partners.name),"
+        " slug = COALESCE(EXCLUDED.slug, partners.slug),"
         " region = COALESCE(EXCLUDED.region, partners.region), status = EXCLUDED.status,"
         " last_synced_at = now(), deleted_at = CASE WHEN $6 THEN COALESCE(partners.deleted_at, now()) END",
         id, name, slug, region, status, deleted,
@@ -67,8 +68,9 @@ async def upsert_tenant(conn: asyncpg.Connection, *, id: str, partner_id: str, n
     await conn.execute(
         "INSERT INTO tenants (id, partner_id, name, slug, status, last_synced_at, deleted_at)"
         " VALUES ($1, $2, $3, $4, $5, now(), CASE WHEN $6 THEN now() END)"
-        " ON CONFLICT (id) DO UPDATE SET partner_id = EXCLUDED.partner_id, name = EXCLUDED.name,"
-        " slug = EXCLUDED.slug, status = EXCLUDED.status, last_synced_at = now(),"
+        " ON CONFLICT (id) DO UPDATE SET partner_id = EXCLUDED.partner_id,"
+        " name = COALESCE(NULLIF(EXCLUDED.name, ''), tenants.name), slug = COALESCE(EXCLUDED.slug, tenants.slug),"
+        " status = EXCLUDED.status, last_synced_at = now(),"
         " deleted_at = CASE WHEN $6 THEN COALESCE(tenants.deleted_at, now()) END",
         id, partner_id, name, slug, status, deleted,
     )

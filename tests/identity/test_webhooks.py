@@ -119,3 +119,16 @@ async def test_scaiflow_envelope_membership_and_resync_signal(identity_stack, em
             await asyncio.sleep(0.2)
         else:
             raise AssertionError(f"no webhook-triggered sync: {hist}")
+
+
+async def test_tenant_suspension_via_webhook_refuses_the_tenant(identity_stack, emu):
+    async with identity_stack(live=True, worker=False) as stack:
+        h = await stack.token(ADMIN)
+        assert (await stack.api.get("/v1/auth/whoami", headers=h)).status_code == 200
+        res = await _fire(emu, stack, event_type="tenant.updated",
+                          data={"id": TENANT, "partner_id": "prt_acme", "status": "SUSPENDED"})
+        assert _status(res) == 200
+        r = await stack.api.get("/v1/auth/whoami", headers=h)
+        assert r.status_code == 403 and r.json()["error"]["code"] == "access_denied"
+        r = await stack.api.get("/v1/identity/tenants", headers=h)
+        assert r.status_code == 403
