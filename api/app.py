@@ -36,6 +36,7 @@ ROUTERS: list[str] = [
     "api.routers.rate_limits",
     "api.routers.policies",
     "api.routers.secret_policies",
+    "api.routers.identity",
 ]
 
 # "module:function" set-up hooks: async def setup(state: AppState) -> Callable[[], Awaitable[None]] | None
@@ -45,6 +46,7 @@ COMPONENTS: list[str] = [
     "audit.setup:setup",
     "ratelimit.setup:setup",
     "api.policy_setup:setup_policies",  # after setup_core: replaces the AllowAll placeholder (default deny)
+    "api.identity_setup:setup_identity",
 ]
 
 Teardown = Callable[[], Awaitable[None]]

@@ -36,6 +36,7 @@ PAT_CACHE_TTL = 30.0
 _MAX_CACHE = 50_000
 
 StatusCheck = Callable[[Principal], Awaitable[None]]
+Enricher = Callable[[Principal], Awaitable[Principal]]
 
 
 def _ts(value: Any) -> datetime | None:
@@ -96,6 +97,8 @@ class Authenticator:
         self._inflight: dict[str, asyncio.Future[Principal]] = {}
         self._sub_task: asyncio.Task[None] | None = None
         self.status_checks: list[StatusCheck] = []  # e.g. suspended-user check from the identity cache
+        # Run before status_checks; may return a richer principal (e.g. cached roles/groups) or raise.
+        self.enrichers: list[Enricher] = []
 
     # --- public ------------------------------------------------------------------------------
     async def authenticate(self, token: str) -> Principal:
@@ -105,6 +108,8 @@ class Authenticator:
             principal = await self._jwt_principal(token)
         else:
             raise AppError("token_invalid", "token is neither a ScaiKey JWT nor a personal access token")
+        for enrich in self.enrichers:
+            principal = await enrich(principal)
         for check in self.status_checks:
             await check(principal)
         return principal

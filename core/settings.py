@@ -86,6 +86,18 @@ class Settings(BaseSettings):
     bootstrap_super_admin: str = ""
     super_admin_groups: str = ""
     identity_sync_interval_minutes: int = 60
+    # Identity sync (docs/identity.md "Credentials"): optional separate credentials for the sync. Unset: the
+    # sync uses SCAIKEY_CLIENT_ID/SECRET. A TENANT-scoped app needs SCAIKEY_SYNC_TENANT_SLUG (its token
+    # endpoint is /api/v1/auth/tenants/{slug}/oauth/token); without a slug the platform endpoint is used.
+    scaikey_sync_client_id: str = ""
+    scaikey_sync_client_secret: SecretStr = SecretStr("")
+    scaikey_sync_tenant_slug: str = ""
+    scaikey_application_id: str = "me"  # app whose effective users are mirrored; "me" = the sync credentials' app
+    scaikey_page_size: int = Field(default=100, ge=0, le=1000)  # per_page sent to ScaiKey; 0 = server default
+    scaikey_sync_concurrency: int = Field(default=8, ge=1, le=64)  # parallel member-list calls per sync
+    identity_sync_heartbeat_seconds: int = 30
+    identity_sync_retry_attempts: int = 5
+    identity_cache_ttl_seconds: float = 15.0  # per-process principal enrichment cache (roles, groups, status)
 
     # --- tokens, audit, limits ----------------------------------------------------------------
     token_hmac_key: SecretStr = SecretStr("")

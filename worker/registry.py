@@ -49,8 +49,22 @@ def _housekeeping_activities(deps: WorkerDeps) -> list[Callable[..., Any]]:
     return [acts.list_steps, acts.run_step]
 
 
+def _identity_workflows() -> list[type]:
+    from workflows.identity_sync import ScaiKeySyncSweepWorkflow, ScaiKeySyncWorkflow
+
+    return [ScaiKeySyncWorkflow, ScaiKeySyncSweepWorkflow]
+
+
+def _identity_activities(deps: WorkerDeps) -> list[Callable[..., Any]]:
+    from activities.identity_sync import IdentitySyncActivities
+
+    acts = IdentitySyncActivities(deps.settings, deps.db, redis=deps.redis, temporal=deps.temporal)
+    return [acts.run_sync, acts.record_failure, acts.sweep]
+
+
 REGISTRATIONS: list[QueueRegistration] = [
     QueueRegistration(HOUSEKEEPING, _housekeeping_workflows, _housekeeping_activities),
+    QueueRegistration(IDENTITY, _identity_workflows, _identity_activities),
 ]
 
 

@@ -1,0 +1,160 @@
+"""Identity-sync activities: one tenant's sync (heartbeating while it paginates), failure bookkeeping, and the
+full-sync sweep that fans out to every tenant's entity workflow.
+
+Idempotent: a sync is a reconcile (re-running it converges), run rows are upserts, and the sweep's
+signal-with-start carries the sweep's ``sync_id`` (the entity ignores ids it has already seen).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from clients.scaikey import (
+    ScaiKeyClient,
+    ScaiKeyError,
+    ScaiKeyPaginationError,
+    ScaiKeyStatusError,
+    ScaiKeyTransportError,
+)
+from core.settings import Settings
+from db.engine import Database
+from repositories import identity as repo
+from services import identity_sync
+from workflows.types.identity import (
+    RecordFailureInput,
+    RunSyncInput,
+    RunSyncResult,
+    SweepInput,
+    SweepResult,
+)
+
+log = logging.getLogger("scaivault.identity")
+INVALIDATE_CHANNEL = "scaivault:identity-invalidate"
+
+
+def _heartbeat(detail: str) -> None:
+    activity.heartbeat(detail)
+
+
+def as_application_error(exc: ScaiKeyError) -> ApplicationError:
+    """Outages and inconsistent listings retry; a 4xx (bad credentials, missing scope) does not."""
+    if isinstance(exc, ScaiKeyTransportError | ScaiKeyPaginationError):
+        return ApplicationError(str(exc), type="service_unavailable")
+    if isinstance(exc, ScaiKeyStatusError):
+        return ApplicationError(str(exc), type="scaikey_rejected", non_retryable=True)
+    return ApplicationError(str(exc), type="service_unavailable")
+
+
+class ScaiKeyClients:
+    """ScaiKey clients built once per process: ScaiVault's own credentials, and the sync credentials
+    (SCAIKEY_SYNC_CLIENT_ID/SECRET, one client per tenant slug) when configured."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.main = ScaiKeyClient(settings, timeout=30.0)
+        self._sync: dict[str, ScaiKeyClient] = {}
+
+    def for_sync(self, slug: str | None) -> ScaiKeyClient:
+        s = self.settings
+        if not s.scaikey_sync_client_id:
+            return self.main
+        key = s.scaikey_sync_tenant_slug or slug or ""
+        client = self._sync.get(key)
+        if client is None:
+            client = ScaiKeyClient(s, timeout=30.0, client_id=s.scaikey_sync_client_id,
+                                   client_secret=s.scaikey_sync_client_secret, tenant_slug=key or None)
+            self._sync[key] = client
+        return client
+
+    async def aclose(self) -> None:
+        await self.main.aclose()
+        for c in self._sync.values():
+            await c.aclose()
+
+
+class IdentitySyncActivities:
+    def __init__(self, settings: Settings, db: Database, redis: Any = None, temporal: Any = None,
+                 clients: ScaiKeyClients | None = None) -> None:
+        self.settings = settings
+        self.db = db
+        self.redis = redis
+        self.temporal = temporal
+        self.clients = clients or ScaiKeyClients(settings)
+
+    async def _client_for(self, tenant_id: str) -> ScaiKeyClient:
+        async with self.db.raw() as conn:
+            slug = await repo.tenant_slug(conn, tenant_id)
+        return self.clients.for_sync(slug)
+
+    @activity.defn(name="identity.run_sync")
+    async def run_sync(self, inp: RunSyncInput) -> RunSyncResult:
+        async with self.db.raw() as conn:
+            await repo.mark_running(conn, inp.tenant_id, inp.sync_ids, trigger=inp.trigger, reason=inp.reason or None)
+        client = await self._client_for(inp.tenant_id)
+        try:
+            if client.has_credentials:
+                await identity_sync.refresh_tenant_row(self.db, client, inp.tenant_id)
+            stats = await identity_sync.sync_tenant(self.db, self.settings, client, inp.tenant_id, _heartbeat)
+        except ScaiKeyError as exc:
+            client.drop_service_token()  # a rotated secret or changed scopes take effect on the retry
+            log.warning("identity sync attempt failed", extra={"tenant_id": inp.tenant_id, "error": str(exc),
+                                                                "attempt": activity.info().attempt})
+            raise as_application_error(exc) from None
+        status = "skipped" if stats.get("skipped_reason") else "succeeded"
+        async with self.db.raw() as conn:
+            await repo.finish_runs(conn, inp.tenant_id, inp.sync_ids, status=status, stats=stats, error=None)
+        await self._invalidate(inp.tenant_id)
+        log.info("identity sync finished", extra={"tenant_id": inp.tenant_id, "status": status,
+                                                  "users_seen": stats["users_seen"],
+                                                  "users_method": stats["users_method"]})
+        return RunSyncResult(status=status, stats=stats)
+
+    @activity.defn(name="identity.record_failure")
+    async def record_failure(self, inp: RecordFailureInput) -> None:
+        stats = identity_sync.empty_stats()
+        async with self.db.raw() as conn:
+            await repo.finish_runs(conn, inp.tenant_id, inp.sync_ids, status="failed", stats=stats,
+                                   error=inp.error[:2000])
+
+    @activity.defn(name="identity.sweep")
+    async def sweep(self, inp: SweepInput) -> SweepResult:
+        """Full sync: mirror partners/tenants, then signal-with-start every tenant's entity workflow."""
+        from services.identity import start_tenant_sync
+
+        async with self.db.raw() as conn:
+            await repo.mark_running(conn, repo.SWEEP_TENANT, [inp.sync_id], trigger="sweep",
+                                    reason=inp.reason or None)
+        try:
+            tenant_ids = await identity_sync.sweep_directory(
+                self.db, self.clients.main, self.clients.for_sync(None), partner_id=inp.partner_id)
+        except ScaiKeyError as exc:
+            if activity.info().attempt >= 5 or isinstance(exc, ScaiKeyStatusError):
+                async with self.db.raw() as conn:
+                    await repo.finish_runs(conn, repo.SWEEP_TENANT, [inp.sync_id], status="failed",
+                                           stats={"tenants": []}, error=str(exc))
+            raise as_application_error(exc) from None
+        for tid in tenant_ids:
+            activity.heartbeat(tid)
+            async with self.db.raw() as conn:
+                partner = await repo.tenant_partner(conn, tid)
+                await repo.insert_run(conn, sync_id=inp.sync_id, tenant_id=tid, partner_id=partner,
+                                      trigger="sweep", reason=inp.reason or None, requested_by=None)
+            await start_tenant_sync(self.temporal, self.settings, tid, inp.sync_id, reason=inp.reason,
+                                    trigger="sweep")
+        async with self.db.raw() as conn:
+            await repo.finish_runs(conn, repo.SWEEP_TENANT, [inp.sync_id], status="succeeded",
+                                   stats={"tenants": tenant_ids}, error=None)
+        return SweepResult(tenant_ids=tenant_ids)
+
+    async def _invalidate(self, tenant_id: str) -> None:
+        """Tell every API process to drop cached principal enrichment for this tenant."""
+        if self.redis is None:
+            return
+        try:
+            await self.redis.publish(INVALIDATE_CHANNEL, tenant_id)
+        except Exception:
+            log.debug("identity invalidation broadcast failed; API caches expire by TTL", exc_info=True)

@@ -1,0 +1,157 @@
+"""Principal enrichment from the identity cache, for user tokens.
+
+Adds the cached admin role (``roles``) and live group memberships (``group:<name>``) to a user principal and
+refuses users ScaiKey reports SUSPENDED (403 ``access_denied``, details.reason ``user_suspended``). At most one
+DB round trip per (tenant, user) per IDENTITY_CACHE_TTL_SECONDS; a warm request is a dict lookup. Entries are
+dropped at once when a sync or webhook changes the tenant (Redis pub/sub on ``scaivault:identity-invalidate``);
+the TTL bounds staleness if Redis is down.
+
+BOOTSTRAP_SUPER_ADMIN: a listed user who signs in and is already in the cache becomes super_admin
+(admin_role_source=bootstrap) on that first request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from typing import Any
+
+from auth.principal import ROLES, Principal
+from core.errors import AppError
+from core.settings import Settings
+from db.engine import Database
+from repositories import identity as repo
+
+log = logging.getLogger("scaivault.identity")
+INVALIDATE_CHANNEL = "scaivault:identity-invalidate"
+_MAX_ENTRIES = 100_000
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CachedIdentity:
+    found: bool
+    status: str = "ACTIVE"
+    role: str | None = None
+    groups: tuple[str, ...] = ()
+
+
+_MISSING = CachedIdentity(found=False)
+
+
+class IdentityEnricher:
+    def __init__(self, settings: Settings, db: Database, redis: Any = None) -> None:
+        self.settings = settings
+        self.db = db
+        self.redis = redis
+        self.ttl = settings.identity_cache_ttl_seconds
+        self._cache: dict[tuple[str, str], tuple[float, CachedIdentity]] = {}
+        self._task: asyncio.Task[None] | None = None
+        emails, ids = _bootstrap(settings)
+        self._bootstrap_emails, self._bootstrap_ids = {e.lower() for e in emails}, set(ids)
+
+    def invalidate(self, tenant_id: str | None = None) -> None:
+        if tenant_id is None:
+            self._cache.clear()
+        else:
+            for key in [k for k in self._cache if k[0] == tenant_id]:
+                self._cache.pop(key, None)
+
+    async def __call__(self, principal: Principal) -> Principal:
+        if principal.identity_type != "user" or not principal.tenant_id:
+            return principal
+        email = principal.identity_id[5:] if principal.identity_id.startswith("user:") else None
+        key = (principal.tenant_id, principal.subject)
+        now = time.monotonic()
+        hit = self._cache.get(key)
+        if hit is None or hit[0] <= now:
+            entry = await self._load(principal.tenant_id, principal.subject, email)
+            if len(self._cache) >= _MAX_ENTRIES:
+                self._cache.clear()
+            self._cache[key] = (now + self.ttl, entry)
+        else:
+            entry = hit[1]
+        if not entry.found:
+            return principal
+        if entry.status == "SUSPENDED":
+            raise AppError("access_denied", "this user is suspended in ScaiKey", {"reason": "user_suspended"})
+        roles = list(principal.roles)
+        if entry.role in ROLES and entry.role not in roles:
+            roles.append(entry.role)
+        groups = list(principal.groups)
+        for g in entry.groups:
+            if g not in groups:
+                groups.append(g)
+        if len(roles) == len(principal.roles) and len(groups) == len(principal.groups):
+            return principal
+        return dataclasses.replace(principal, roles=tuple(roles), groups=tuple(groups))
+
+    async def _load(self, tenant_id: str, subject: str, email: str | None) -> CachedIdentity:
+        async with self.db.raw() as conn:
+            row = await repo.principal_row(conn, tenant_id, subject, email)
+            if row is None or row["deleted_at"] is not None:
+                return _MISSING
+            role = row["admin_role"]
+            if role != "super_admin" and (row["id"] in self._bootstrap_ids
+                                          or row["email"].lower() in self._bootstrap_emails):
+                await repo.apply_bootstrap(conn, tenant_id, [row["email"]], [row["id"]])
+                role = "super_admin"
+                log.info("bootstrap super admin promoted at sign-in", extra={"tenant_id": tenant_id,
+                                                                              "user_id": row["id"]})
+        return CachedIdentity(found=True, status=row["status"], role=role,
+                              groups=tuple(sorted(f"group:{g}" for g in row["group_names"])))
+
+    # --- cross-process invalidation -------------------------------------------------------------------
+    async def publish(self, tenant_id: str) -> None:
+        self.invalidate(tenant_id)
+        if self.redis is not None:
+            try:
+                await self.redis.publish(INVALIDATE_CHANNEL, tenant_id)
+            except Exception:
+                log.debug("identity invalidation broadcast failed; other processes expire by TTL", exc_info=True)
+
+    def start(self) -> None:
+        if self.redis is None:
+            return
+
+        async def listen() -> None:
+            while True:
+                try:
+                    pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+                    await pubsub.subscribe(INVALIDATE_CHANNEL)
+                    async for msg in pubsub.listen():
+                        if msg and msg.get("type") == "message":
+                            data = msg["data"]
+                            self.invalidate(data.decode() if isinstance(data, bytes) else str(data))
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    self.invalidate()
+                    await asyncio.sleep(1.0)
+
+        self._task = asyncio.create_task(listen())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+
+
+def bootstrap_identities(settings: Settings) -> tuple[list[str], list[str]]:
+    """BOOTSTRAP_SUPER_ADMIN ``user:<email>`` / ``user:usr_...`` (comma-separated) -> (emails, user ids)."""
+    emails: list[str] = []
+    ids: list[str] = []
+    for raw in settings.bootstrap_super_admin.split(","):
+        ref = raw.strip()
+        if ref.startswith("user:"):
+            ref = ref[5:]
+        if ref:
+            (emails if "@" in ref else ids).append(ref)
+    return emails, ids
+
+
+_bootstrap = bootstrap_identities

@@ -1,0 +1,539 @@
+"""SQL for the identity cache (users, groups, memberships), the directory (partners, tenants), sync runs and
+ScaiKey webhook idempotency. Every tenant-owned statement takes ``tenant_id`` first and filters by it.
+
+Bulk reconciliation passes whole columns as arrays (``unnest``), so a 10,000-user sync is a handful of round
+trips, not 10,000.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import orjson
+
+SWEEP_TENANT = "*"  # tenant_id of the row that records a full (all-tenants) sweep
+
+
+# --------------------------------------------------------------------------------------------- rows in
+@dataclass(frozen=True, slots=True)
+class UserIn:
+    id: str
+    email: str
+    display_name: str
+    status: str
+    mfa_enabled: bool | None
+
+
+@dataclass(frozen=True, slots=True)
+class GroupIn:
+    id: str
+    name: str
+    group_type: str
+    description: str
+
+
+@dataclass(frozen=True, slots=True)
+class MembershipIn:
+    group_id: str
+    member_type: str  # user | group
+    member_id: str
+    membership_type: str  # DIRECT | NESTED
+    via_group_id: str | None = None
+
+
+def _count(status: str) -> int:
+    return int(status.split()[-1])
+
+
+# --------------------------------------------------------------------------------------------- directory
+async def upsert_partner(conn: asyncpg.Connection, *, id: str, name: str, slug: str | None, region: str | None,
+                         status: str, deleted: bool = False) -> None:
+    await conn.execute(
+        "INSERT INTO partners (id, name, slug, region, status, last_synced_at, deleted_at)"
+        " VALUES ($1, $2, $3, $4, $5, now(), CASE WHEN $6 THEN now() END)"
+        " ON CONFLICT (id) DO UPDATE SET name = COALESCE(NULLIF(EXCLUDED.name, ''), partners.name),"
+        " slug = COALESCE(EXCLUDED.slug, partners.slug),"
+        " region = COALESCE(EXCLUDED.region, partners.region), status = EXCLUDED.status,"
+        " last_synced_at = now(), deleted_at = CASE WHEN $6 THEN COALESCE(partners.deleted_at, now()) END",
+        id, name, slug, region, status, deleted,
+    )
+
+
+async def upsert_tenant(conn: asyncpg.Connection, *, id: str, partner_id: str, name: str, slug: str | None,
+                        status: str, deleted: bool = False) -> None:
+    await conn.execute("INSERT INTO partners (id) VALUES ($1) ON CONFLICT (id) DO NOTHING", partner_id)
+    await conn.execute(
+        "INSERT INTO tenants (id, partner_id, name, slug, status, last_synced_at, deleted_at)"
+        " VALUES ($1, $2, $3, $4, $5, now(), CASE WHEN $6 THEN now() END)"
+        " ON CONFLICT (id) DO UPDATE SET partner_id = EXCLUDED.partner_id,"
+        " name = COALESCE(NULLIF(EXCLUDED.name, ''), tenants.name), slug = COALESCE(EXCLUDED.slug, tenants.slug),"
+        " status = EXCLUDED.status, last_synced_at = now(),"
+        " deleted_at = CASE WHEN $6 THEN COALESCE(tenants.deleted_at, now()) END",
+        id, partner_id, name, slug, status, deleted,
+    )
+
+
+async def tenant_slug(conn: asyncpg.Connection, tenant_id: str) -> str | None:
+    return await conn.fetchval("SELECT slug FROM tenants WHERE id = $1", tenant_id)  # type: ignore[no-any-return]
+
+
+async def tenant_partner(conn: asyncpg.Connection, tenant_id: str) -> str | None:
+    return await conn.fetchval(  # type: ignore[no-any-return]
+        "SELECT partner_id FROM tenants WHERE id = $1", tenant_id)
+
+
+async def list_partners(conn: asyncpg.Connection, *, partner_ids: Sequence[str] | None, status: str | None,
+                        limit: int, offset: int) -> tuple[list[asyncpg.Record], int]:
+    where = "deleted_at IS NULL AND ($1::text[] IS NULL OR id = ANY($1)) AND ($2::text IS NULL OR status = $2)"
+    rows = await conn.fetch(
+        f"SELECT id, name, slug, region, status, last_synced_at, count(*) OVER () AS total FROM partners"
+        f" WHERE {where} ORDER BY id LIMIT $3 OFFSET $4",
+        list(partner_ids) if partner_ids is not None else None, status, limit, offset,
+    )
+    total = rows[0]["total"] if rows else await conn.fetchval(
+        f"SELECT count(*) FROM partners WHERE {where}",
+        list(partner_ids) if partner_ids is not None else None, status)
+    return rows, int(total)
+
+
+async def list_tenants(conn: asyncpg.Connection, *, partner_id: str | None, tenant_ids: Sequence[str] | None,
+                       status: str | None, limit: int, offset: int) -> tuple[list[asyncpg.Record], int]:
+    where = ("deleted_at IS NULL AND ($1::text IS NULL OR partner_id = $1)"
+             " AND ($2::text[] IS NULL OR id = ANY($2)) AND ($3::text IS NULL OR status = $3)")
+    args = (partner_id, list(tenant_ids) if tenant_ids is not None else None, status)
+    rows = await conn.fetch(
+        f"SELECT id, partner_id, name, slug, status, last_synced_at, count(*) OVER () AS total FROM tenants"
+        f" WHERE {where} ORDER BY id LIMIT $4 OFFSET $5", *args, limit, offset)
+    total = rows[0]["total"] if rows else await conn.fetchval(f"SELECT count(*) FROM tenants WHERE {where}", *args)
+    return rows, int(total)
+
+
+# --------------------------------------------------------------------------------------------- bulk reconcile
+async def reconcile_users(conn: asyncpg.Connection, tenant_id: str, users: Sequence[UserIn]) -> tuple[int, int]:
+    """Upsert ``users`` (reviving soft-deleted ones). ``mfa_enabled`` None keeps the stored value (a member
+    listing does not say). Returns (added, undeleted)."""
+    row = await conn.fetchrow(
+        """
+        WITH incoming AS (
+            SELECT * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::bool[])
+                AS t(id, email, display_name, status, mfa_enabled)
+        ), prev AS (
+            SELECT u.id, u.deleted_at FROM identity_users u JOIN incoming i ON i.id = u.id WHERE u.tenant_id = $1
+        ), ins AS (
+            INSERT INTO identity_users (tenant_id, id, email, display_name, status, mfa_enabled, last_synced_at)
+            SELECT $1, i.id, i.email, i.display_name, i.status, COALESCE(i.mfa_enabled, false), now()
+            FROM incoming i WHERE NOT EXISTS (SELECT 1 FROM prev p WHERE p.id = i.id)
+            ON CONFLICT (tenant_id, id) DO NOTHING RETURNING id
+        ), upd AS (
+            UPDATE identity_users u SET email = i.email, display_name = i.display_name, status = i.status,
+                mfa_enabled = COALESCE(i.mfa_enabled, u.mfa_enabled), deleted_at = NULL, last_synced_at = now(),
+                updated_at = CASE WHEN (u.email, u.display_name, u.status, u.deleted_at IS NULL)
+                    IS DISTINCT FROM (i.email, i.display_name, i.status, true) THEN now() ELSE u.updated_at END
+            FROM incoming i WHERE u.tenant_id = $1 AND u.id = i.id RETURNING u.id
+        )
+        SELECT (SELECT count(*) FROM ins) AS added,
+               (SELECT count(*) FROM prev WHERE deleted_at IS NOT NULL) AS undeleted,
+               (SELECT count(*) FROM upd) AS updated
+        """,
+        tenant_id, [u.id for u in users], [u.email for u in users], [u.display_name for u in users],
+        [u.status for u in users], [u.mfa_enabled for u in users],
+    )
+    assert row is not None
+    return int(row["added"]), int(row["undeleted"])
+
+
+async def live_count(conn: asyncpg.Connection, tenant_id: str, table: str) -> int:
+    assert table in {"identity_users", "identity_groups"}
+    return int(await conn.fetchval(
+        f"SELECT count(*) FROM {table} WHERE tenant_id = $1 AND deleted_at IS NULL", tenant_id))
+
+
+async def soft_delete_users_except(conn: asyncpg.Connection, tenant_id: str, keep: Sequence[str]) -> int:
+    return _count(await conn.execute(
+        "UPDATE identity_users SET deleted_at = now(), updated_at = now()"
+        " WHERE tenant_id = $1 AND deleted_at IS NULL AND NOT (id = ANY($2::text[]))", tenant_id, list(keep)))
+
+
+async def reconcile_groups(conn: asyncpg.Connection, tenant_id: str,
+                           groups: Sequence[GroupIn]) -> tuple[int, int]:
+    row = await conn.fetchrow(
+        """
+        WITH incoming AS (
+            SELECT * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[])
+                AS t(id, name, group_type, description)
+        ), prev AS (
+            SELECT g.id, g.deleted_at FROM identity_groups g JOIN incoming i ON i.id = g.id WHERE g.tenant_id = $1
+        ), up AS (
+            INSERT INTO identity_groups AS g (tenant_id, id, name, group_type, description, last_synced_at)
+            SELECT $1, id, name, group_type, description, now() FROM incoming
+            ON CONFLICT (tenant_id, id) DO UPDATE SET name = EXCLUDED.name, group_type = EXCLUDED.group_type,
+                description = EXCLUDED.description, deleted_at = NULL, last_synced_at = now()
+            RETURNING g.id
+        )
+        SELECT count(*) FILTER (WHERE p.id IS NULL) AS added,
+               count(*) FILTER (WHERE p.deleted_at IS NOT NULL) AS undeleted
+        FROM up LEFT JOIN prev p ON p.id = up.id
+        """,
+        tenant_id, [g.id for g in groups], [g.name for g in groups], [g.group_type for g in groups],
+        [g.description for g in groups],
+    )
+    assert row is not None
+    return int(row["added"]), int(row["undeleted"])
+
+
+async def soft_delete_groups_except(conn: asyncpg.Connection, tenant_id: str, keep: Sequence[str]) -> int:
+    return _count(await conn.execute(
+        "UPDATE identity_groups SET deleted_at = now(), updated_at = now()"
+        " WHERE tenant_id = $1 AND deleted_at IS NULL AND NOT (id = ANY($2::text[]))", tenant_id, list(keep)))
+
+
+async def reconcile_memberships(conn: asyncpg.Connection, tenant_id: str,
+                                rows: Sequence[MembershipIn]) -> tuple[int, int]:
+    """Upsert memberships and soft-delete the ones not in ``rows``. Returns (added_or_revived, soft_deleted)."""
+    added = await conn.fetchval(
+        """
+        WITH incoming AS (
+            SELECT * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[])
+                AS t(group_id, member_type, member_id, membership_type, via_group_id)
+        ), prev AS (
+            SELECT m.group_id, m.member_type, m.member_id, m.deleted_at FROM identity_memberships m
+            JOIN incoming i USING (group_id, member_type, member_id) WHERE m.tenant_id = $1
+        ), up AS (
+            INSERT INTO identity_memberships AS m (tenant_id, group_id, member_type, member_id, membership_type,
+                                                   via_group_id, last_synced_at)
+            SELECT $1, group_id, member_type, member_id, membership_type, via_group_id, now() FROM incoming
+            ON CONFLICT (tenant_id, group_id, member_type, member_id) DO UPDATE SET
+                membership_type = EXCLUDED.membership_type, via_group_id = EXCLUDED.via_group_id,
+                deleted_at = NULL, last_synced_at = now(),
+                added_at = CASE WHEN m.deleted_at IS NOT NULL THEN now() ELSE m.added_at END
+            RETURNING m.group_id, m.member_type, m.member_id
+        )
+        SELECT count(*) FROM up LEFT JOIN prev p USING (group_id, member_type, member_id)
+        WHERE p.group_id IS NULL OR p.deleted_at IS NOT NULL
+        """,
+        tenant_id, [r.group_id for r in rows], [r.member_type for r in rows], [r.member_id for r in rows],
+        [r.membership_type for r in rows], [r.via_group_id for r in rows],
+    )
+    removed = _count(await conn.execute(
+        """
+        UPDATE identity_memberships m SET deleted_at = now()
+        WHERE m.tenant_id = $1 AND m.deleted_at IS NULL AND NOT EXISTS (
+            SELECT 1 FROM unnest($2::text[], $3::text[], $4::text[]) AS t(group_id, member_type, member_id)
+            WHERE t.group_id = m.group_id AND t.member_type = m.member_type AND t.member_id = m.member_id)
+        """,
+        tenant_id, [r.group_id for r in rows], [r.member_type for r in rows], [r.member_id for r in rows],
+    ))
+    return int(added or 0), removed
+
+
+# --------------------------------------------------------------------------------------------- super admins
+async def elect_super_admins(conn: asyncpg.Connection, tenant_id: str,
+                             group_refs: Sequence[str]) -> tuple[int, int]:
+    """Members (direct or nested) of the groups named by id or name become super_admin (source=group); group
+    admins who left are demoted. Manual and bootstrap grants are never touched. Returns (promoted, demoted)."""
+    members_sql = """
+        SELECT DISTINCT m.member_id FROM identity_memberships m
+        JOIN identity_groups g ON g.tenant_id = m.tenant_id AND g.id = m.group_id AND g.deleted_at IS NULL
+        WHERE m.tenant_id = $1 AND m.member_type = 'user' AND m.deleted_at IS NULL
+          AND (g.id = ANY($2::text[]) OR g.name = ANY($2::text[]))
+    """
+    refs = list(group_refs)
+    promoted = _count(await conn.execute(
+        f"UPDATE identity_users SET admin_role = 'super_admin', admin_role_source = 'group', updated_at = now()"
+        f" WHERE tenant_id = $1 AND deleted_at IS NULL AND admin_role IS DISTINCT FROM 'super_admin'"
+        f" AND id IN ({members_sql})", tenant_id, refs))
+    demoted = _count(await conn.execute(
+        f"UPDATE identity_users SET admin_role = NULL, admin_role_source = NULL, updated_at = now()"
+        f" WHERE tenant_id = $1 AND deleted_at IS NULL AND admin_role = 'super_admin'"
+        f" AND admin_role_source = 'group' AND id NOT IN ({members_sql})", tenant_id, refs))
+    return promoted, demoted
+
+
+async def apply_bootstrap(conn: asyncpg.Connection, tenant_id: str, emails: Sequence[str],
+                          ids: Sequence[str]) -> int:
+    """BOOTSTRAP_SUPER_ADMIN: matching live users become super_admin (source=bootstrap) unless a manual grant
+    already made them one. Group-sourced super admins are re-labelled bootstrap, so groups never demote them."""
+    if not emails and not ids:
+        return 0
+    return _count(await conn.execute(
+        "UPDATE identity_users SET admin_role = 'super_admin', admin_role_source = 'bootstrap', updated_at = now()"
+        " WHERE tenant_id = $1 AND deleted_at IS NULL AND (lower(email) = ANY($2::text[]) OR id = ANY($3::text[]))"
+        " AND (admin_role IS DISTINCT FROM 'super_admin' OR admin_role_source = 'group')",
+        tenant_id, [e.lower() for e in emails], list(ids)))
+
+
+async def super_admin_count(conn: asyncpg.Connection, tenant_id: str) -> int:
+    return int(await conn.fetchval(
+        "SELECT count(*) FROM identity_users WHERE tenant_id = $1 AND deleted_at IS NULL"
+        " AND admin_role = 'super_admin'", tenant_id))
+
+
+async def set_admin_role(conn: asyncpg.Connection, tenant_id: str, user_id: str, role: str | None,
+                         source: str | None) -> bool:
+    return _count(await conn.execute(
+        "UPDATE identity_users SET admin_role = $3, admin_role_source = $4, updated_at = now()"
+        " WHERE tenant_id = $1 AND id = $2", tenant_id, user_id, role, source)) == 1
+
+
+async def find_users_by_email(conn: asyncpg.Connection, email: str,
+                              tenant_id: str | None) -> list[asyncpg.Record]:
+    """Operator lookup for the CLI (``tenant_id`` None searches every tenant)."""
+    return list(await conn.fetch(
+        "SELECT tenant_id, id, email, admin_role, admin_role_source, deleted_at FROM identity_users"
+        " WHERE lower(email) = lower($1) AND ($2::text IS NULL OR tenant_id = $2) ORDER BY tenant_id",
+        email, tenant_id))
+
+
+# --------------------------------------------------------------------------------------------- single-row ops
+async def upsert_user(conn: asyncpg.Connection, tenant_id: str, *, id: str, email: str | None,
+                      display_name: str | None, status: str | None, mfa_enabled: bool | None,
+                      revive: bool) -> None:
+    """Webhook upsert: unknown fields keep their stored value; ``revive`` clears a soft delete."""
+    await conn.execute(
+        "INSERT INTO identity_users AS u (tenant_id, id, email, display_name, status, mfa_enabled, last_synced_at)"
+        " VALUES ($1, $2, COALESCE($3, ''), COALESCE($4, ''), COALESCE($5, 'ACTIVE'), COALESCE($6, false), now())"
+        " ON CONFLICT (tenant_id, id) DO UPDATE SET email = COALESCE($3, u.email),"
+        " display_name = COALESCE($4, u.display_name), status = COALESCE($5, u.status),"
+        " mfa_enabled = COALESCE($6, u.mfa_enabled), updated_at = now(), last_synced_at = now(),"
+        " deleted_at = CASE WHEN $7 THEN NULL ELSE u.deleted_at END",
+        tenant_id, id, email, display_name, status, mfa_enabled, revive)
+
+
+async def soft_delete_user(conn: asyncpg.Connection, tenant_id: str, user_id: str) -> bool:
+    n = _count(await conn.execute(
+        "UPDATE identity_users SET deleted_at = now(), updated_at = now()"
+        " WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL", tenant_id, user_id))
+    await conn.execute(
+        "UPDATE identity_memberships SET deleted_at = now() WHERE tenant_id = $1 AND member_type = 'user'"
+        " AND member_id = $2 AND deleted_at IS NULL", tenant_id, user_id)
+    return n == 1
+
+
+async def upsert_group(conn: asyncpg.Connection, tenant_id: str, *, id: str, name: str | None,
+                       group_type: str | None, description: str | None) -> None:
+    await conn.execute(
+        "INSERT INTO identity_groups AS g (tenant_id, id, name, group_type, description, last_synced_at)"
+        " VALUES ($1, $2, COALESCE($3, $2), COALESCE($4, 'SECURITY'), COALESCE($5, ''), now())"
+        " ON CONFLICT (tenant_id, id) DO UPDATE SET name = COALESCE($3, g.name),"
+        " group_type = COALESCE($4, g.group_type), description = COALESCE($5, g.description),"
+        " deleted_at = NULL, updated_at = now(), last_synced_at = now()",
+        tenant_id, id, name, group_type, description)
+
+
+async def soft_delete_group(conn: asyncpg.Connection, tenant_id: str, group_id: str) -> bool:
+    n = _count(await conn.execute(
+        "UPDATE identity_groups SET deleted_at = now(), updated_at = now()"
+        " WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL", tenant_id, group_id))
+    await conn.execute(
+        "UPDATE identity_memberships SET deleted_at = now() WHERE tenant_id = $1 AND deleted_at IS NULL"
+        " AND (group_id = $2 OR (member_type = 'group' AND member_id = $2))", tenant_id, group_id)
+    return n == 1
+
+
+async def upsert_membership(conn: asyncpg.Connection, tenant_id: str, *, group_id: str, member_type: str,
+                            member_id: str, membership_type: str = "DIRECT") -> None:
+    await conn.execute(
+        "INSERT INTO identity_memberships AS m (tenant_id, group_id, member_type, member_id, membership_type,"
+        " last_synced_at) VALUES ($1, $2, $3, $4, $5, now())"
+        " ON CONFLICT (tenant_id, group_id, member_type, member_id) DO UPDATE SET"
+        " membership_type = CASE WHEN m.deleted_at IS NULL AND m.membership_type = 'DIRECT' THEN 'DIRECT'"
+        " ELSE EXCLUDED.membership_type END,"
+        " added_at = CASE WHEN m.deleted_at IS NOT NULL THEN now() ELSE m.added_at END,"
+        " deleted_at = NULL, last_synced_at = now()",
+        tenant_id, group_id, member_type, member_id, membership_type)
+
+
+async def soft_delete_membership(conn: asyncpg.Connection, tenant_id: str, *, group_id: str, member_type: str,
+                                 member_id: str) -> bool:
+    return _count(await conn.execute(
+        "UPDATE identity_memberships SET deleted_at = now() WHERE tenant_id = $1 AND group_id = $2"
+        " AND member_type = $3 AND member_id = $4 AND deleted_at IS NULL",
+        tenant_id, group_id, member_type, member_id)) == 1
+
+
+async def ancestor_groups(conn: asyncpg.Connection, tenant_id: str, group_id: str) -> list[str]:
+    """Groups that contain ``group_id`` directly or transitively (live nesting edges)."""
+    rows = await conn.fetch(
+        """
+        WITH RECURSIVE up(id) AS (
+            SELECT group_id FROM identity_memberships
+            WHERE tenant_id = $1 AND member_type = 'group' AND member_id = $2 AND deleted_at IS NULL
+            UNION
+            SELECT m.group_id FROM identity_memberships m JOIN up ON m.member_id = up.id
+            WHERE m.tenant_id = $1 AND m.member_type = 'group' AND m.deleted_at IS NULL
+        ) SELECT id FROM up
+        """, tenant_id, group_id)
+    return [r["id"] for r in rows]
+
+
+async def user_exists(conn: asyncpg.Connection, tenant_id: str, user_id: str) -> bool:
+    return bool(await conn.fetchval(
+        "SELECT 1 FROM identity_users WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL",
+        tenant_id, user_id))
+
+
+# --------------------------------------------------------------------------------------------- reads
+_USER_GROUPS = """
+    COALESCE((SELECT array_agg(DISTINCT m.group_id ORDER BY m.group_id) FROM identity_memberships m
+              JOIN identity_groups g ON g.tenant_id = m.tenant_id AND g.id = m.group_id AND g.deleted_at IS NULL
+              WHERE m.tenant_id = u.tenant_id AND m.member_type = 'user' AND m.member_id = u.id
+                AND m.deleted_at IS NULL), '{}') AS groups
+"""
+
+
+async def list_users(conn: asyncpg.Connection, tenant_id: str, *, status: str | None, q: str | None,
+                     limit: int, offset: int) -> tuple[list[asyncpg.Record], int]:
+    """``status`` ACTIVE | SUSPENDED | DELETED (soft-deleted rows) | None (every live row)."""
+    where = ("u.tenant_id = $1 AND CASE WHEN $2::text = 'DELETED' THEN u.deleted_at IS NOT NULL"
+             " ELSE u.deleted_at IS NULL AND ($2::text IS NULL OR u.status = $2) END"
+             " AND ($3::text IS NULL OR u.email ILIKE '%' || $3 || '%' OR u.display_name ILIKE '%' || $3 || '%')")
+    rows = await conn.fetch(
+        f"SELECT u.*, {_USER_GROUPS}, count(*) OVER () AS total FROM identity_users u WHERE {where}"
+        f" ORDER BY lower(u.email), u.id LIMIT $4 OFFSET $5", tenant_id, status, q, limit, offset)
+    total = rows[0]["total"] if rows else await conn.fetchval(
+        f"SELECT count(*) FROM identity_users u WHERE {where}", tenant_id, status, q)
+    return rows, int(total)
+
+
+async def get_user(conn: asyncpg.Connection, tenant_id: str, ref: str) -> asyncpg.Record | None:
+    """By ScaiKey id (usr_...) or email (case-insensitive); live rows first."""
+    return await conn.fetchrow(  # type: ignore[no-any-return]
+        f"SELECT u.*, {_USER_GROUPS} FROM identity_users u WHERE u.tenant_id = $1"
+        " AND (u.id = $2 OR lower(u.email) = lower($2)) ORDER BY (u.deleted_at IS NULL) DESC, (u.id = $2) DESC"
+        " LIMIT 1", tenant_id, ref)
+
+
+async def user_memberships(conn: asyncpg.Connection, tenant_id: str, user_id: str) -> list[asyncpg.Record]:
+    return list(await conn.fetch(
+        "SELECT g.id, g.name, m.membership_type, m.added_at FROM identity_memberships m"
+        " JOIN identity_groups g ON g.tenant_id = m.tenant_id AND g.id = m.group_id AND g.deleted_at IS NULL"
+        " WHERE m.tenant_id = $1 AND m.member_type = 'user' AND m.member_id = $2 AND m.deleted_at IS NULL"
+        " ORDER BY g.name", tenant_id, user_id))
+
+
+async def principal_row(conn: asyncpg.Connection, tenant_id: str, subject: str,
+                        email: str | None) -> asyncpg.Record | None:
+    """One round trip for the authenticator's enrichment: status, role and live group names."""
+    return await conn.fetchrow(  # type: ignore[no-any-return]
+        """
+        SELECT u.id, u.email, u.status, u.admin_role, u.admin_role_source, u.deleted_at,
+          COALESCE((SELECT array_agg(DISTINCT g.name) FROM identity_memberships m
+                    JOIN identity_groups g ON g.tenant_id = m.tenant_id AND g.id = m.group_id
+                         AND g.deleted_at IS NULL
+                    WHERE m.tenant_id = u.tenant_id AND m.member_type = 'user' AND m.member_id = u.id
+                      AND m.deleted_at IS NULL), '{}') AS group_names
+        FROM identity_users u WHERE u.tenant_id = $1 AND (u.id = $2 OR lower(u.email) = lower($3))
+        ORDER BY (u.deleted_at IS NULL) DESC, (u.id = $2) DESC LIMIT 1
+        """, tenant_id, subject, email or "")
+
+
+async def list_groups(conn: asyncpg.Connection, tenant_id: str, *, q: str | None, limit: int,
+                      offset: int) -> tuple[list[asyncpg.Record], int]:
+    where = "g.tenant_id = $1 AND g.deleted_at IS NULL AND ($2::text IS NULL OR g.name ILIKE '%' || $2 || '%')"
+    rows = await conn.fetch(
+        f"""SELECT g.*, (SELECT count(*) FROM identity_memberships m WHERE m.tenant_id = g.tenant_id
+                 AND m.group_id = g.id AND m.member_type = 'user' AND m.deleted_at IS NULL) AS member_count,
+                count(*) OVER () AS total
+            FROM identity_groups g WHERE {where} ORDER BY g.name, g.id LIMIT $3 OFFSET $4""",
+        tenant_id, q, limit, offset)
+    total = rows[0]["total"] if rows else await conn.fetchval(
+        f"SELECT count(*) FROM identity_groups g WHERE {where}", tenant_id, q)
+    return rows, int(total)
+
+
+async def get_group(conn: asyncpg.Connection, tenant_id: str, ref: str) -> asyncpg.Record | None:
+    """By id or name (live first)."""
+    return await conn.fetchrow(  # type: ignore[no-any-return]
+        "SELECT * FROM identity_groups WHERE tenant_id = $1 AND (id = $2 OR name = $2)"
+        " ORDER BY (deleted_at IS NULL) DESC, (id = $2) DESC LIMIT 1", tenant_id, ref)
+
+
+async def group_members(conn: asyncpg.Connection, tenant_id: str, group_id: str, *, limit: int,
+                        offset: int) -> tuple[list[asyncpg.Record], int]:
+    where = ("m.tenant_id = $1 AND m.group_id = $2 AND m.member_type = 'user' AND m.deleted_at IS NULL"
+             " AND u.deleted_at IS NULL")
+    join = "FROM identity_memberships m JOIN identity_users u ON u.tenant_id = m.tenant_id AND u.id = m.member_id"
+    rows = await conn.fetch(
+        f"SELECT m.member_id AS user_id, u.email, m.membership_type, m.added_at, count(*) OVER () AS total"
+        f" {join} WHERE {where} ORDER BY lower(u.email) LIMIT $3 OFFSET $4", tenant_id, group_id, limit, offset)
+    total = rows[0]["total"] if rows else await conn.fetchval(
+        f"SELECT count(*) {join} WHERE {where}", tenant_id, group_id)
+    return rows, int(total)
+
+
+async def group_parents(conn: asyncpg.Connection, tenant_id: str, group_id: str) -> list[str]:
+    rows = await conn.fetch(
+        "SELECT group_id FROM identity_memberships WHERE tenant_id = $1 AND member_type = 'group'"
+        " AND member_id = $2 AND deleted_at IS NULL ORDER BY group_id", tenant_id, group_id)
+    return [r["group_id"] for r in rows]
+
+
+# --------------------------------------------------------------------------------------------- sync runs
+async def insert_run(conn: asyncpg.Connection, *, sync_id: str, tenant_id: str, partner_id: str | None,
+                     trigger: str, reason: str | None, requested_by: str | None) -> asyncpg.Record:
+    await conn.execute(
+        "INSERT INTO identity_sync_runs (sync_id, tenant_id, partner_id, trigger, reason, requested_by)"
+        " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (sync_id, tenant_id) DO NOTHING",
+        sync_id, tenant_id, partner_id, trigger, reason, requested_by)
+    row = await conn.fetchrow("SELECT * FROM identity_sync_runs WHERE sync_id = $1 AND tenant_id = $2",
+                              sync_id, tenant_id)
+    assert row is not None
+    return row
+
+
+async def mark_running(conn: asyncpg.Connection, tenant_id: str, sync_ids: Sequence[str], *, trigger: str,
+                       reason: str | None) -> None:
+    await conn.execute(
+        "INSERT INTO identity_sync_runs (sync_id, tenant_id, trigger, reason, status, started_at)"
+        " SELECT s, $1, $3, $4, 'running', now() FROM unnest($2::text[]) AS s"
+        " ON CONFLICT (sync_id, tenant_id) DO UPDATE SET status = 'running',"
+        " started_at = COALESCE(identity_sync_runs.started_at, now())"
+        " WHERE identity_sync_runs.status IN ('pending', 'running')",
+        tenant_id, list(sync_ids), trigger, reason)
+
+
+async def finish_runs(conn: asyncpg.Connection, tenant_id: str, sync_ids: Sequence[str], *, status: str,
+                      stats: dict[str, Any], error: str | None) -> None:
+    await conn.execute(
+        "INSERT INTO identity_sync_runs (sync_id, tenant_id, status, stats, error, started_at, finished_at)"
+        " SELECT s, $1, $3, $4::jsonb, $5, now(), now() FROM unnest($2::text[]) AS s"
+        " ON CONFLICT (sync_id, tenant_id) DO UPDATE SET status = EXCLUDED.status, stats = EXCLUDED.stats,"
+        " error = EXCLUDED.error, finished_at = now(),"
+        " started_at = COALESCE(identity_sync_runs.started_at, now())",
+        tenant_id, list(sync_ids), status, orjson.dumps(stats).decode(), error)
+
+
+async def runs_for(conn: asyncpg.Connection, sync_id: str) -> list[asyncpg.Record]:
+    return list(await conn.fetch(
+        "SELECT * FROM identity_sync_runs WHERE sync_id = $1 ORDER BY tenant_id", sync_id))
+
+
+async def history(conn: asyncpg.Connection, *, tenant_ids: Sequence[str] | None, limit: int,
+                  offset: int) -> tuple[list[asyncpg.Record], int]:
+    where = "($1::text[] IS NULL OR tenant_id = ANY($1))"
+    arg = list(tenant_ids) if tenant_ids is not None else None
+    rows = await conn.fetch(
+        f"SELECT *, count(*) OVER () AS total FROM identity_sync_runs WHERE {where}"
+        f" ORDER BY created_at DESC, sync_id DESC LIMIT $2 OFFSET $3", arg, limit, offset)
+    total = rows[0]["total"] if rows else await conn.fetchval(
+        f"SELECT count(*) FROM identity_sync_runs WHERE {where}", arg)
+    return rows, int(total)
+
+
+# --------------------------------------------------------------------------------------------- webhooks
+async def record_webhook_event(conn: asyncpg.Connection, *, event_id: str, event_type: str,
+                               tenant_id: str | None, handled: bool) -> bool:
+    """True when this ``event_id`` is new (False: a redelivery, already applied)."""
+    status = await conn.execute(
+        "INSERT INTO scaikey_webhook_events (event_id, event_type, tenant_id, handled) VALUES ($1, $2, $3, $4)"
+        " ON CONFLICT (event_id) DO NOTHING", event_id, event_type, tenant_id, handled)
+    return _count(status) == 1
+
+
+async def prune_webhook_events(conn: asyncpg.Connection, *, older_than_days: int, limit: int) -> int:
+    return _count(await conn.execute(
+        "DELETE FROM scaikey_webhook_events WHERE event_id IN (SELECT event_id FROM scaikey_webhook_events"
+        " WHERE received_at < now() - make_interval(days => $1) LIMIT $2)", older_than_days, limit))
