@@ -15,7 +15,7 @@ from core.logging import JsonFormatter, request_id_var
 
 def test_ids_are_prefixed_and_sortable():
     a, b = new_id("pol"), new_id("pol")
-    assert a.startswith("pol_") and len(a) == 30
+    assert a.startswith("pol_") and len(a) == 30 and a != b
     ids = [ulid() for _ in range(50)]
     assert len(set(ids)) == 50
 
