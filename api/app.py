@@ -32,12 +32,15 @@ log = logging.getLogger("scaivault.api")
 ROUTERS: list[str] = [
     "api.routers.health",
     "api.routers.auth",
+    "api.routers.secrets",
 ]
 
 # "module:function" set-up hooks: async def setup(state: AppState) -> Callable[[], Awaitable[None]] | None
 COMPONENTS: list[str] = [
     "api.components:setup_core",
     "api.components:setup_auth",
+    "services.keys:setup_keyring",
+    "services.secrets:setup_secrets",
 ]
 
 Teardown = Callable[[], Awaitable[None]]
