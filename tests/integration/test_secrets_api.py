@@ -14,7 +14,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import NameOID
 
-from tests.integration.secrets_helpers import DEV_USER, Api, api  # noqa: F401
+from tests.integration import secrets_helpers
+from tests.integration.secrets_helpers import DEV_USER, Api
+
+api = secrets_helpers.api  # the fixture
 
 pytestmark = pytest.mark.asyncio
 
