@@ -30,9 +30,9 @@ log = logging.getLogger("scaivault.api")
 
 # Modules exposing ``router``. Order only matters for overlapping paths (more specific first).
 ROUTERS: list[str] = [
+    "api.routers.secrets",  # first: FastAPI tries routes in order, and the secret read is the hot path
     "api.routers.health",
     "api.routers.auth",
-    "api.routers.secrets",
 ]
 
 # "module:function" set-up hooks: async def setup(state: AppState) -> Callable[[], Awaitable[None]] | None

@@ -99,7 +99,7 @@ def _get(partner: bool) -> Callable[[Request], Awaitable[Response]]:
         if op is None:  # the hot path: value read
             ctx = await _READ(request)
             ctx.describe("read", path=path, permission="read")
-            version = inp.parse_version(request.query_params.get("version"))
+            version = inp.parse_version(request.query_params.get("version")) if request.scope["query_string"] else None
             return _json(await _service(request).read(ctx, _owner(ctx, partner), path, version))
         if op not in ("metadata", "versions"):
             raise _bad_op(request, op, _OPS)
@@ -228,12 +228,13 @@ def _batch_metadata(partner: bool) -> Callable[[Request], Awaitable[Response]]:
 
 
 def _mount(base: str, partner: bool) -> None:
-    # Order matters: the literal batch routes come before the catch-all {path:path} routes.
+    # Order matters: GET item first (the hot path; "batch" is a legal secret name for GET), then the
+    # literal POST batch routes before the catch-all POST {path:path} route.
+    item = f"{base}/{{path:path}}"
+    router.add_route(item, _get(partner), methods=["GET"], include_in_schema=False)
     router.add_route(f"{base}/batch", _batch(partner), methods=["POST"], include_in_schema=False)
     router.add_route(f"{base}/batch/metadata", _batch_metadata(partner), methods=["POST"], include_in_schema=False)
     router.add_route(base, _list(partner), methods=["GET"], include_in_schema=False)
-    item = f"{base}/{{path:path}}"
-    router.add_route(item, _get(partner), methods=["GET"], include_in_schema=False)
     router.add_route(item, _put(partner), methods=["PUT"], include_in_schema=False)
     router.add_route(item, _patch(partner), methods=["PATCH"], include_in_schema=False)
     router.add_route(item, _delete(partner), methods=["DELETE"], include_in_schema=False)
