@@ -93,9 +93,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     install_error_handlers(app)
-    app.add_middleware(RequestContextMiddleware, access_log=settings.log_access)
-    for name in ROUTERS:
-        app.include_router(importlib.import_module(name).router)
+    modules = [importlib.import_module(name) for name in ROUTERS]
+    fast_routes = [route for m in modules for route in getattr(m, "FAST_ROUTES", ())]
+    app.add_middleware(RequestContextMiddleware, access_log=settings.log_access, fast_routes=fast_routes)
+    for module in modules:
+        app.include_router(module.router)
     return app
 
 

@@ -32,6 +32,7 @@ from starlette.responses import Response
 
 from api.context import RequestContext
 from api.deps import authorized
+from api.middleware import FastRoute
 from auth.tenancy import UNASSIGNED_PARTNER
 from core.errors import AppError
 from repositories.secrets import Owner
@@ -243,3 +244,9 @@ def _mount(base: str, partner: bool) -> None:
 
 _mount("/v1/secrets", partner=False)
 _mount("/v1/partner/secrets", partner=True)
+
+# GETs are served straight from the middleware (same handlers; the routes above stay for completeness).
+FAST_ROUTES = [
+    FastRoute("GET", "/v1/secrets/", "/v1/secrets/{path:path}", _get(False)),
+    FastRoute("GET", "/v1/partner/secrets/", "/v1/partner/secrets/{path:path}", _get(True)),
+]
