@@ -251,7 +251,7 @@ class SecretsService:
         return orjson.dumps({"path": path, "current_version": row["current_version"], "versions": items},
                             option=_DUMP)
 
-    async def list(self, ctx: RequestContext, owner: Owner, *, prefix: str, limit: int, cursor: str | None,
+    async def list_secrets(self, ctx: RequestContext, owner: Owner, *, prefix: str, limit: int, cursor: str | None,
                    tags: list[str], expiring_within: str | None, include_deleted: bool) -> bytes:
         inp.check_prefix(prefix)
         after = decode_cursor(cursor)

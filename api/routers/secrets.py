@@ -199,7 +199,7 @@ def _list(partner: bool) -> Callable[[Request], Awaitable[Response]]:
             limit = 0
         if not 1 <= limit <= 1000:
             raise inp.field_error("limit", "must be an integer between 1 and 1000")
-        body = await _service(request).list(
+        body = await _service(request).list_secrets(
             ctx, _owner(ctx, partner), prefix=prefix, limit=limit, cursor=q.get("cursor"),
             tags=q.getlist("tag"), expiring_within=q.get("expiring_within"),
             include_deleted=q.get("include_deleted", "").lower() in _TRUE)
