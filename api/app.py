@@ -30,6 +30,7 @@ log = logging.getLogger("scaivault.api")
 
 # Modules exposing ``router``. Order only matters for overlapping paths (more specific first).
 ROUTERS: list[str] = [
+    "api.routers.secrets",  # first: FastAPI tries routes in order, and the secret read is the hot path
     "api.routers.health",
     "api.routers.auth",
     "api.routers.audit",
@@ -43,10 +44,12 @@ ROUTERS: list[str] = [
 COMPONENTS: list[str] = [
     "api.components:setup_core",
     "api.components:setup_auth",
+    "services.keys:setup_keyring",
     "audit.setup:setup",
     "ratelimit.setup:setup",
     "api.policy_setup:setup_policies",  # after setup_core: replaces the AllowAll placeholder (default deny)
     "api.identity_setup:setup_identity",
+    "services.secrets:setup_secrets",
 ]
 
 Teardown = Callable[[], Awaitable[None]]
@@ -102,9 +105,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Request hooks a component may provide (state.components "on_error" / "before_response", e.g. audit).
     app.state.on_error = _on_error
     app.state.before_response = _before_response
-    app.add_middleware(RequestContextMiddleware, access_log=settings.log_access)
-    for name in ROUTERS:
-        app.include_router(importlib.import_module(name).router)
+    modules = [importlib.import_module(name) for name in ROUTERS]
+    fast_routes = [route for m in modules for route in getattr(m, "FAST_ROUTES", ())]
+    app.add_middleware(RequestContextMiddleware, access_log=settings.log_access, fast_routes=fast_routes)
+    for module in modules:
+        app.include_router(module.router)
     return app
 
 

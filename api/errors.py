@@ -34,7 +34,8 @@ def _field_path(loc: tuple[Any, ...]) -> str:
     return out or ".".join(str(p) for p in loc)
 
 
-async def _app_error(request: Request, exc: Exception) -> Response:
+async def app_error_response(request: Request, exc: Exception) -> Response:
+    """The envelope response for an AppError (after the ``app.state.on_error`` hook, e.g. failure audit)."""
     assert isinstance(exc, AppError)
     hook = getattr(request.app.state, "on_error", None)
     if hook is not None:
@@ -56,7 +57,7 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
             for e in errors
         ]
         app_exc = AppError("validation_error", "request validation failed", {"fields": fields})
-    return await _app_error(request, app_exc)
+    return await app_error_response(request, app_exc)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -78,7 +79,7 @@ async def _unhandled(request: Request, exc: Exception) -> Response:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(AppError, _app_error)
+    app.add_exception_handler(AppError, app_error_response)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unhandled)

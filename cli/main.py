@@ -13,7 +13,7 @@ import sys
 
 from core.settings import get_settings
 
-COMMAND_MODULES: list[str] = ["cli.main", "cli.audit", "cli.identity"]
+COMMAND_MODULES: list[str] = ["cli.main", "cli.audit", "cli.identity", "cli.kms"]
 
 
 def _migrate(args: argparse.Namespace) -> int:

@@ -80,6 +80,7 @@ REGISTRY: dict[str, ErrorSpec] = {
     "rate_limited": ErrorSpec(429, "yes"),
     # 5xx
     "internal_error": ErrorSpec(500, "once"),
+    "decryption_failed": ErrorSpec(500),  # stored ciphertext failed authentication (tampered or moved row)
     "service_unavailable": ErrorSpec(503, "yes"),
     "kms_unavailable": ErrorSpec(503, "yes"),
     "audit_unavailable": ErrorSpec(503, "yes"),

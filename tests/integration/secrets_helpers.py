@@ -1,0 +1,56 @@
+"""Shared fixtures/helpers for the secrets API tests (real PostgreSQL, Redis, ScaiKey emulator)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+
+from tests.helpers import PARTNER_ADMIN, bearer, client_token, reset_emulator, user_token
+
+ALL_SCOPES = "secrets:read secrets:write secrets:list secrets:delete"
+PROD_USER = "alice@acme.example"   # tnt_acme_prod
+DEV_USER = "erin@acme.example"     # tnt_acme_dev (same partner prt_acme)
+
+
+@dataclass
+class Api:
+    client: httpx.AsyncClient
+    settings: Any
+    scaikey: str
+    app: Any
+
+    async def token(self, email: str = PROD_USER, scope: str = ALL_SCOPES, **extra: Any) -> dict[str, str]:
+        return bearer(await user_token(self.scaikey, email, scope=scope, client_id="vault-ui", **extra))
+
+    async def partner_admin(self) -> dict[str, str]:
+        return bearer(await client_token(self.scaikey, PARTNER_ADMIN))
+
+    async def db(self) -> asyncpg.Connection:
+        return await asyncpg.connect(self.settings.asyncpg_dsn)
+
+    async def sql(self, query: str, *args: Any) -> list[asyncpg.Record]:
+        conn = await self.db()
+        try:
+            return await conn.fetch(query, *args)
+        finally:
+            await conn.close()
+
+    async def put(self, path: str, data: Any, headers: dict[str, str], **body: Any) -> httpx.Response:
+        return await self.client.put(f"/v1/secrets/{path}", json={"data": data, **body}, headers=headers)
+
+    def component(self, name: str) -> Any:
+        return self.app.state.sv.components[name]
+
+
+@pytest.fixture
+async def api(scaikey: str, settings_factory: Any, make_app_client: Any, redis_clean: str) -> AsyncIterator[Api]:
+    await reset_emulator(scaikey)
+    settings = settings_factory()
+    async with make_app_client(settings) as client:
+        app = client._transport.app  # type: ignore[attr-defined]
+        yield Api(client, settings, scaikey, app)
