@@ -32,12 +32,15 @@ log = logging.getLogger("scaivault.api")
 ROUTERS: list[str] = [
     "api.routers.health",
     "api.routers.auth",
+    "api.routers.webhooks",
+    "api.routers.subscriptions",
 ]
 
 # "module:function" set-up hooks: async def setup(state: AppState) -> Callable[[], Awaitable[None]] | None
 COMPONENTS: list[str] = [
     "api.components:setup_core",
     "api.components:setup_auth",
+    "api.events_setup:setup",
 ]
 
 Teardown = Callable[[], Awaitable[None]]
