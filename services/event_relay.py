@@ -68,7 +68,7 @@ def relay_workflow_id(settings: Settings) -> str:
 def delivery_input(settings: Settings, tenant_id: str, webhook_id: str, event_id: str) -> DeliveryInput:
     return DeliveryInput(tenant_id=tenant_id, webhook_id=webhook_id, event_id=event_id,
                          retry_delays_ms=retry_delays_ms(settings.webhook_retry_schedule),
-                         attempt_timeout_seconds=int(settings.webhook_timeout_seconds) + 30)
+                         attempt_timeout_seconds=int(settings.webhook_timeout_seconds) + 5)
 
 
 # ------------------------------------------------------------------------------------------- matching
