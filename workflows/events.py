@@ -57,10 +57,13 @@ class WebhookDeliveryWorkflow:
                 start_to_close_timeout=timedelta(seconds=inp.attempt_timeout_seconds),
                 retry_policy=_INFRA_RETRY,
             )
-            if res.outcome == "success":
-                return DeliveryResult("success", self._attempts)
             if res.outcome == "gone":
                 return DeliveryResult("gone", self._attempts)
+            if self._redeliver and res.outcome in ("success", "dead"):
+                retry_index = 0  # redeliver arrived during the final attempt: start a fresh schedule
+                continue
+            if res.outcome == "success":
+                return DeliveryResult("success", self._attempts)
             if res.outcome == "dead" or next_delay is None:
                 return DeliveryResult("failed", self._attempts)
             if not self._redeliver:
