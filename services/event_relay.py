@@ -148,30 +148,38 @@ class EventRelay:
         self.batch_size = settings.event_relay_batch_size
         self._sem = asyncio.Semaphore(start_concurrency)
 
-    async def dispatch_batch(self) -> int:
-        """Dispatch up to one batch; returns how many events were marked dispatched."""
-        async with self.db.raw() as conn, conn.transaction():
-            rows = await events_repo.claim_undispatched(conn, self.batch_size)
-            if not rows:
-                return 0
-            tenants = sorted({r["tenant_id"] for r in rows})
-            hooks = await webhooks_repo.enabled_for_tenants(conn, tenants)
-            subs = await subs_repo.polling_for_tenants(conn, tenants)
-            plan = plan_fanout(rows, hooks, subs)
-            await webhooks_repo.insert_deliveries(conn, plan.deliveries)
-            await subs_repo.buffer_insert(conn, plan.buffer_rows)
-            await subs_repo.trim(conn, sorted(plan.subs_touched))
-            await self.start_deliveries([(d[1], d[2], d[3]) for d in plan.deliveries])
+    async def dispatch_batch(self, beat: Callable[[], None] | None = None) -> int:
+        """Dispatch up to one batch; returns how many events were marked dispatched.
+
+        Three short steps so no lock is held while workflows start (a delivery attempt may need its row at
+        once): (1) one transaction claims the batch and writes delivery and buffer rows, idempotently;
+        (2) start the workflows; (3) mark the events dispatched. A crash between steps repeats them (no-ops).
+        """
+        async with self.db.raw() as conn:
+            async with conn.transaction():
+                rows = await events_repo.claim_undispatched(conn, self.batch_size)
+                if not rows:
+                    return 0
+                tenants = sorted({r["tenant_id"] for r in rows})
+                hooks = await webhooks_repo.enabled_for_tenants(conn, tenants)
+                subs = await subs_repo.polling_for_tenants(conn, tenants)
+                plan = plan_fanout(rows, hooks, subs)
+                await webhooks_repo.insert_deliveries(conn, plan.deliveries)
+                await subs_repo.buffer_insert(conn, plan.buffer_rows)
+                await subs_repo.trim(conn, sorted(plan.subs_touched))
+            await self._notify_subscribers(plan.subs_touched)
+            await self.start_deliveries([(d[1], d[2], d[3]) for d in plan.deliveries], beat)
             await events_repo.mark_dispatched(conn, [r["seq"] for r in rows])
-        await self._notify_subscribers(plan.subs_touched)
         return len(rows)
 
-    async def start_deliveries(self, items: Sequence[tuple[str, str, str]]) -> None:
+    async def start_deliveries(self, items: Sequence[tuple[str, str, str]],
+                               beat: Callable[[], None] | None = None) -> None:
         """Start one delivery workflow per (tenant, webhook, event); already started counts as success."""
         if items:
-            await asyncio.gather(*(self._start(t, w, e) for t, w, e in items))
+            await asyncio.gather(*(self._start(t, w, e, beat) for t, w, e in items))
 
-    async def _start(self, tenant_id: str, webhook_id: str, event_id: str) -> None:
+    async def _start(self, tenant_id: str, webhook_id: str, event_id: str,
+                     beat: Callable[[], None] | None = None) -> None:
         from temporalio.common import WorkflowIDReusePolicy
         from temporalio.exceptions import WorkflowAlreadyStartedError
 
@@ -185,6 +193,8 @@ class EventRelay:
                 )
             except WorkflowAlreadyStartedError:
                 pass
+            if beat is not None:
+                beat()
 
     async def _notify_subscribers(self, sub_ids: set[str]) -> None:
         if not sub_ids or self.redis is None:
@@ -201,7 +211,7 @@ class EventRelay:
         """Dispatch batches until the outbox has nothing undispatched left."""
         total = 0
         while True:
-            n = await self.dispatch_batch()
+            n = await self.dispatch_batch(None if beat is None else (lambda t=total: beat(t)))
             total += n
             if beat is not None:
                 beat(total)
