@@ -71,7 +71,7 @@ def refusal_reason(ip: IPAddress) -> str | None:
         return refusal_reason(ip.ipv4_mapped)
     checks = (
         ("loopback", ip.is_loopback), ("unspecified", ip.is_unspecified), ("link_local", ip.is_link_local),
-        ("multicast", ip.is_multicast), ("private", ip.is_private), ("reserved", ip.is_reserved),
+        ("multicast", ip.is_multicast), ("reserved", ip.is_reserved), ("private", ip.is_private),
     )
     for name, hit in checks:
         if hit:
