@@ -16,6 +16,7 @@ EVENT_RELAY_SWEEP_SECONDS for anything a notification missed.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 import time
@@ -211,7 +212,10 @@ class EventRelay:
         """Dispatch batches until the outbox has nothing undispatched left."""
         total = 0
         while True:
-            n = await self.dispatch_batch(None if beat is None else (lambda t=total: beat(t)))
+            tick: Callable[[], None] | None = None
+            if beat is not None:
+                tick = functools.partial(beat, total)
+            n = await self.dispatch_batch(tick)
             total += n
             if beat is not None:
                 beat(total)
@@ -230,7 +234,7 @@ class EventRelay:
             while True:
                 wake.clear()
                 base = total
-                total = base + await self.drain(lambda n, base=base: beat(base + n))
+                total = base + await self.drain(functools.partial(_offset_beat, beat, base))
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return total
@@ -242,6 +246,10 @@ class EventRelay:
                 beat(total)
         finally:
             await listener.close(timeout=5)
+
+
+def _offset_beat(beat: Callable[[int], None], base: int, n: int) -> None:
+    beat(base + n)
 
 
 async def ensure_delivery(conn: asyncpg.Connection, tenant_id: str, webhook_id: str, event_id: str) -> bool:

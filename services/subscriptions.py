@@ -173,7 +173,7 @@ async def update(state: AppState, ctx: RequestContext, sub_id: str, fields: dict
             row = await repo.update(conn, ctx.tenant_id, sub_id, changes)
         hook = None
         if row["webhook_id"]:
-            hook_changes = {k: changes[k] for k in ("paths", "events", "filters") if k in changes}
+            hook_changes: dict[str, Any] = {k: changes[k] for k in ("paths", "events", "filters") if k in changes}
             hook = (await webhooks_repo.update(conn, ctx.tenant_id, row["webhook_id"], hook_changes) if hook_changes
                     else await webhooks_repo.get(conn, ctx.tenant_id, row["webhook_id"], kind=None))
         await state.get("audit").record(ctx, action="subscription_update", resource_type="subscription",

@@ -211,7 +211,9 @@ async def send_test(state: AppState, ctx: RequestContext, webhook_id: str) -> di
         row = await repo.get(conn, ctx.tenant_id, webhook_id)
         if row is None:
             raise AppError("webhook_not_found", f"webhook {webhook_id!r} not found", {"webhook_id": webhook_id})
-        secret = box.open(ctx.tenant_id, webhook_id, (await repo.secrets_of(conn, ctx.tenant_id, webhook_id))["secret_enc"])
+        sealed = await repo.secrets_of(conn, ctx.tenant_id, webhook_id)
+        assert sealed is not None
+        secret = box.open(ctx.tenant_id, webhook_id, sealed["secret_enc"])
     event_id, delivery_id = new_id("evt"), new_id("del")
     envelope = {
         "event_id": event_id, "event_type": TEST_EVENT_TYPE, "timestamp": iso(datetime.now(UTC)),
