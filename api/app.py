@@ -38,6 +38,8 @@ ROUTERS: list[str] = [
     "api.routers.policies",
     "api.routers.secret_policies",
     "api.routers.identity",
+    "api.routers.webhooks",
+    "api.routers.subscriptions",
 ]
 
 # "module:function" set-up hooks: async def setup(state: AppState) -> Callable[[], Awaitable[None]] | None
@@ -50,6 +52,7 @@ COMPONENTS: list[str] = [
     "api.policy_setup:setup_policies",  # after setup_core: replaces the AllowAll placeholder (default deny)
     "api.identity_setup:setup_identity",
     "services.secrets:setup_secrets",
+    "api.events_setup:setup",
 ]
 
 Teardown = Callable[[], Awaitable[None]]

@@ -122,6 +122,19 @@ class Settings(BaseSettings):
     # --- webhooks -----------------------------------------------------------------------------
     webhook_allow_private: bool | None = None  # None: allowed in dev only
     webhook_timeout_seconds: float = 10.0
+    # Delays before retry 1, 2, ...; after the last one fails the delivery is dead-lettered (status failed).
+    # Units ms|s|m|h|d (tests use e.g. "200ms,200ms,200ms").
+    webhook_retry_schedule: str = "1m,5m,30m,2h,12h,24h"
+    webhook_response_body_limit: int = 1024  # bytes of a receiver's response kept in the delivery log
+    webhook_degraded_after: int = 3  # consecutive failed attempts -> status degraded
+    webhook_failing_after: int = 10  # consecutive failed attempts (or a dead letter) -> status failing
+    # Key for webhook signing secrets at rest (base64 32 bytes); empty: derived from TOKEN_HMAC_KEY via HKDF.
+    webhook_secret_key: SecretStr = SecretStr("")
+    event_relay_batch_size: int = 200
+    event_relay_sweep_seconds: float = 5.0  # the relay re-scans the outbox at least this often
+    event_relay_run_seconds: int = 300  # one relay activity runs this long, then the workflow loops
+    event_relay_heartbeat_seconds: int = 30
+    subscription_poll_recheck_seconds: float = 2.0  # a long-poll re-reads the buffer this often (Redis down)
 
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Settings:

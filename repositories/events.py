@@ -66,3 +66,28 @@ async def prune_dispatched(conn: asyncpg.Connection, *, older_than: datetime, li
         older_than, limit,
     )
     return int(status.split()[-1])
+
+
+async def claim_undispatched(conn: asyncpg.Connection, limit: int) -> list[asyncpg.Record]:
+    """Lock up to ``limit`` committed, undispatched events (oldest first); concurrent relays skip them."""
+    return await conn.fetch(
+        "SELECT seq, event_id, event_type, tenant_id, partner_id, identity_id, path, data, request_id, created_at"
+        " FROM events WHERE dispatched_at IS NULL ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED",
+        limit,
+    )
+
+
+async def mark_dispatched(conn: asyncpg.Connection, seqs: list[int]) -> None:
+    await conn.execute("UPDATE events SET dispatched_at = now() WHERE seq = ANY($1::bigint[])", seqs)
+
+
+async def undispatched_count(conn: asyncpg.Connection) -> int:
+    return int(await conn.fetchval("SELECT count(*) FROM events WHERE dispatched_at IS NULL"))
+
+
+async def get(conn: asyncpg.Connection, tenant_id: str, event_id: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "SELECT seq, event_id, event_type, tenant_id, partner_id, identity_id, path, data, request_id, created_at"
+        " FROM events WHERE tenant_id = $1 AND event_id = $2",
+        tenant_id, event_id,
+    )

@@ -49,3 +49,31 @@ async def reset_emulator(scaikey: str) -> None:
     async with httpx.AsyncClient() as c:
         r = await c.post(f"{scaikey}/_emulator/reset")
         assert r.status_code == 200
+
+
+ALL_PERMISSIONS = ("read", "write", "delete", "list", "rotate")
+
+
+def identity_type(identity_id: str) -> str:
+    return {"user": "user", "sa": "service_account", "group": "group"}[identity_id.split(":", 1)[0]]
+
+
+async def grant(client: httpx.AsyncClient, admin_headers: dict[str, str], identities: list[str], *,
+                pattern: str = "**", permissions: tuple[str, ...] = ALL_PERMISSIONS, scope: str = "tenant",
+                tenant: str | None = None, name: str | None = None) -> str:
+    """Create a policy (through the API) granting ``permissions`` on ``pattern`` to ``identities``.
+
+    Policies deny by default, so tests that exercise other features bind what they need explicitly.
+    ``tenant`` addresses another tenant through the /v1/t/{tenant} prefix (needs a partner admin).
+    """
+    base = f"/v1/t/{tenant}" if tenant else "/v1"
+    body = {"name": name or f"grant-{len(identities)}-{abs(hash((pattern, tuple(identities), scope))) % 10**8}",
+            "rules": [{"path_pattern": pattern, "permissions": list(permissions)}], "scope": scope}
+    r = await client.post(f"{base}/policies", json=body, headers=admin_headers)
+    assert r.status_code == 201, r.text
+    pid = str(r.json()["id"])
+    for ident in identities:
+        r = await client.post(f"{base}/policies/{pid}/bindings", headers=admin_headers,
+                              json={"identity_type": identity_type(ident), "identity_id": ident})
+        assert r.status_code == 201, r.text
+    return pid

@@ -62,9 +62,23 @@ def _identity_activities(deps: WorkerDeps) -> list[Callable[..., Any]]:
     return [acts.run_sync, acts.record_failure, acts.sweep]
 
 
+def _events_workflows() -> list[type]:
+    from workflows.events import EventRelayWorkflow, WebhookDeliveryWorkflow
+
+    return [WebhookDeliveryWorkflow, EventRelayWorkflow]
+
+
+def _events_activities(deps: WorkerDeps) -> list[Callable[..., Any]]:
+    from activities.events import EventActivities
+
+    acts = EventActivities(deps.settings, deps.db, deps.temporal, deps.redis)
+    return [acts.attempt_delivery, acts.run_relay]
+
+
 REGISTRATIONS: list[QueueRegistration] = [
     QueueRegistration(HOUSEKEEPING, _housekeeping_workflows, _housekeeping_activities),
     QueueRegistration(IDENTITY, _identity_workflows, _identity_activities),
+    QueueRegistration(EVENTS, _events_workflows, _events_activities),
 ]
 
 

@@ -43,6 +43,9 @@ def _housekeeping(settings: Settings) -> Schedule:
 
 
 async def ensure_schedules(client: Client, settings: Settings) -> None:
+    from services.event_relay import ensure_relay
+
+    await ensure_relay(client, settings)
     sid = housekeeping_schedule_id(settings)
     schedule = _housekeeping(settings)
     try:

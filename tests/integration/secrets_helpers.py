@@ -10,7 +10,7 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.helpers import PARTNER_ADMIN, bearer, client_token, reset_emulator, user_token
+from tests.helpers import ADMIN, PARTNER_ADMIN, bearer, client_token, grant, reset_emulator, user_token
 
 ALL_SCOPES = "secrets:read secrets:write secrets:list secrets:delete"
 PROD_USER = "alice@acme.example"   # tnt_acme_prod
@@ -53,4 +53,23 @@ async def api(scaikey: str, settings_factory: Any, make_app_client: Any, redis_c
     settings = settings_factory()
     async with make_app_client(settings) as client:
         app = client._transport.app  # type: ignore[attr-defined]
-        yield Api(client, settings, scaikey, app)
+        api = Api(client, settings, scaikey, app)
+        await grant_test_identities(api)
+        yield api
+
+
+PROD_IDENTITIES = [f"user:{PROD_USER}", "user:bob@acme.example", "sa:ci-deployer", "sa:dev-admin",
+                   "sa:partner-admin-svc"]
+DEV_IDENTITIES = [f"user:{DEV_USER}", "sa:partner-admin-svc"]
+
+
+async def grant_test_identities(api: Api) -> None:
+    """Policies deny by default: bind full access for the identities these tests act as, in both tenants,
+    plus a partner-scope policy so tenants may read partner secrets."""
+    admin = bearer(await client_token(api.scaikey, ADMIN))
+    await grant(api.client, admin, PROD_IDENTITIES, name="secrets-tests")
+    await api.client.get("/v1/auth/whoami", headers=await api.token(DEV_USER))  # records tnt_acme_dev
+    partner = await api.partner_admin()
+    await grant(api.client, partner, DEV_IDENTITIES, tenant="tnt_acme_dev", name="secrets-tests")
+    await grant(api.client, partner, sorted({*PROD_IDENTITIES, *DEV_IDENTITIES}), scope="partner",
+                name="partner-secrets-tests")

@@ -238,6 +238,7 @@ async def test_kms_rotate_cli_rewraps_and_old_data_stays_readable(
     old_key_id = LocalKms.from_file(key_file).key_id
     prod = bearer(await client_token(scaikey, CI))
     async with make_app_client(settings) as client:
+        await secrets_helpers.grant_test_identities(secrets_helpers.Api(client, settings, scaikey, None))
         assert (await client.put("/v1/secrets/kms/a", json={"data": {"v": "before-rotation"}},
                                  headers=prod)).status_code == 201
         admin = bearer(await client_token(scaikey, ("partner-admin-svc", "dev-partner-admin-secret")))

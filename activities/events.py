@@ -1,0 +1,71 @@
+"""Event activities: one webhook delivery attempt, and the long-running outbox relay loop."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+
+from temporalio import activity
+
+from core.settings import Settings
+from db.engine import Database
+from repositories import webhooks as webhooks_repo
+from services.event_relay import EventRelay, ensure_delivery
+from services.webhook_secrets import SecretBox
+from services.webhook_sender import WebhookSender
+from workflows.types.events import AttemptInput, AttemptResult, RelayRunInput, RelayRunResult
+
+log = logging.getLogger("scaivault.events")
+
+
+class EventActivities:
+    def __init__(self, settings: Settings, db: object, temporal: object, redis: object = None) -> None:
+        assert isinstance(db, Database)
+        self.settings = settings
+        self.db = db
+        self.box = SecretBox(settings)
+        self.sender = WebhookSender(settings)
+        self.relay = EventRelay(settings, db, temporal, redis)
+
+    @activity.defn(name="events.attempt_delivery")
+    async def attempt_delivery(self, inp: AttemptInput) -> AttemptResult:
+        """Send one signed attempt and record it. Idempotent: a delivery already marked success is not resent."""
+        async with self.db.raw() as conn:
+            ctx = await webhooks_repo.attempt_context(conn, inp.tenant_id, inp.webhook_id, inp.event_id)
+            if ctx is None:
+                if not await ensure_delivery(conn, inp.tenant_id, inp.webhook_id, inp.event_id):
+                    return AttemptResult("gone", error="webhook or event no longer exists")
+                ctx = await webhooks_repo.attempt_context(conn, inp.tenant_id, inp.webhook_id, inp.event_id)
+                assert ctx is not None
+            if ctx["status"] == "success":
+                return AttemptResult("success")
+            if not ctx["enabled"]:
+                await webhooks_repo.close_delivery(conn, ctx["id"], error="webhook disabled")
+                return AttemptResult("gone", error="webhook disabled")
+            secret = self.box.open(inp.tenant_id, inp.webhook_id, ctx["secret_enc"])
+        res = await self.sender.send(ctx["url"], secret, bytes(ctx["body"]), event_id=inp.event_id,
+                                     event_type=ctx["event_type"])
+        if res.ok:
+            status, outcome, next_at = "success", "success", None
+        elif inp.next_delay_ms is None:
+            status, outcome, next_at = "failed", "dead", None
+        else:
+            status, outcome = "pending", "retry"
+            next_at = datetime.now(UTC) + timedelta(milliseconds=inp.next_delay_ms)
+        async with self.db.raw() as conn, conn.transaction():
+            await webhooks_repo.record_attempt(conn, ctx["id"], status=status, response_code=res.response_code,
+                                               response_body=res.response_body, duration_ms=res.duration_ms,
+                                               error=res.error, next_attempt_at=next_at)
+            await webhooks_repo.record_health(conn, inp.webhook_id, success=res.ok, dead=outcome == "dead",
+                                              degraded_after=self.settings.webhook_degraded_after,
+                                              failing_after=self.settings.webhook_failing_after)
+        if not res.ok:
+            log.info("webhook attempt failed", extra={"webhook_id": inp.webhook_id, "event_id": inp.event_id,
+                                                      "attempt": inp.attempt, "outcome": outcome, "error": res.error})
+        return AttemptResult(outcome, res.response_code, res.error)
+
+    @activity.defn(name="events.run_relay")
+    async def run_relay(self, inp: RelayRunInput) -> RelayRunResult:
+        """Dispatch the outbox for ``run_seconds`` (LISTEN/NOTIFY + periodic sweep), heartbeating."""
+        total = await self.relay.run(inp.run_seconds, lambda n: activity.heartbeat(n))
+        return RelayRunResult(dispatched=total)
