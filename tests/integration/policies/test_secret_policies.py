@@ -88,25 +88,26 @@ async def test_preview_generates_a_fresh_sample_each_time(api, admin):
     assert data["public_key"].startswith("ssh-ed25519 ") and data["public_key"].endswith(" ci")
 
 
-async def test_generate_checks_the_path_permission_then_needs_the_secrets_feature(api, admin, scaikey):
+async def test_generate_writes_a_version_end_to_end_and_returns_no_values(api, admin, scaikey):
     sp = await create(api, admin)
-    ci = bearer(await client_token(scaikey, CI))  # secrets:write
+    ci = bearer(await client_token(scaikey, CI))  # secrets:read secrets:write
     body = {"path": "app/db/credentials"}
     r = await api.post(f"/v1/secret-policies/{sp['id']}/generate", json=body, headers=ci)
     assert r.status_code == 403 and r.json()["error"]["code"] == "access_denied"
-    await grant(api, admin, "sa:ci-deployer", [{"path_pattern": "app/**", "permissions": ["write"]}])
+    await grant(api, admin, "sa:ci-deployer", [{"path_pattern": "app/**", "permissions": ["write", "read"]}])
     r = await api.post(f"/v1/secret-policies/{sp['id']}/generate", json=body, headers=ci)
-    if "services.secret_writes" in sys.modules or _writer_installed():
-        pytest.skip("the secrets feature is merged; its own tests cover generate end to end")
-    assert r.status_code == 503 and r.json()["error"]["details"]["reason"] == "secret_writes_unavailable"
+    assert r.status_code == 201, r.text
+    meta = r.json()
+    assert meta["path"] == "app/db/credentials" and meta["version"] == 1 and "data" not in meta
+    got = (await api.get("/v1/secrets/app/db/credentials", headers=ci)).json()
+    assert got["data"]["username"] == "svc-app" and len(got["data"]["password"]) == 32
+    assert got["data"]["password"] not in r.text
+    again = await api.post(f"/v1/secret-policies/{sp['id']}/generate", json=body, headers=ci)
+    assert again.json()["version"] == 2
+    newer = (await api.get("/v1/secrets/app/db/credentials", headers=ci)).json()["data"]["password"]
+    assert newer != got["data"]["password"]
     r = await api.post(f"/v1/secret-policies/{sp['id']}/generate", json={"path": "Bad"}, headers=ci)
     assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_path"
-
-
-def _writer_installed() -> bool:
-    from services.secret_policies import secret_writer
-
-    return secret_writer() is not None
 
 
 async def test_generate_hands_values_to_the_writer_and_returns_metadata_only(api, admin, scaikey, monkeypatch):
