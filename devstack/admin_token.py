@@ -69,3 +69,33 @@ def mint_admin_token(
     except (httpx.HTTPError, ValueError, AttributeError):
         return None
     return token if isinstance(token, str) and token else None
+
+
+DEV_ADMIN_POLICY = {
+    "name": "dev-admin-full-access",
+    "description": "make dev: lets the printed admin token read and write every secret of the dev tenant",
+    "rules": [{"path_pattern": "**", "permissions": ["read", "write", "delete", "list", "rotate"]}],
+}
+
+
+def ensure_dev_admin_policy(api_url: str, token: str, *, identity_id: str = f"sa:{ADMIN_CLIENT_ID}",
+                            timeout: float = 10.0) -> bool:
+    """Bind a full-access policy to the dev admin (idempotent), so the quickstart works with curl.
+
+    Policies deny by default, even for admins (docs/policies.md); in a real deployment an operator creates
+    policies deliberately. Returns False on any failure (the stack still comes up).
+    """
+    headers = {"Authorization": f"Bearer {token}"}
+    try:
+        with httpx.Client(base_url=api_url, headers=headers, timeout=timeout) as c:
+            r = c.post("/v1/policies", json=DEV_ADMIN_POLICY)
+            if r.status_code == 409:
+                return True  # already there from an earlier run
+            if r.status_code != 201:
+                return False
+            pid = r.json()["id"]
+            b = c.post(f"/v1/policies/{pid}/bindings",
+                       json={"identity_type": "service_account", "identity_id": identity_id})
+            return b.status_code in (201, 409)
+    except httpx.HTTPError:
+        return False

@@ -28,11 +28,11 @@ from types import FrameType
 from typing import TextIO
 
 from devstack import services as svc
-from devstack.admin_token import mint_admin_token
+from devstack.admin_token import ensure_dev_admin_policy, mint_admin_token
 from devstack.services import say
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-STATE_DIR = REPO_ROOT / ".scaivault-dev"
+STATE_DIR = Path(os.environ.get("SCAIVAULT_DEV_STATE_DIR") or REPO_ROOT / ".scaivault-dev")
 TENANT_ID = "tnt_acme_prod"
 API_READY_TIMEOUT = 90.0
 
@@ -208,6 +208,8 @@ class DevStack:
                 + worker.log_tail()
             )
         self.info["admin_token"] = mint_admin_token(scaikey_url) if scaikey_url else None
+        if self.info["admin_token"]:
+            ensure_dev_admin_policy(str(self.info["api_url"]), str(self.info["admin_token"]))
         self._write_stack_json(running=True)
 
     def _start_scaikey(self, port: int, client_secret: str) -> str:
