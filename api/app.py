@@ -19,6 +19,7 @@ from fastapi import FastAPI
 
 from api.errors import install_error_handlers
 from api.middleware import RequestContextMiddleware
+from api.openapi import install_openapi
 from api.responses import JSON
 from api.state import AppState
 from core.logging import configure_logging
@@ -113,6 +114,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestContextMiddleware, access_log=settings.log_access, fast_routes=fast_routes)
     for module in modules:
         app.include_router(module.router)
+    install_openapi(app)  # FastAPI's document plus the hand-described secrets routes (api/openapi.py)
     return app
 
 
