@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from repositories.events import emit as outbox_emit
-from tests.helpers import ADMIN, TENANT, bearer, client_token, reset_emulator
+from tests.helpers import ADMIN, TENANT, bearer, client_token, grant, reset_emulator
 from tests.webhook_receiver import Receiver
 
 FAST = {
@@ -80,8 +80,11 @@ async def stack_factory(scaikey: str, make_app_client: Any, redis_clean: str,
         cm = make_app_client(settings)
         api = await cm.__aenter__()
         opened.append(cm)
-        token = await client_token(scaikey, ADMIN)
-        return Stack(api=api, settings=settings, admin=bearer(token), scaikey=scaikey)
+        admin = bearer(await client_token(scaikey, ADMIN))
+        # Policies deny by default; subscription polls drop events on paths the owner may not read.
+        await grant(api, admin, ["sa:dev-admin", "sa:ci-deployer", "user:alice@acme.example"],
+                    permissions=("read", "list"), name="events-tests-read")
+        return Stack(api=api, settings=settings, admin=admin, scaikey=scaikey)
 
     yield make
     for cm in reversed(opened):
