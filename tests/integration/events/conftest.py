@@ -23,6 +23,8 @@ FAST = {
     "event_relay_heartbeat_seconds": 5,
     "event_relay_run_seconds": 60,
     "subscription_poll_recheck_seconds": 1,
+    # the tests poll delivery logs far faster than the documented 20/min webhook_operations default
+    "rate_limit_overrides": "webhook_operations=100000,subscription_operations=100000,subscription_poll=100000",
 }
 
 
