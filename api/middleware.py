@@ -33,6 +33,9 @@ from core.logging import request_id_var
 log = logging.getLogger("scaivault.access")
 _RID_OK = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 _TENANT_PREFIX = re.compile(r"^/v1/t/([A-Za-z0-9_\-]{1,128})(/.*)$")
+# Metric children by label values (bounded: route templates, not raw paths).
+_ACTIVE: dict[str, Any] = {}
+_SERIES: dict[tuple[str, str, str, int], tuple[Any, Any]] = {}
 
 
 def _category(path: str) -> str:
@@ -139,7 +142,10 @@ class RequestContextMiddleware:
 
         t0 = time.perf_counter()
         state["started_at"] = t0
-        metrics.ACTIVE_REQUESTS.labels(category).inc()
+        active = _ACTIVE.get(category)
+        if active is None:
+            active = _ACTIVE[category] = metrics.ACTIVE_REQUESTS.labels(category)
+        active.inc()
         fast = self._fast(scope["method"], path) if self.fast_routes else None
         try:
             if fast is not None and "app" in scope:
@@ -159,13 +165,18 @@ class RequestContextMiddleware:
                 await send_wrapper({"type": "http.response.body", "body": body})
         finally:
             elapsed = time.perf_counter() - t0
-            metrics.ACTIVE_REQUESTS.labels(category).dec()
+            active.dec()
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
             method = scope["method"]
             status = status_holder[0]
-            metrics.REQUESTS.labels(method, template, category, str(status)).inc()
-            metrics.REQUEST_DURATION.labels(method, template, category).observe(elapsed)
+            key = (method, template, category, status)
+            series = _SERIES.get(key)
+            if series is None:  # label lookups take a lock and hash every label: do them once per series
+                series = _SERIES[key] = (metrics.REQUESTS.labels(method, template, category, str(status)),
+                                         metrics.REQUEST_DURATION.labels(method, template, category))
+            series[0].inc()
+            series[1].observe(elapsed)
             if self.access_log:
                 log.info("request", extra={"method": method, "path": path, "route": template, "status": status,
                                            "duration_ms": round(elapsed * 1000, 2)})

@@ -56,7 +56,8 @@ def _serve(args: argparse.Namespace) -> int:
         return 1
 
     uvicorn.run("api.app:create_app", factory=True, host=args.host, port=args.port, workers=args.workers,
-                loop="uvloop", http="httptools", access_log=False)
+                loop="uvloop", http="httptools", access_log=False,
+                proxy_headers=False)  # X-Forwarded-For is honoured only from TRUSTED_PROXIES (api/deps.py)
     return 0
 
 

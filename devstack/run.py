@@ -248,7 +248,7 @@ class DevStack:
         argv = [
             sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory",
             "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
-            "--loop", "uvloop", "--http", "httptools", "--no-access-log",
+            "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--no-proxy-headers",
         ]  # fmt: skip
         try:
             self._add(
