@@ -29,7 +29,8 @@ from ratelimit.categories import DEFAULT_LIMITS, UNKNOWN_CATEGORY_LIMIT, canonic
 
 log = logging.getLogger("scaivault.ratelimit")
 
-# KEYS[1] bucket; ARGV: capacity, refill tokens/second, cost. Returns {allowed, tokens_left}.
+# KEYS[1] bucket, optional KEYS[2] a generation counter to read in the same round trip (see ``watch``);
+# ARGV: capacity, refill tokens/second, cost. Returns {allowed, tokens_left, generation or ''}.
 TOKEN_BUCKET_LUA = """
 local cap = tonumber(ARGV[1])
 local rate = tonumber(ARGV[2])
@@ -55,7 +56,9 @@ if tokens >= cost then
 end
 redis.call('HSET', KEYS[1], 't', string.format('%.6f', tokens), 'ts', string.format('%.6f', ts))
 redis.call('EXPIRE', KEYS[1], math.ceil(cap / rate) + 1)
-return {allowed, string.format('%.6f', tokens)}
+local gen = ''
+if #KEYS > 1 then gen = redis.call('GET', KEYS[2]) or '' end
+return {allowed, string.format('%.6f', tokens), gen}
 """
 
 _REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
@@ -92,15 +95,16 @@ class Pipeliner:
     def __init__(self, redis: aioredis.Redis) -> None:
         self._redis = redis
         self._sha: str | None = None
-        self._queue: list[tuple[tuple[Any, ...], asyncio.Future[tuple[bool, float]]]] = []
+        self._queue: list[tuple[tuple[Any, ...], asyncio.Future[tuple[bool, float, str | None]]]] = []
         self._flushing = False
 
     async def load(self) -> None:
         self._sha = await self._redis.script_load(TOKEN_BUCKET_LUA)
 
-    async def take(self, key: str, cap: int, rate: float, cost: int) -> tuple[bool, float]:
-        fut: asyncio.Future[tuple[bool, float]] = asyncio.get_running_loop().create_future()
-        self._queue.append(((key, cap, repr(rate), cost), fut))
+    async def take(self, key: str, cap: int, rate: float, cost: int,
+                   gen_key: str | None = None) -> tuple[bool, float, str | None]:
+        fut: asyncio.Future[tuple[bool, float, str | None]] = asyncio.get_running_loop().create_future()
+        self._queue.append(((key, cap, repr(rate), cost, gen_key), fut))
         if not self._flushing:
             self._flushing = True
             asyncio.get_running_loop().create_task(self._flush())
@@ -114,7 +118,7 @@ class Pipeliner:
         finally:
             self._flushing = False
 
-    async def _send(self, batch: list[tuple[tuple[Any, ...], asyncio.Future[tuple[bool, float]]]]) -> None:
+    async def _send(self, batch: list[tuple[tuple[Any, ...], asyncio.Future[tuple[bool, float, str | None]]]]) -> None:
         try:
             results = await self._execute([args for args, _ in batch])
             if any(isinstance(r, NoScriptError) for r in results):  # Redis restarted or flushed scripts
@@ -131,14 +135,19 @@ class Pipeliner:
             if isinstance(res, Exception):
                 fut.set_exception(RedisDown(type(res).__name__))
             else:
-                fut.set_result((bool(int(res[0])), float(res[1])))
+                gen = res[2] if len(res) > 2 else None
+                fut.set_result((bool(int(res[0])), float(res[1]),
+                                (gen.decode() if isinstance(gen, bytes) else gen) if gen is not None else None))
 
     async def _execute(self, calls: list[tuple[Any, ...]]) -> list[Any]:
         if self._sha is None:
             await self.load()
         pipe = self._redis.pipeline(transaction=False)
-        for key, cap, rate, cost in calls:
-            pipe.execute_command("EVALSHA", self._sha, 1, key, cap, rate, cost)
+        for key, cap, rate, cost, gen_key in calls:
+            if gen_key is None:
+                pipe.execute_command("EVALSHA", self._sha, 1, key, cap, rate, cost)
+            else:
+                pipe.execute_command("EVALSHA", self._sha, 2, key, gen_key, cap, rate, cost)
         return list(await pipe.execute(raise_on_error=False))
 
 
@@ -154,6 +163,13 @@ class RateLimiter:
         self._probe_task: asyncio.Task[None] | None = None
         self.degraded_since: float | None = None
         self._warned: set[str] = set()
+        self._watches: dict[str, tuple[Callable[[RequestContext], str | None], str]] = {}
+
+    def watch(self, category: str, key_for: Callable[[RequestContext], str | None], extra_name: str) -> None:
+        """Read a Redis counter in the same round trip as every ``category`` charge and store its value in
+        ``ctx.extra[extra_name]`` ("0" when unset). Nothing is stored while Redis is down, so consumers (the
+        secret-row cache) must treat a missing value as "unknown"."""
+        self._watches[canonical(category)] = (key_for, extra_name)
 
     async def start(self) -> None:
         try:
@@ -187,7 +203,11 @@ class RateLimiter:
         rate = limit / 60.0
         p = ctx.principal
         key = f"rl:{p.tenant_id or '-'}:{p.identity_id}:{cat}"
-        allowed, tokens = await self._take(key, limit, rate, n)
+        watch = self._watches.get(cat)
+        gen_key = watch[0](ctx) if watch is not None else None
+        allowed, tokens, gen = await self._take(key, limit, rate, n, gen_key)
+        if watch is not None and gen is not None:
+            ctx.extra[watch[1]] = gen or "0"
         now = time.time()
         if ctx.category is None or canonical(ctx.category) == cat:
             reset = math.ceil(now + (limit - tokens) / rate)
@@ -199,13 +219,15 @@ class RateLimiter:
                            {"category": cat, "limit": limit, "retry_after": retry_after},
                            headers={"Retry-After": str(retry_after)})
 
-    async def _take(self, key: str, cap: int, rate: float, cost: int) -> tuple[bool, float]:
+    async def _take(self, key: str, cap: int, rate: float, cost: int,
+                    gen_key: str | None = None) -> tuple[bool, float, str | None]:
         if not self.degraded:
             try:
-                return await self._pipeliner.take(key, cap, rate, cost)
+                return await self._pipeliner.take(key, cap, rate, cost, gen_key)
             except RedisDown as exc:
                 self._degrade(exc)
-        return self._local.take(key, cap, rate, cost)
+        allowed, tokens = self._local.take(key, cap, rate, cost)
+        return allowed, tokens, None
 
     def _degrade(self, exc: BaseException) -> None:
         if self.degraded_since is None:

@@ -12,10 +12,12 @@ spliced into the response (``orjson.Fragment``) without being parsed again.
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import orjson
@@ -31,7 +33,9 @@ from repositories.secrets import NewSecret, Owner
 from services import secret_input as inp
 from services.housekeeping import sweeper
 from services.secret_access_tracker import AccessTracker
+from services.secret_row_cache import GEN_EXTRA, SecretRowCache, gen_key
 
+_T = TypeVar("_T")
 log = logging.getLogger("scaivault.secrets")
 
 MAX_BATCH = 100
@@ -84,13 +88,36 @@ class Deps:
         return self.state.components.get("rate_limiter")
 
 
+def _changes_secrets(fn: Callable[..., Awaitable[_T]]) -> Callable[..., Awaitable[_T]]:
+    """After a mutating call (committed or not), invalidate cached rows of that owner in every process."""
+
+    @functools.wraps(fn)
+    async def wrapper(self: SecretsService, ctx: RequestContext, owner: Owner, *args: Any, **kw: Any) -> _T:
+        try:
+            return await fn(self, ctx, owner, *args, **kw)
+        finally:
+            await self.changed(owner)
+
+    return wrapper
+
+
 class SecretsService:
-    def __init__(self, state: Any, tracker: AccessTracker) -> None:
+    def __init__(self, state: Any, tracker: AccessTracker, cache: SecretRowCache | None = None) -> None:
         self.deps = Deps(state)
         self.db = state.db
+        self.redis = state.redis
+        self.cache = cache or SecretRowCache()
         self.settings = state.settings
         self.tracker = tracker
         self.retention = parse_duration(self.settings.soft_delete_retention, field="SOFT_DELETE_RETENTION")
+
+    async def changed(self, owner: Owner) -> None:
+        """Bump the owner's secrets generation (read-cache coherence across processes)."""
+        self.cache.invalidate(owner.owner_id)
+        try:
+            await self.redis.incr(gen_key(owner.scope, owner.owner_id))
+        except Exception as exc:  # the cache TTL bounds staleness elsewhere; the change itself is committed
+            log.warning("could not publish a secrets generation bump", extra={"error": type(exc).__name__})
 
     # ---------------------------------------------------------------------------------- helpers
     async def _check(self, ctx: RequestContext, owner: Owner, path: str, permission: str) -> None:
@@ -150,8 +177,13 @@ class SecretsService:
         """GET value: one SQL round trip, warm keys, JSON bytes out."""
         inp.check_path(path)
         await self._check(ctx, owner, path, "read")
-        async with self.db.raw() as conn:
-            row = await conn.fetchrow(repo.READ_ONE, owner.scope, owner.owner_id, path, version)
+        gen = ctx.extra.get(GEN_EXTRA) if owner.scope == "tenant" else None
+        row = self.cache.get(owner.owner_id, path, version, gen) if gen is not None else None
+        if row is None:
+            async with self.db.raw() as conn:
+                row = await conn.fetchrow(repo.READ_ONE, owner.scope, owner.owner_id, path, version)
+            if gen is not None and row is not None:
+                self.cache.put(owner.owner_id, path, version, gen, row)
         row = self._visible(path, row, version)
         plaintext = await self._open(owner, path, row["version"], row["ciphertext"])
         await self.deps.audit.record(ctx, action="read", path=path, permission="read", version=row["version"])
@@ -343,6 +375,7 @@ class SecretsService:
             data["scope"] = "partner"
         return data
 
+    @_changes_secrets
     async def write(self, ctx: RequestContext, owner: Owner, path: str, doc: dict[str, Any]) -> tuple[bool, bytes]:
         """PUT: append a version. Returns (created, body without data)."""
         inp.check_path(path)
@@ -441,6 +474,7 @@ class SecretsService:
             doc["scope"] = "partner"
         return orjson.dumps(doc, option=_DUMP)
 
+    @_changes_secrets
     async def update_metadata(self, ctx: RequestContext, owner: Owner, path: str, doc: dict[str, Any]) -> bytes:
         """PATCH: metadata (shallow merge, null removes a key) and options; never a new version."""
         inp.check_path(path)
@@ -469,6 +503,7 @@ class SecretsService:
         assert fresh is not None
         return orjson.dumps(self._meta_doc(owner, fresh), option=_DUMP)
 
+    @_changes_secrets
     async def delete(self, ctx: RequestContext, owner: Owner, path: str, permanent: bool) -> None:
         inp.check_path(path)
         await self._check(ctx, owner, path, "delete")
@@ -488,6 +523,7 @@ class SecretsService:
             await self.deps.audit.record(ctx, action="delete", path=path, permission="delete",
                                          extra={"permanent": permanent}, conn=conn)
 
+    @_changes_secrets
     async def restore(self, ctx: RequestContext, owner: Owner, path: str) -> bytes:
         inp.check_path(path)
         await self._check(ctx, owner, path, "write")
@@ -508,6 +544,7 @@ class SecretsService:
         assert fresh is not None
         return orjson.dumps(self._meta_doc(owner, fresh), option=_DUMP)
 
+    @_changes_secrets
     async def destroy(self, ctx: RequestContext, owner: Owner, path: str, doc: dict[str, Any]) -> bytes:
         """Erase the ciphertext of specific versions for good; their history rows stay."""
         inp.check_path(path)
@@ -593,9 +630,13 @@ def decode_cursor(cursor: str | None) -> str | None:
 
 
 async def setup_secrets(state: Any) -> Any:
-    """COMPONENTS hook: ``state.components["secrets"]`` plus its last-accessed flusher."""
+    """COMPONENTS hook: ``state.components["secrets"]`` plus its last-accessed flusher; registers the read
+    cache's generation counter with the rate limiter so reads learn it without an extra round trip."""
     tracker = AccessTracker(state.db)
     state.components["secrets"] = SecretsService(state, tracker)
+    limiter = state.components.get("rate_limiter")
+    if limiter is not None and hasattr(limiter, "watch"):
+        limiter.watch("read_secrets", lambda ctx: gen_key("tenant", ctx.tenant_id), GEN_EXTRA)
     tracker.start()
     return tracker.stop
 
