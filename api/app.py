@@ -8,6 +8,7 @@ by ``ROUTERS``; a feature adds one line to each.
 from __future__ import annotations
 
 import asyncio
+import gc
 import importlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -84,6 +85,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 td = await _resolve(spec)(state)
                 if td is not None:
                     teardowns.append(td)
+            # Start-up objects live for the process: move them out of the GC's view, and collect young
+            # objects less eagerly (fewer pauses in the tail latency of the request path).
+            gc.freeze()
+            gc.set_threshold(20_000, 20, 20)
             yield
         finally:
             for td in reversed(teardowns):
