@@ -24,6 +24,7 @@ from typing import Any
 from auth.jwt_verify import JwtVerifier
 from auth.principal import ROLES, Principal
 from clients.scaikey import ScaiKeyClient, ScaiKeyError
+from core.background import cancel_and_wait, subscribe_forever
 from core.errors import AppError
 from core.settings import Settings
 from crypto.tokens import checksum_ok, hash_token, looks_like_pat
@@ -234,27 +235,8 @@ class Authenticator:
         if self.redis is None:
             return
 
-        async def listen() -> None:
-            while True:
-                try:
-                    pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
-                    await pubsub.subscribe(REVOCATION_CHANNEL)
-                    async for msg in pubsub.listen():
-                        if msg and msg.get("type") == "message":
-                            data = msg["data"]
-                            self.forget_pat(data.decode() if isinstance(data, bytes) else str(data))
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    self._pat.clear()  # missed messages while disconnected: fall back to re-reading
-                    await asyncio.sleep(1.0)
-
-        self._sub_task = asyncio.create_task(listen())
+        # after a disconnect, revocations may have been missed: drop the PAT cache and re-read
+        self._sub_task = subscribe_forever(self.redis, REVOCATION_CHANNEL, self.forget_pat, self._pat.clear)
 
     async def stop(self) -> None:
-        if self._sub_task:
-            self._sub_task.cancel()
-            try:
-                await self._sub_task
-            except asyncio.CancelledError:
-                pass
+        await cancel_and_wait(self._sub_task)

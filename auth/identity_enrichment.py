@@ -19,6 +19,7 @@ import time
 from typing import Any
 
 from auth.principal import ROLES, Principal
+from core.background import cancel_and_wait, subscribe_forever
 from core.errors import AppError
 from core.settings import Settings
 from db.engine import Database
@@ -115,30 +116,10 @@ class IdentityEnricher:
         if self.redis is None:
             return
 
-        async def listen() -> None:
-            while True:
-                try:
-                    pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
-                    await pubsub.subscribe(INVALIDATE_CHANNEL)
-                    async for msg in pubsub.listen():
-                        if msg and msg.get("type") == "message":
-                            data = msg["data"]
-                            self.invalidate(data.decode() if isinstance(data, bytes) else str(data))
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    self.invalidate()
-                    await asyncio.sleep(1.0)
-
-        self._task = asyncio.create_task(listen())
+        self._task = subscribe_forever(self.redis, INVALIDATE_CHANNEL, self.invalidate, self.invalidate)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await cancel_and_wait(self._task)
 
 
 def bootstrap_identities(settings: Settings) -> tuple[list[str], list[str]]:

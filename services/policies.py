@@ -15,7 +15,6 @@ Decisions (docs/policies.md "API"):
 
 from __future__ import annotations
 
-import base64
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from typing import Any
 import asyncpg
 
 from api.context import RequestContext
+from core.cursor import decode_id_cursor, encode_id_cursor
 from core.errors import AppError
 from core.ids import new_id
 from policy import Decision, EvalContext, Policy, check, parse_policy, parse_rules
@@ -133,19 +133,11 @@ def _duplicate(name: str) -> AppError:
 
 
 def encode_cursor(last_id: str | None) -> str | None:
-    return base64.urlsafe_b64encode(last_id.encode()).decode() if last_id else None
+    return encode_id_cursor(last_id)
 
 
 def decode_cursor(value: str | None, prefix: str) -> str | None:
-    if not value:
-        return None
-    try:
-        out = base64.urlsafe_b64decode(value.encode()).decode()
-    except Exception:
-        raise AppError("invalid_cursor", "cursor is malformed or expired") from None
-    if not out.startswith(prefix) or len(out) > 64:
-        raise AppError("invalid_cursor", "cursor is malformed or expired")
-    return out
+    return decode_id_cursor(value, prefix)
 
 
 async def list_policies(conn: asyncpg.Connection, ctx: RequestContext, *, scope: str | None,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -10,6 +9,7 @@ from pydantic import BaseModel, Field
 
 from api.context import RequestContext
 from api.deps import app_state, authorized
+from core.cursor import decode_id_cursor, encode_id_cursor
 from core.errors import AppError
 from services import pats
 
@@ -57,22 +57,6 @@ class TokenCreate(BaseModel):
     expires_in: str | None = Field(default=None, description="duration such as 30d; default 90d")
 
 
-def _cursor_out(value: str | None) -> str | None:
-    return base64.urlsafe_b64encode(value.encode()).decode() if value else None
-
-
-def _cursor_in(value: str | None) -> str | None:
-    if not value:
-        return None
-    try:
-        out = base64.urlsafe_b64decode(value.encode()).decode()
-    except Exception:
-        raise AppError("invalid_cursor", "cursor is malformed or expired") from None
-    if not out.startswith("pat_"):
-        raise AppError("invalid_cursor", "cursor is malformed or expired")
-    return out
-
-
 @router.post("/tokens", status_code=201, summary="Create a personal access token (shown once)")
 async def create_token(body: TokenCreate, ctx: AnyToken, request: Request) -> dict[str, Any]:
     ctx.describe("token_create", resource_type="token")
@@ -87,9 +71,9 @@ async def create_token(body: TokenCreate, ctx: AnyToken, request: Request) -> di
 async def list_tokens(ctx: AnyToken, request: Request, all: bool = False,
                       limit: Annotated[int, Query(ge=1, le=1000)] = 100, cursor: str | None = None) -> dict[str, Any]:
     ctx.describe("token_list", resource_type="token")
-    rows, nxt = await pats.list_tokens(app_state(request).db, ctx, all_identities=all, cursor=_cursor_in(cursor),
+    rows, nxt = await pats.list_tokens(app_state(request).db, ctx, all_identities=all, cursor=decode_id_cursor(cursor, "pat_"),
                                        limit=limit)
-    return {"tokens": [pats.public(r) for r in rows], "cursor": _cursor_out(nxt), "has_more": nxt is not None}
+    return {"tokens": [pats.public(r) for r in rows], "cursor": encode_id_cursor(nxt), "has_more": nxt is not None}
 
 
 @router.get("/tokens/{token_id}", summary="One personal access token (never its value)")
