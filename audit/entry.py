@@ -76,7 +76,8 @@ def _json(value: Any) -> Any:
 
 
 def public(row: Any) -> dict[str, Any]:
-    """The documented entry shape (plus tenant/partner, resource, error and chain position)."""
+    """The documented entry shape (plus tenant/partner, resource and error). The chain position lives in
+    ``audit_seals``, not in the row."""
     return {
         "id": row["id"],
         "timestamp": iso(row["ts"]),
@@ -98,5 +99,4 @@ def public(row: Any) -> dict[str, Any]:
         "tenant_id": row["tenant_id"],
         "partner_id": row["partner_id"],
         "extra_data": _json(row["extra_data"]),
-        "chain_seq": row["chain_seq"],
     }

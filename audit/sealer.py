@@ -1,51 +1,79 @@
-"""Sealing, verifying and pruning the per-tenant hash chain.
+"""Sealing, verifying and pruning the per-tenant hash chain (kept in ``audit_seals``; audit_log is insert-only).
 
-Sealing links entries a moment after they commit (inserts stay cheap and never wait on a per-tenant lock):
-each pass takes committed unsealed rows in insertion order, gives them the next ``chain_seq`` of their
-tenant and ``hash = SHA-256(prev_hash || canonical)``, and moves the tenant's head. One pass runs at a time
-across all processes (transaction-level advisory lock), so several API processes and workers may all run the
-loop. Attack window: an entry is unprotected between its commit and the next pass (AUDIT_SEAL_INTERVAL_SECONDS,
-2 s by default); see docs/audit.md.
+Sealing links entries a moment after they commit, so inserts stay one cheap statement and never wait on a
+per-tenant lock. One pass (``seal_once``), under a transaction-level advisory lock (one pass at a time across
+all processes, so any number of sealers may run):
+
+1. settle: read the highest seq handed out (Q), then the transactions holding a write lock on audit_log, and
+   wait until those have ended. Every seq <= Q is then committed or gone for good: a row can no longer appear
+   behind the sealer (an INSERT locks audit_log before it draws its seq and holds the lock until it ends);
+2. read the entries with watermark < seq <= Q in seq order (the watermark is the newest sealed seq);
+3. per tenant, append one block listing those entries and their digests, linked to the tenant's previous block,
+   and move the tenant's head.
+
+So the chain order is seq order, every sealed tenant block covers a contiguous seq range of the log, and an
+entry below the watermark that no block lists was inserted behind the chain's back (verify names it).
+Attack window: an entry is unprotected from its commit until the next pass has sealed it (the interval plus
+the settle wait); see docs/audit.md.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 
-from audit.chain import GENESIS, ChainWalker, VerifyResult, link
+from audit.chain import GENESIS, Block, ChainVerifier, VerifyResult, seal_block
 from repositories import audit as repo
 
 log = logging.getLogger("scaivault.audit")
 
+SETTLE_TIMEOUT = 5.0  # seconds a pass waits for in-flight audit writers before giving up (seals nothing)
 
-async def seal_once(conn: asyncpg.Connection, limit: int = 2000) -> int:
+
+async def _settle(conn: asyncpg.Connection, max_wait: float) -> int | None:
+    """The highest seq below which no uncommitted entry can still appear, or None after ``max_wait`` seconds."""
+    allocated = await repo.allocated_seq(conn)
+    writers = await repo.audit_writers(conn)
+    deadline = time.monotonic() + max_wait
+    delay = 0.002
+    while writers and await repo.running(conn, writers):
+        if time.monotonic() > deadline:
+            return None
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.05)
+    return allocated
+
+
+async def seal_once(conn: asyncpg.Connection, limit: int = 2000, *, settle_timeout: float = SETTLE_TIMEOUT) -> int:
     """Seal up to ``limit`` committed entries; returns how many (0 if another process holds the lock)."""
     async with conn.transaction():
         if not await repo.try_chain_lock(conn):
             return 0
-        rows = await repo.unsealed(conn, limit)
+        through = await _settle(conn, settle_timeout)
+        if through is None:
+            log.info("audit sealing pass waited too long for in-flight audit writers; retrying next pass")
+            return 0
+        rows = await repo.settled_range(conn, await repo.sealed_watermark(conn), through, limit)
         if not rows:
             return 0
-        tenants = sorted({r["tenant_id"] for r in rows})
-        current = await repo.heads(conn, tenants)
-        state: dict[str, tuple[int, str]] = {
-            t: (current[t]["head_chain_seq"], current[t]["head_hash"]) if t in current else (0, GENESIS)
-            for t in tenants
-        }
-        seals: list[tuple[int, int, str, str]] = []
+        by_tenant: dict[str, list[Any]] = defaultdict(list)
         for row in rows:
-            seq, prev = state[row["tenant_id"]]
-            chain_seq = seq + 1
-            digest = link(prev, row, chain_seq)
-            seals.append((row["seq"], chain_seq, prev, digest))
-            state[row["tenant_id"]] = (chain_seq, digest)
-        await repo.write_seals(conn, seals)
-        await repo.upsert_heads(conn, state, GENESIS)
+            by_tenant[row["tenant_id"]].append(row)
+        current = await repo.heads(conn, list(by_tenant))
+        blocks = []
+        for tenant, entries in by_tenant.items():
+            h = current.get(tenant)
+            block_no, chain_seq, prev = (h["head_block_no"], h["head_chain_seq"], h["head_hash"]) if h else (
+                0, 0, GENESIS)
+            blocks.append(seal_block(tenant, block_no + 1, chain_seq + 1, prev, entries))
+        await repo.insert_blocks(conn, blocks, [max(r["ts"] for r in by_tenant[b.tenant_id]) for b in blocks])
+        await repo.upsert_heads(conn, blocks, GENESIS)
     return len(rows)
 
 
@@ -58,28 +86,48 @@ async def seal_all(conn: asyncpg.Connection, batch: int = 2000) -> int:
             return total
 
 
-async def verify_tenant(conn: asyncpg.Connection, tenant_id: str, *, batch: int = 2000) -> VerifyResult:
-    """Walk the tenant's chain from the pruning checkpoint (or genesis) to the recorded head."""
-    head = await repo.head(conn, tenant_id)
-    start_seq, start_hash = (head["pruned_through_seq"], head["pruned_hash"]) if head else (0, GENESIS)
-    head_seq, head_hash = (head["head_chain_seq"], head["head_hash"]) if head else (0, GENESIS)
-    walker = ChainWalker(start_seq, start_hash)
-    after = start_seq
-    while walker.broken is None:
-        rows = await repo.sealed_chain(conn, tenant_id, after_chain_seq=after, limit=batch)
-        for row in rows:
-            if not walker.feed(row):
-                break
-        if len(rows) < batch:
-            break
-        after = rows[-1]["chain_seq"]
-    if walker.broken is None and (walker.expected_seq - 1, walker.prev_hash) != (head_seq, head_hash):
-        walker.broken = {"id": None, "chain_seq": walker.expected_seq,
-                         "reason": f"chain ends at chain_seq {walker.expected_seq - 1} but the head records "
-                                   f"{head_seq} (entries removed from the end)"}
-    return VerifyResult(tenant_id=tenant_id, ok=walker.broken is None, checked=walker.checked,
-                        head_chain_seq=head_seq, head_hash=head_hash,
-                        unsealed=await repo.count_unsealed(conn, tenant_id), first_broken=walker.broken)
+async def _walk(conn: asyncpg.Connection, v: ChainVerifier, *, through_block: int | None = None,
+                through_seq: int | None = None) -> None:
+    """Feed the tenant's blocks and rows to ``v`` in step (caller holds a transaction)."""
+    blocks = repo.blocks_after(conn, v.tenant_id, v.start_block, through_block).__aiter__()
+    exhausted = False
+
+    async def more() -> None:
+        nonlocal exhausted
+        while not exhausted and v.wants_block():
+            try:
+                rec = await blocks.__anext__()
+            except StopAsyncIteration:
+                exhausted = True
+                return
+            v.add_block(Block.of(rec))
+
+    async for row in repo.tenant_rows(conn, v.tenant_id, through_seq):
+        await more()
+        if v.broken is not None or not v.add_row(row):
+            return
+    await more()
+
+
+async def verify_tenant(conn: asyncpg.Connection, tenant_id: str) -> VerifyResult:
+    """Walk the tenant's blocks from the pruning checkpoint (or genesis) to the head, recomputing every entry's
+    digest from audit_log; names the first broken entry or block."""
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        head = await repo.head(conn, tenant_id)
+        v = ChainVerifier(
+            tenant_id,
+            start_block=head["pruned_through_block"] if head else 0,
+            start_chain_seq=head["pruned_through_chain_seq"] if head else 0,
+            start_hash=head["pruned_hash"] if head else GENESIS,
+            sealed_through=await repo.sealed_watermark(conn),
+        )
+        await _walk(conn, v)
+    head_block, head_seq, head_hash = (head["head_block_no"], head["head_chain_seq"], head["head_hash"]) if head \
+        else (0, 0, GENESIS)
+    v.finish(head_block, head_hash)
+    return VerifyResult(tenant_id=tenant_id, ok=v.broken is None, checked=v.checked, head_chain_seq=head_seq,
+                        head_hash=head_hash, head_block_no=head_block, unsealed=v.unsealed,
+                        first_broken=v.broken)
 
 
 async def verify_all(conn: asyncpg.Connection) -> list[VerifyResult]:
@@ -87,11 +135,9 @@ async def verify_all(conn: asyncpg.Connection) -> list[VerifyResult]:
 
 
 async def prune_once(conn: asyncpg.Connection, retention_days: int, limit: int) -> int:
-    """Delete up to ``limit`` sealed entries older than the retention, as a verified chain prefix per tenant.
-
-    The deleted prefix is verified first; the tenant's checkpoint then records the hash of the last deleted
-    entry so the rest of the chain still verifies. A broken link stops pruning that tenant (evidence is kept).
-    """
+    """Delete up to about ``limit`` entries older than the retention, whole blocks at a time, as a verified chain
+    prefix per tenant. The tenant's checkpoint then records the last deleted block's hash so the rest of the
+    chain still verifies. A broken link stops pruning that tenant (evidence is kept)."""
     cutoff = datetime.now(UTC) - timedelta(days=retention_days)
     total = 0
     async with conn.transaction():
@@ -100,46 +146,46 @@ async def prune_once(conn: asyncpg.Connection, retention_days: int, limit: int) 
         for t in await repo.prunable_tenants(conn, cutoff):
             if total >= limit:
                 break
-            last = _verified_prefix(
-                await repo.sealed_chain(conn, t["tenant_id"], after_chain_seq=t["pruned_through_seq"],
-                                        limit=limit - total),
-                t["pruned_through_seq"], t["pruned_hash"], cutoff, t["tenant_id"],
-            )
-            if last is not None:
-                total += await repo.prune_through(conn, t["tenant_id"], last["chain_seq"], last["hash"])
+            run = await repo.prunable_blocks(conn, t["tenant_id"], t["pruned_through_block"], cutoff,
+                                             limit - total)
+            if run and await _prefix_verifies(conn, t, run[-1]):
+                total += await repo.prune_through(conn, t["tenant_id"], run[-1])
     return total
 
 
-def _verified_prefix(rows: list[Any], start_seq: int, start_hash: str, cutoff: datetime,
-                     tenant_id: str) -> Any | None:
-    walker = ChainWalker(start_seq, start_hash)
-    last = None
-    for row in rows:
-        if row["ts"] >= cutoff:
-            break
-        if not walker.feed(row):
-            log.error("audit chain broken; not pruning past it",
-                      extra={"tenant_id": tenant_id, "broken": walker.broken})
-            break
-        last = row
-    return last
+async def _prefix_verifies(conn: asyncpg.Connection, head: Any, last: Any) -> bool:
+    v = ChainVerifier(head["tenant_id"], start_block=head["pruned_through_block"],
+                      start_chain_seq=head["pruned_through_chain_seq"], start_hash=head["pruned_hash"],
+                      sealed_through=last["last_log_seq"])
+    await _walk(conn, v, through_block=last["block_no"], through_seq=last["last_log_seq"])
+    if v.finish(last["block_no"], last["hash"]):
+        return True
+    log.error("audit chain broken; not pruning past it", extra={"tenant_id": head["tenant_id"],
+                                                                 "broken": v.broken})
+    return False
 
 
 class SealerLoop:
-    """Background sealing in the API process every ``interval`` seconds (advisory-locked, so any number of
-    processes can run it)."""
+    """Background sealing every ``interval`` seconds (advisory-locked, so any number of processes can run it).
 
-    def __init__(self, db: Any, interval: float, batch: int = 2000) -> None:
+    Started by the Temporal worker process (``start_worker_sealer``) and, only when AUDIT_SEAL_IN_API is true,
+    by each API process; the housekeeping sweeper ``seal_audit_chain`` is the fallback.
+    """
+
+    def __init__(self, db: Any, interval: float, batch: int = 2000, stop: asyncio.Event | None = None) -> None:
         self._db = db
         self._interval = interval
         self._batch = batch
+        self._stop = stop or asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
-    def start(self) -> None:
+    def start(self) -> SealerLoop:
         if self._interval > 0:
             self._task = asyncio.create_task(self._run(), name="audit-sealer")
+        return self
 
     async def stop(self) -> None:
+        self._stop.set()
         if self._task is not None:
             self._task.cancel()
             try:
@@ -150,8 +196,12 @@ class SealerLoop:
                 log.warning("background task ended with an error", extra={"error": type(exc).__name__})
 
     async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval)
+        while not self._stop.is_set():
+            try:
+                await asyncio.wait_for(self._stop.wait(), self._interval)
+                return
+            except TimeoutError:
+                pass
             try:
                 async with self._db.raw() as conn:
                     await seal_all(conn, self._batch)
@@ -159,3 +209,15 @@ class SealerLoop:
                 raise
             except Exception as exc:
                 log.warning("audit sealing pass failed", extra={"error": type(exc).__name__})
+
+
+_WORKER_LOOPS: set[SealerLoop] = set()  # strong references: the event loop keeps only weak ones to tasks
+
+
+def start_worker_sealer(db: Any, settings: Any, stop: asyncio.Event) -> SealerLoop:
+    """The worker process's sealer loop (one line in worker/main.py); it ends when ``stop`` is set."""
+    loop = SealerLoop(db, settings.audit_seal_interval_seconds, stop=stop).start()
+    if loop._task is not None:
+        _WORKER_LOOPS.add(loop)
+        loop._task.add_done_callback(lambda _t: _WORKER_LOOPS.discard(loop))
+    return loop

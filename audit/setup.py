@@ -1,5 +1,7 @@
 """API component set-up (api/app.py COMPONENTS "audit.setup:setup"): the recorder with its group-commit
-sink, the request hooks, and the sealer loop."""
+sink, the request hooks, and (only with AUDIT_SEAL_IN_API=true) a sealer loop in this process. By default
+the sealer runs in the Temporal worker process (worker/main.py) and as the housekeeping sweeper, so API
+processes spend no CPU on it."""
 
 from __future__ import annotations
 
@@ -21,7 +23,9 @@ async def setup(state: AppState) -> Callable[[], Awaitable[None]]:
                                                 sink=sink)
     state.components["on_error"] = hooks.on_error
     state.components["before_response"] = hooks.before_response
-    sealer = SealerLoop(state.db, s.audit_seal_interval_seconds)
+    # getattr: the field lives in core/settings.py (default False); absent means the default.
+    sealer = SealerLoop(state.db, s.audit_seal_interval_seconds if getattr(s, "audit_seal_in_api", False)
+                        else 0)
     sealer.start()
 
     async def teardown() -> None:

@@ -1,12 +1,18 @@
 """Group commit for audit entries written outside a change's transaction (reads, denials, failures).
 
 Concurrent requests hand their row to ``submit`` and await a future. One writer task takes everything queued
-(up to ``max_batch``), inserts it with ONE statement (an ``unnest`` INSERT, autocommitted) on its own dedicated
-connection, and then resolves every future. While a batch is in flight the next one accumulates, so batches
+(up to ``max_batch``), writes it with ONE binary COPY (autocommitted: one transaction, one WAL flush) on its own
+dedicated connection, and then resolves every future. While a batch is in flight the next one accumulates, so batches
 grow with load and the cost per entry falls. A request therefore returns only after its entry is committed.
 
 Failure is closed: if the insert fails (database down, table missing, privilege revoked) or takes longer than
 ``timeout`` every waiter gets ``AuditUnavailable`` and the API answers 503 audit_unavailable.
+
+No blind re-send: a batch is sent again only when the connection was already known dead before sending (then
+nothing reached the server). A failure once the COPY was sent has an unknown outcome, so the batch fails closed
+(503) instead: the entries may have committed, which over-audits requests that got 503 but never loses or
+duplicates one. That is why audit_log needs no UNIQUE (id) index (one index less on every insert) and the
+group commit can use COPY, which has no ON CONFLICT.
 """
 
 from __future__ import annotations
@@ -102,13 +108,7 @@ class GroupCommitSink:
         t0 = time.perf_counter()
         error: str | None = None
         try:
-            try:
-                await repo.insert_many(await self._connection(), rows)
-            except _CONNECTION_ERRORS:
-                # The connection died (e.g. server restart). The insert is idempotent (ON CONFLICT (id) DO
-                # NOTHING), so one retry on a fresh connection is safe even if the first attempt committed.
-                await self._close()
-                await repo.insert_many(await self._connection(), rows)
+            await repo.copy_many(await self._connection(), rows)
         except Exception as exc:  # every failure fails the waiters closed
             error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
             log.error("audit batch failed", extra={"entries": len(rows), "error": error})
@@ -125,6 +125,7 @@ class GroupCommitSink:
                 fut.set_exception(AuditUnavailable(error))
 
     async def _connection(self) -> asyncpg.Connection:
+        """The writer's connection; a connection already known to be closed is replaced before sending."""
         if self._conn is None or self._conn.is_closed():
             self._conn = await asyncpg.connect(
                 self._dsn, timeout=self._connect_timeout,

@@ -1,4 +1,4 @@
-"""Housekeeping sweepers: catch-up sealing (the API's sealer loop normally keeps up) and retention pruning."""
+"""Housekeeping sweepers: catch-up sealing (the worker's sealer loop normally keeps up) and retention pruning."""
 
 from __future__ import annotations
 

@@ -20,19 +20,25 @@ _INSERT_MANY = (
     f"INSERT INTO audit_log ({_COLS}) SELECT "
     + ", ".join(f"u.c{i}" + ("::jsonb" if c == "extra_data" else "") for i, c in enumerate(COLUMNS))
     + " FROM unnest(" + ", ".join(f"${i + 1}::{t}[]" for i, t in enumerate(PG_TYPES)) + ") AS u("
-    + ", ".join(f"c{i}" for i in range(len(COLUMNS))) + ") ON CONFLICT (id) DO NOTHING"
+    + ", ".join(f"c{i}" for i in range(len(COLUMNS))) + ")"
 )
 _ROW_COLS = ("seq, id, tenant_id, partner_id, ts, request_id, correlation_id, identity_id, identity_type, action,"
              " resource_type, resource_id, secret_path, permission, version, success, error_code, source_ip,"
-             " user_agent, duration_ms, extra_data::text AS extra_data, chain_seq, prev_hash, hash")
+             " user_agent, duration_ms, extra_data::text AS extra_data")
 
 
 async def insert_one(conn: asyncpg.Connection, row: Sequence[Any]) -> None:
     await conn.execute(_INSERT_ONE, *row)
 
 
+async def copy_many(conn: asyncpg.Connection, rows: Sequence[Sequence[Any]]) -> None:
+    """All rows with one binary COPY (autocommitted: one transaction, one WAL flush). The group commit's path:
+    measured cheaper than the unnest INSERT (bench/audit_bench.py)."""
+    await conn.copy_records_to_table("audit_log", records=rows, columns=COLUMNS)
+
+
 async def insert_many(conn: asyncpg.Connection, rows: Sequence[Sequence[Any]]) -> None:
-    """All rows in one statement (one round trip, one commit when autocommitted)."""
+    """All rows in one unnest INSERT (kept for the benchmark's comparison with ``copy_many``)."""
     columns = [list(col) for col in zip(*rows, strict=True)]
     await conn.execute(_INSERT_MANY, *columns)
 
@@ -160,58 +166,102 @@ async def summary(conn: asyncpg.Connection, tenant_id: str, since: datetime, unt
 # ----------------------------------------------------------------------------------------------- chain
 
 SEAL_LOCK = 0x5CA1_A0D1  # pg_advisory_xact_lock key: one sealer/pruner at a time across all processes
+_HEAD_COLS = ("tenant_id, head_block_no, head_chain_seq, head_hash, last_log_seq, pruned_through_block,"
+              " pruned_through_chain_seq, pruned_through_log_seq, pruned_hash")
+_BLOCK_COLS = "tenant_id, block_no, first_chain_seq, log_seqs, log_ids, digests, prev_hash, hash"
 
 
 async def try_chain_lock(conn: asyncpg.Connection) -> bool:
     return bool(await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", SEAL_LOCK))
 
 
-async def unsealed(conn: asyncpg.Connection, limit: int) -> list[asyncpg.Record]:
-    return await conn.fetch(f"SELECT {_ROW_COLS} FROM audit_log WHERE hash IS NULL ORDER BY seq LIMIT $1", limit)
+async def allocated_seq(conn: asyncpg.Connection) -> int:
+    """The highest audit_log.seq handed out so far (committed or not; sequences are not transactional)."""
+    return int(await conn.fetchval(
+        "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM audit_log_seq_seq"))
+
+
+async def audit_writers(conn: asyncpg.Connection) -> list[str]:
+    """Virtual transaction ids of the other transactions that hold a write lock on audit_log right now.
+
+    An INSERT/COPY takes ROW EXCLUSIVE on audit_log before it draws its seq and keeps it until commit/abort,
+    so any transaction still able to commit a seq drawn before this call is in the list.
+    """
+    rows = await conn.fetch(
+        "SELECT DISTINCT virtualtransaction FROM pg_locks WHERE locktype = 'relation'"
+        " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        " AND relation = 'audit_log'::regclass AND mode = 'RowExclusiveLock' AND pid <> pg_backend_pid()"
+    )
+    return [r["virtualtransaction"] for r in rows]
+
+
+async def running(conn: asyncpg.Connection, vxids: Sequence[str]) -> int:
+    """How many of these virtual transactions are still open (each holds a lock on its own vxid)."""
+    return int(await conn.fetchval(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'virtualxid' AND virtualxid = ANY($1::text[])",
+        list(vxids)))
+
+
+async def sealed_watermark(conn: asyncpg.Connection) -> int:
+    """Every entry with seq <= this is sealed (the sealer links settled seqs in order)."""
+    return int(await conn.fetchval("SELECT coalesce(max(last_log_seq), 0) FROM audit_chain_heads"))
+
+
+async def settled_range(conn: asyncpg.Connection, after_seq: int, through_seq: int,
+                        limit: int) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        f"SELECT {_ROW_COLS} FROM audit_log WHERE seq > $1 AND seq <= $2 ORDER BY seq LIMIT $3",
+        after_seq, through_seq, limit,
+    )
 
 
 async def heads(conn: asyncpg.Connection, tenant_ids: Sequence[str]) -> dict[str, asyncpg.Record]:
-    rows = await conn.fetch("SELECT * FROM audit_chain_heads WHERE tenant_id = ANY($1::text[])", list(tenant_ids))
+    rows = await conn.fetch(f"SELECT {_HEAD_COLS} FROM audit_chain_heads WHERE tenant_id = ANY($1::text[])",
+                            list(tenant_ids))
     return {r["tenant_id"]: r for r in rows}
 
 
 async def head(conn: asyncpg.Connection, tenant_id: str) -> asyncpg.Record | None:
-    return await conn.fetchrow("SELECT * FROM audit_chain_heads WHERE tenant_id = $1", tenant_id)
+    return await conn.fetchrow(f"SELECT {_HEAD_COLS} FROM audit_chain_heads WHERE tenant_id = $1", tenant_id)
 
 
-async def write_seals(conn: asyncpg.Connection, seals: Sequence[tuple[int, int, str, str]]) -> None:
-    """``seals``: (seq, chain_seq, prev_hash, hash) rows, written in one statement."""
-    seqs, chain, prev, hashes = (list(c) for c in zip(*seals, strict=True))
+async def insert_blocks(conn: asyncpg.Connection, blocks: Sequence[Any], last_ts: Sequence[datetime]) -> None:
+    """``blocks``: audit.chain.Block objects; ``last_ts``: the newest entry ts of each."""
+    await conn.executemany(
+        "INSERT INTO audit_seals (tenant_id, block_no, first_chain_seq, last_chain_seq, log_seqs, log_ids,"
+        " digests, last_ts, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        [(b.tenant_id, b.block_no, b.first_chain_seq, b.last_chain_seq, b.log_seqs, b.log_ids, b.digests, ts,
+          b.prev_hash, b.hash) for b, ts in zip(blocks, last_ts, strict=True)],
+    )
+
+
+async def upsert_heads(conn: asyncpg.Connection, blocks: Sequence[Any], genesis: str) -> None:
+    """Move each block's tenant head to it (one block per tenant)."""
     await conn.execute(
-        "UPDATE audit_log a SET chain_seq = u.chain_seq, prev_hash = u.prev_hash, hash = u.hash,"
-        " sealed_at = now() FROM unnest($1::int8[], $2::int8[], $3::text[], $4::text[])"
-        " AS u(seq, chain_seq, prev_hash, hash) WHERE a.seq = u.seq AND a.hash IS NULL",
-        seqs, chain, prev, hashes,
+        "INSERT INTO audit_chain_heads (tenant_id, head_block_no, head_chain_seq, head_hash, last_log_seq,"
+        " pruned_hash) SELECT t, b, c, h, s, $6 FROM unnest($1::text[], $2::int8[], $3::int8[], $4::text[],"
+        " $5::int8[]) AS u(t, b, c, h, s)"
+        " ON CONFLICT (tenant_id) DO UPDATE SET head_block_no = EXCLUDED.head_block_no,"
+        " head_chain_seq = EXCLUDED.head_chain_seq, head_hash = EXCLUDED.head_hash,"
+        " last_log_seq = EXCLUDED.last_log_seq, updated_at = now()",
+        [b.tenant_id for b in blocks], [b.block_no for b in blocks], [b.last_chain_seq for b in blocks],
+        [b.hash for b in blocks], [b.log_seqs[-1] for b in blocks], genesis,
     )
 
 
-async def upsert_heads(conn: asyncpg.Connection, new_heads: dict[str, tuple[int, str]], genesis: str) -> None:
-    tenants = list(new_heads)
-    await conn.execute(
-        "INSERT INTO audit_chain_heads (tenant_id, head_chain_seq, head_hash, pruned_hash)"
-        " SELECT t, s, h, $4 FROM unnest($1::text[], $2::int8[], $3::text[]) AS u(t, s, h)"
-        " ON CONFLICT (tenant_id) DO UPDATE SET head_chain_seq = EXCLUDED.head_chain_seq,"
-        " head_hash = EXCLUDED.head_hash, updated_at = now()",
-        tenants, [new_heads[t][0] for t in tenants], [new_heads[t][1] for t in tenants], genesis,
-    )
+def blocks_after(conn: asyncpg.Connection, tenant_id: str, after_block: int,
+                 through_block: int | None = None) -> Any:
+    """Cursor over the tenant's blocks in order (caller holds a transaction)."""
+    upper = through_block if through_block is not None else 2**62
+    return conn.cursor(f"SELECT {_BLOCK_COLS} FROM audit_seals WHERE tenant_id = $1 AND block_no > $2"
+                       " AND block_no <= $3 ORDER BY block_no", tenant_id, after_block, upper, prefetch=50)
 
 
-async def sealed_chain(conn: asyncpg.Connection, tenant_id: str, *, after_chain_seq: int,
-                       limit: int) -> list[asyncpg.Record]:
-    return await conn.fetch(
-        f"SELECT {_ROW_COLS} FROM audit_log WHERE tenant_id = $1 AND chain_seq > $2"
-        " ORDER BY chain_seq LIMIT $3", tenant_id, after_chain_seq, limit,
-    )
-
-
-async def count_unsealed(conn: asyncpg.Connection, tenant_id: str) -> int:
-    return int(await conn.fetchval("SELECT count(*) FROM audit_log WHERE tenant_id = $1 AND hash IS NULL",
-                                   tenant_id))
+def tenant_rows(conn: asyncpg.Connection, tenant_id: str, through_seq: int | None = None) -> Any:
+    """Cursor over all the tenant's entries, ascending seq (caller holds a transaction)."""
+    upper = through_seq if through_seq is not None else 2**62
+    return conn.cursor(f"SELECT {_ROW_COLS} FROM audit_log WHERE tenant_id = $1 AND seq <= $2 ORDER BY seq",
+                       tenant_id, upper, prefetch=1000)
 
 
 async def chain_tenants(conn: asyncpg.Connection) -> list[str]:
@@ -220,22 +270,44 @@ async def chain_tenants(conn: asyncpg.Connection) -> list[str]:
 
 
 async def prunable_tenants(conn: asyncpg.Connection, cutoff: datetime) -> list[asyncpg.Record]:
+    """Heads whose next block is entirely older than ``cutoff``."""
     return await conn.fetch(
-        "SELECT h.tenant_id, h.pruned_through_seq, h.pruned_hash FROM audit_chain_heads h"
-        " WHERE EXISTS (SELECT 1 FROM audit_log a WHERE a.tenant_id = h.tenant_id AND a.ts < $1"
-        " AND a.chain_seq IS NOT NULL)", cutoff,
+        f"SELECT {_HEAD_COLS} FROM audit_chain_heads h WHERE EXISTS (SELECT 1 FROM audit_seals s"
+        " WHERE s.tenant_id = h.tenant_id AND s.block_no = h.pruned_through_block + 1 AND s.last_ts < $1)"
+        " ORDER BY tenant_id", cutoff,
     )
 
 
-async def prune_through(conn: asyncpg.Connection, tenant_id: str, chain_seq: int, last_hash: str) -> int:
-    """Delete the sealed prefix up to ``chain_seq`` and record the checkpoint (caller holds the lock/tx)."""
+async def prunable_blocks(conn: asyncpg.Connection, tenant_id: str, after_block: int, cutoff: datetime,
+                          max_entries: int) -> list[asyncpg.Record]:
+    """The contiguous run of blocks after the checkpoint whose entries are all older than ``cutoff``,
+    stopping once ``max_entries`` entries are covered."""
+    rows = await conn.fetch(
+        "SELECT block_no, last_chain_seq, log_seqs[array_upper(log_seqs, 1)] AS last_log_seq, hash, last_ts,"
+        " sum(cardinality(log_seqs)) OVER (ORDER BY block_no) AS running FROM audit_seals"
+        " WHERE tenant_id = $1 AND block_no > $2 ORDER BY block_no LIMIT 1000", tenant_id, after_block,
+    )
+    out: list[asyncpg.Record] = []
+    for i, r in enumerate(rows):
+        if r["block_no"] != after_block + i + 1 or r["last_ts"] >= cutoff:
+            break
+        out.append(r)
+        if r["running"] >= max_entries:
+            break
+    return out
+
+
+async def prune_through(conn: asyncpg.Connection, tenant_id: str, block: asyncpg.Record) -> int:
+    """Delete the tenant's entries and blocks up to ``block`` and record the checkpoint (caller holds the
+    lock and the transaction, and verified that prefix)."""
     await conn.execute("SET LOCAL scaivault.audit_prune = 'on'")
-    status = await conn.execute(
-        "DELETE FROM audit_log WHERE tenant_id = $1 AND chain_seq IS NOT NULL AND chain_seq <= $2",
-        tenant_id, chain_seq,
-    )
+    status = await conn.execute("DELETE FROM audit_log WHERE tenant_id = $1 AND seq <= $2",
+                                tenant_id, block["last_log_seq"])
+    await conn.execute("DELETE FROM audit_seals WHERE tenant_id = $1 AND block_no <= $2",
+                       tenant_id, block["block_no"])
     await conn.execute(
-        "UPDATE audit_chain_heads SET pruned_through_seq = $2, pruned_hash = $3, updated_at = now()"
-        " WHERE tenant_id = $1", tenant_id, chain_seq, last_hash,
+        "UPDATE audit_chain_heads SET pruned_through_block = $2, pruned_through_chain_seq = $3,"
+        " pruned_through_log_seq = $4, pruned_hash = $5, updated_at = now() WHERE tenant_id = $1",
+        tenant_id, block["block_no"], block["last_chain_seq"], block["last_log_seq"], block["hash"],
     )
     return int(status.split()[-1])

@@ -40,6 +40,7 @@ async def run(settings: Settings, *, queues: str | None = None, stop: asyncio.Ev
         ))
     await ensure_schedules(client, settings)
     stop = stop or asyncio.Event()
+    __import__("audit.sealer").sealer.start_worker_sealer(db, settings, stop)  # AUDIT: chain sealer loop
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         try:

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from audit.chain import GENESIS, ChainWalker, link
+from audit.chain import GENESIS, ChainVerifier, seal_block
 from audit.hashing import hash_leaves, hash_value, sanitize_extra
 from ratelimit.categories import DEFAULT_LIMITS, parse_overrides
 from ratelimit.limiter import LocalBuckets
@@ -30,7 +30,7 @@ def test_sanitize_hashes_sensitive_names_anywhere():
 
 
 def _row(n: int, **over):
-    row = {"id": f"log_{n}", "seq": n, "chain_seq": n, "tenant_id": "t", "partner_id": None,
+    row = {"id": f"log_{n}", "seq": n, "tenant_id": "t", "partner_id": None,
            "ts": datetime(2025, 1, 1, tzinfo=UTC), "request_id": "r", "correlation_id": "r", "identity_id": "u",
            "identity_type": "user", "action": "read", "resource_type": None, "resource_id": None,
            "secret_path": "a/b", "permission": "read", "version": None, "success": True, "error_code": None,
@@ -39,32 +39,102 @@ def _row(n: int, **over):
     return row
 
 
-def _chain(n: int):
-    rows, prev = [], GENESIS
-    for i in range(1, n + 1):
-        r = _row(i)
-        r["prev_hash"], r["hash"] = prev, link(prev, r, i)
-        prev = r["hash"]
-        rows.append(r)
-    return rows
+def _sealed(rows_per_block=(2, 3, 2)):
+    """Blocks sealing consecutive seqs 1..n in the given block sizes, and the rows."""
+    rows, blocks, prev, seq = [], [], GENESIS, 1
+    for i, size in enumerate(rows_per_block):
+        chunk = [_row(seq + k) for k in range(size)]
+        b = seal_block("t", i + 1, seq, prev, chunk)
+        blocks.append(b)
+        rows += chunk
+        prev, seq = b.hash, seq + size
+    return blocks, rows
 
 
-def test_walker_accepts_a_good_chain_and_names_an_edit():
-    rows = _chain(4)
-    w = ChainWalker(0, GENESIS)
-    assert all(w.feed(r) for r in rows)
-    rows[2]["secret_path"] = "other"
-    w = ChainWalker(0, GENESIS)
-    assert not all(w.feed(r) for r in rows)
-    assert w.broken["id"] == "log_3" and "edited" in w.broken["reason"]
+def _verify(blocks, rows, *, sealed_through=None, head=None):
+    v = ChainVerifier("t", start_block=0, start_chain_seq=0, start_hash=GENESIS,
+                      sealed_through=sealed_through if sealed_through is not None else rows[-1]["seq"])
+    it = iter(blocks)
+
+    def more():
+        while v.wants_block():
+            b = next(it, None)
+            if b is None:
+                return
+            v.add_block(b)
+
+    for r in rows:
+        more()
+        if v.broken is not None or not v.add_row(r):
+            break
+    more()
+    last = blocks[-1] if head is None else head
+    v.finish(last.block_no, last.hash)
+    return v
 
 
-def test_walker_names_a_gap():
-    rows = _chain(4)
-    del rows[1]
-    w = ChainWalker(0, GENESIS)
-    assert not all(w.feed(r) for r in rows)
-    assert w.broken["id"] == "log_3" and "missing" in w.broken["reason"]
+def test_a_good_chain_verifies_and_counts_entries():
+    blocks, rows = _sealed()
+    v = _verify(blocks, rows)
+    assert v.broken is None and v.checked == 7
+
+
+def test_verifier_names_an_edited_entry_and_its_block():
+    blocks, rows = _sealed()
+    rows[3]["secret_path"] = "other"
+    v = _verify(blocks, rows)
+    assert v.broken["id"] == "log_4" and v.broken["block_no"] == 2 and v.broken["chain_seq"] == 4
+    assert "edited" in v.broken["reason"]
+
+
+def test_verifier_names_a_deleted_entry():
+    blocks, rows = _sealed()
+    del rows[2]
+    v = _verify(blocks, rows)
+    assert v.broken["id"] == "log_3" and v.broken["seq"] == 3 and "deleted" in v.broken["reason"]
+    blocks, rows = _sealed()
+    v = _verify(blocks, rows[:-1])  # the newest sealed entry removed
+    assert v.broken["id"] == "log_7" and "deleted" in v.broken["reason"]
+
+
+def test_verifier_names_an_inserted_entry_but_not_an_unsealed_one():
+    blocks, rows = _sealed()
+    forged = _row(4, id="log_forged")
+    forged["seq"] = 3.5  # an explicit seq between two sealed ones
+    v = _verify(blocks, [*rows[:3], forged, *rows[3:]])
+    assert v.broken["id"] == "log_forged" and "inserted" in v.broken["reason"]
+    v = _verify(blocks, [*rows, _row(8)], sealed_through=7)  # above the watermark: pending, not forged
+    assert v.broken is None and v.unsealed == 1
+
+
+def test_verifier_names_an_edited_or_relinked_block():
+    blocks, rows = _sealed()
+    blocks[1].digests[0] = bytes(32)  # digest rewritten to hide an edit, block hash left alone
+    v = _verify(blocks, rows)
+    assert v.broken["block_no"] == 2 and "edited block" in v.broken["reason"]
+    blocks, rows = _sealed()
+    b = blocks[1]
+    b.digests[0] = bytes(32)
+    b.hash = b.recompute()  # ... and the block re-hashed: the next block no longer links to it
+    v = _verify(blocks, rows)
+    assert v.broken["block_no"] == 2 and v.broken["id"] == "log_3"  # the entry no longer matches first
+    blocks, rows = _sealed()
+    v = _verify([blocks[0], blocks[2]], rows)
+    assert v.broken["block_no"] == 3 and "missing block" in v.broken["reason"]
+
+
+def test_verifier_names_a_truncated_chain():
+    blocks, rows = _sealed()
+    v = _verify(blocks[:2], rows[:5], head=blocks[2])
+    assert "removed from the end" in v.broken["reason"]
+
+
+def test_swapping_two_entries_is_an_edit():
+    blocks, rows = _sealed()
+    rows[0]["seq"], rows[1]["seq"] = 2, 1
+    rows[0], rows[1] = rows[1], rows[0]
+    v = _verify(blocks, rows)
+    assert v.broken["seq"] == 1 and "edited" in v.broken["reason"]
 
 
 def test_parse_overrides():
