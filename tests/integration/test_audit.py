@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends
 from api.context import RequestContext
 from api.deps import authorized
 from audit.sealer import prune_once, seal_all, verify_tenant
+from cli.main import main as cli_main
 from core.errors import AppError
 from tests.helpers import ADMIN, CI, TENANT, bearer, client_token, reset_emulator, user_token
 
@@ -164,61 +165,215 @@ async def test_concurrent_requests_are_group_committed(env, scaikey):
     assert n == 40
 
 
+async def _sealed_whoamis(client, conn, token: str, n: int) -> list[asyncpg.Record]:
+    for _ in range(n):
+        assert (await client.get("/v1/auth/whoami", headers=bearer(token))).status_code == 200
+    assert await seal_all(conn) >= n
+    return await conn.fetch("SELECT * FROM audit_log WHERE tenant_id = $1 ORDER BY seq", TENANT)
+
+
+async def _as_superuser(conn: asyncpg.Connection, sql: str, *args: Any) -> None:
+    """What an attacker with superuser rights can do: bypass the insert-only trigger."""
+    async with conn.transaction():
+        await conn.execute("SET LOCAL session_replication_role = replica")
+        await conn.execute(sql, *args)
+
+
+async def test_audit_log_and_seals_are_insert_only(env, scaikey):
+    client, conn, _ = env
+    admin = await client_token(scaikey, ADMIN)
+    rows = await _sealed_whoamis(client, conn, admin, 2)
+    for sql in ("UPDATE audit_log SET identity_id = 'user:nobody' WHERE seq = $1",
+                "DELETE FROM audit_log WHERE seq = $1",
+                "UPDATE audit_seals SET hash = 'x' WHERE tenant_id = 'x' OR $1 > 0",
+                "DELETE FROM audit_seals WHERE $1 > 0"):
+        with pytest.raises(asyncpg.RaiseError, match="insert-only"):
+            await conn.execute(sql, rows[0]["seq"])
+    for table in ("audit_log", "audit_seals"):
+        with pytest.raises(asyncpg.RaiseError, match="insert-only"):
+            await conn.execute(f"TRUNCATE {table}")
+    # the sealer wrote blocks, not rows: the entries are exactly as inserted
+    assert await conn.fetchval("SELECT count(*) FROM audit_seals WHERE tenant_id = $1", TENANT) >= 1
+    assert await conn.fetch("SELECT * FROM audit_log WHERE tenant_id = $1 ORDER BY seq", TENANT) == rows
+
+
 async def test_hash_chain_verify_names_an_edited_row(env, scaikey):
     client, conn, _ = env
     admin = await client_token(scaikey, ADMIN)
-    for _ in range(5):
-        assert (await client.get("/v1/auth/whoami", headers=bearer(admin))).status_code == 200
-    assert await seal_all(conn) >= 5
+    rows = await _sealed_whoamis(client, conn, admin, 5)
     r = await client.get("/v1/audit/verify", headers=bearer(admin))
     assert r.status_code == 200 and r.json()["ok"] is True and r.json()["checked"] >= 5
-    victim = await conn.fetchrow("SELECT id, chain_seq FROM audit_log WHERE tenant_id = $1 ORDER BY chain_seq"
-                                 " OFFSET 2 LIMIT 1", TENANT)
-    with pytest.raises(asyncpg.PostgresError):  # append-only for ordinary sessions
-        await conn.execute("UPDATE audit_log SET identity_id = 'user:nobody' WHERE id = $1", victim["id"])
-    async with conn.transaction():  # an attacker with superuser rights bypasses the trigger
-        await conn.execute("SET LOCAL session_replication_role = replica")
-        await conn.execute("UPDATE audit_log SET identity_id = 'user:nobody' WHERE id = $1", victim["id"])
+    victim = rows[2]
+    await _as_superuser(conn, "UPDATE audit_log SET identity_id = 'user:nobody' WHERE id = $1", victim["id"])
     body = (await client.get("/v1/audit/verify", headers=bearer(admin))).json()
     assert body["ok"] is False
     assert body["first_broken"]["id"] == victim["id"] and "edited" in body["first_broken"]["reason"]
+    assert body["first_broken"]["chain_seq"] == 3 and body["first_broken"]["block_no"] >= 1
+
+
+async def test_verify_pinpoints_edited_deleted_and_forged_rows(env, scaikey, capsys):
+    client, conn, _ = env
+    admin = await client_token(scaikey, ADMIN)
+    rows = await _sealed_whoamis(client, conn, admin, 4)
+    burnt = await conn.fetchval("SELECT nextval('audit_log_seq_seq')")  # a gap, as a rolled-back insert leaves
+    rows = await _sealed_whoamis(client, conn, admin, 4)  # a second block
+    assert (await verify_tenant(conn, TENANT)).ok
+    # a deleted row (in the second block) is named by its id
+    gone = rows[5]
+    await _as_superuser(conn, "DELETE FROM audit_log WHERE seq = $1", gone["seq"])
+    result = await verify_tenant(conn, TENANT)
+    assert not result.ok and result.first_broken["id"] == gone["id"]
+    assert result.first_broken["seq"] == gone["seq"] and "deleted" in result.first_broken["reason"]
+    # a forged row inserted into that gap (between the two blocks, so earlier in the chain): now it is first
+    cols = [c for c in rows[0].keys() if c != "seq"]
+    values = [dict(rows[3])[c] for c in cols]
+    values[cols.index("id")] = "log_forged"
+    values[cols.index("identity_id")] = "user:innocent"
+    placeholders = ", ".join(f"${i + 2}" for i in range(len(cols)))
+    await conn.execute(f"INSERT INTO audit_log (seq, {', '.join(cols)}) VALUES ($1, {placeholders})",
+                       burnt, *values)
+    result = await verify_tenant(conn, TENANT)
+    assert not result.ok and result.first_broken["id"] == "log_forged"
+    assert "inserted" in result.first_broken["reason"]
+    await _as_superuser(conn, "DELETE FROM audit_log WHERE id = 'log_forged'")
+    # an edited row earlier still: it is named first
+    await _as_superuser(conn, "UPDATE audit_log SET success = false WHERE seq = $1", rows[0]["seq"])
+    result = await verify_tenant(conn, TENANT)
+    assert not result.ok and result.first_broken["id"] == rows[0]["id"]
+    assert "edited" in result.first_broken["reason"] and result.first_broken["chain_seq"] == 1
+    # the CLI reports the same first break and exits 1
+    capsys.readouterr()
+    assert await asyncio.to_thread(cli_main, ["audit", "verify", "--tenant", TENANT]) == 1
+    report = orjson.loads(capsys.readouterr().out)
+    assert report["ok"] is False and report["tenants"][0]["first_broken"]["id"] == rows[0]["id"]
+
+
+async def test_verify_names_an_edited_block_and_a_rewritten_tail(env, scaikey):
+    client, conn, _ = env
+    admin = await client_token(scaikey, ADMIN)
+    await _sealed_whoamis(client, conn, admin, 3)
+    await _sealed_whoamis(client, conn, admin, 3)
+    await _as_superuser(conn, "UPDATE audit_seals SET log_ids[1] = 'log_other' WHERE tenant_id = $1"
+                              " AND block_no = 1", TENANT)
+    result = await verify_tenant(conn, TENANT)
+    assert not result.ok and result.first_broken["block_no"] == 1 and "block" in result.first_broken["reason"]
+    await _as_superuser(conn, "DELETE FROM audit_seals WHERE tenant_id = $1", TENANT)
+    await _as_superuser(conn, "DELETE FROM audit_log WHERE tenant_id = $1", TENANT)
+    result = await verify_tenant(conn, TENANT)
+    assert not result.ok and "removed from the end" in result.first_broken["reason"]
 
 
 async def test_verify_detects_deleted_rows(env, scaikey):
     client, conn, _ = env
     admin = await client_token(scaikey, ADMIN)
-    for _ in range(4):
-        await client.get("/v1/auth/whoami", headers=bearer(admin))
-    await seal_all(conn)
-    async with conn.transaction():
-        await conn.execute("SET LOCAL session_replication_role = replica")
-        await conn.execute("DELETE FROM audit_log WHERE tenant_id = $1 AND chain_seq = 2", TENANT)
+    rows = await _sealed_whoamis(client, conn, admin, 4)
+    await _as_superuser(conn, "DELETE FROM audit_log WHERE seq = $1", rows[1]["seq"])
     result = await verify_tenant(conn, TENANT)
-    assert not result.ok and "missing" in result.first_broken["reason"]
+    assert not result.ok and "deleted" in result.first_broken["reason"]
+    assert result.first_broken["chain_seq"] == 2
+
+
+async def test_unsealed_entries_are_reported_not_broken(env, scaikey):
+    client, conn, _ = env
+    admin = await client_token(scaikey, ADMIN)
+    await _sealed_whoamis(client, conn, admin, 2)
+    await client.get("/v1/auth/whoami", headers=bearer(admin))
+    result = await verify_tenant(conn, TENANT)
+    assert result.ok and result.unsealed == 1
+    assert await seal_all(conn) == 1
+    result = await verify_tenant(conn, TENANT)
+    assert result.ok and result.unsealed == 0
+
+
+async def test_sealer_waits_for_an_in_flight_writer_with_a_lower_seq(env, scaikey, db_url):
+    """A transaction that drew its seq first but commits last still gets sealed, in seq order."""
+    client, conn, _ = env
+    admin = await client_token(scaikey, ADMIN)
+    slow = await asyncpg.connect(db_url)
+    try:
+        tx = slow.transaction()
+        await tx.start()
+        await slow.execute("INSERT INTO audit_log (id, tenant_id, ts, identity_id, identity_type, action, success)"
+                           " VALUES ('log_slow', $1, now(), 'system:test', 'system', 'rotate', true)", TENANT)
+        assert (await client.get("/v1/auth/whoami", headers=bearer(admin))).status_code == 200
+        sealer = asyncio.create_task(seal_all(conn))
+        await asyncio.sleep(0.3)
+        assert not sealer.done()  # waiting for the slow writer
+        await tx.commit()
+        assert await sealer == 2
+    finally:
+        await slow.close()
+    result = await verify_tenant(conn, TENANT)
+    assert result.ok and result.checked == 2 and result.unsealed == 0
+    blocks = await conn.fetch("SELECT log_ids FROM audit_seals WHERE tenant_id = $1", TENANT)
+    assert blocks[0]["log_ids"][0] == "log_slow"
+
+
+async def test_concurrent_sealers_build_one_chain(env, scaikey, db_url):
+    client, conn, _ = env
+    admin = await client_token(scaikey, ADMIN)
+    others = [await asyncpg.connect(db_url) for _ in range(3)]
+    try:
+        for _ in range(3):
+            await asyncio.gather(*(client.get("/v1/auth/whoami", headers=bearer(admin)) for _ in range(10)),
+                                 *(seal_all(c) for c in others))
+        await seal_all(conn)
+    finally:
+        for c in others:
+            await c.close()
+    result = await verify_tenant(conn, TENANT)
+    assert result.ok and result.checked == 30 and result.unsealed == 0
 
 
 async def test_pruning_keeps_the_chain_verifiable(env, scaikey):
     client, conn, _ = env
     admin = await client_token(scaikey, ADMIN)
-    for _ in range(6):
-        await client.get("/v1/auth/whoami", headers=bearer(admin))
-    await seal_all(conn)
-    async with conn.transaction():  # age the first three entries (test-only back-dating of sealed rows)
-        await conn.execute("SET LOCAL session_replication_role = replica")
-        await conn.execute("UPDATE audit_log SET ts = ts - interval '400 days' WHERE chain_seq <= 3")
-    # the back-dating broke those rows' hashes: the pruner refuses to delete past a broken link
+    await _sealed_whoamis(client, conn, admin, 3)  # block 1
+    await _sealed_whoamis(client, conn, admin, 3)  # block 2
+    await _sealed_whoamis(client, conn, admin, 2)  # block 3
+    # age the first two blocks (test-only back-dating): the entries' ts breaks their digests ...
+    await _as_superuser(conn, "UPDATE audit_log SET ts = ts - interval '400 days' WHERE seq <= $1",
+                        await conn.fetchval("SELECT log_seqs[3] FROM audit_seals WHERE block_no = 2"))
+    await _as_superuser(conn, "UPDATE audit_seals SET last_ts = last_ts - interval '400 days'"
+                              " WHERE block_no <= 2")
+    # ... so the pruner refuses to delete past the broken link
     assert await prune_once(conn, 365, 100) == 0
-    # re-seal them as if they had been written back then
-    async with conn.transaction():
-        await conn.execute("SET LOCAL session_replication_role = replica")
-        await conn.execute("UPDATE audit_log SET hash = NULL, prev_hash = NULL, chain_seq = NULL")
-        await conn.execute("DELETE FROM audit_chain_heads")
-    await seal_all(conn)
-    assert await prune_once(conn, 365, 100) == 3
+    assert await conn.fetchval("SELECT count(*) FROM audit_log") == 8
+    # re-seal everything as if it had been written back then
+    await _as_superuser(conn, "DELETE FROM audit_seals")
+    await _as_superuser(conn, "DELETE FROM audit_chain_heads")
+    rows = await conn.fetch("SELECT * FROM audit_log ORDER BY seq")
+    for i, n in enumerate((3, 3, 2)):  # same three blocks
+        start = sum((3, 3, 2)[:i])
+        assert await seal_once_through(conn, rows[start + n - 1]["seq"]) == n
+    assert await prune_once(conn, 365, 100) == 6
+    assert await conn.fetchval("SELECT count(*) FROM audit_log") == 2
+    assert await conn.fetchval("SELECT min(block_no) FROM audit_seals") == 3
     result = await verify_tenant(conn, TENANT)
     assert result.ok, result.first_broken
+    assert result.checked == 2
     with pytest.raises(asyncpg.PostgresError):  # ordinary deletes stay refused
         await conn.execute("DELETE FROM audit_log")
+    await client.get("/v1/auth/whoami", headers=bearer(admin))  # the chain goes on after the checkpoint
+    await seal_all(conn)
+    result = await verify_tenant(conn, TENANT)
+    assert result.ok and result.checked == 3
+
+
+async def seal_once_through(conn: asyncpg.Connection, seq: int) -> int:
+    """Seal the entries up to ``seq`` as one pass (test helper: the real sealer takes everything settled)."""
+    from audit import sealer
+
+    orig = sealer.repo.settled_range
+
+    async def capped(c, after, through, limit):  # type: ignore[no-untyped-def]
+        return await orig(c, after, min(through, seq), limit)
+
+    sealer.repo.settled_range = capped  # type: ignore[assignment]
+    try:
+        return await sealer.seal_once(conn)
+    finally:
+        sealer.repo.settled_range = orig  # type: ignore[assignment]
 
 
 async def test_query_filters_cursor_and_newest_first(env, scaikey):
