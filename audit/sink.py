@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import asyncpg
@@ -45,8 +45,11 @@ def _silence(fut: asyncio.Future[None]) -> None:
 
 class GroupCommitSink:
     def __init__(self, dsn: str, *, max_batch: int = 1000, timeout: float = 5.0,
-                 statement_timeout_ms: int = 15000, connect_timeout: float = 5.0) -> None:
+                 statement_timeout_ms: int = 15000, connect_timeout: float = 5.0,
+                 write_rows: Callable[[asyncpg.Connection, Sequence[Sequence[Any]]], Awaitable[None]] = repo.copy_many,
+                 ) -> None:
         self._dsn = dsn
+        self._write_rows = write_rows  # the benchmark swaps in repo.insert_many (unnest) to compare
         self._max_batch = max_batch
         self._timeout = timeout
         self._statement_timeout_ms = statement_timeout_ms
@@ -108,7 +111,7 @@ class GroupCommitSink:
         t0 = time.perf_counter()
         error: str | None = None
         try:
-            await repo.copy_many(await self._connection(), rows)
+            await self._write_rows(await self._connection(), rows)
         except Exception as exc:  # every failure fails the waiters closed
             error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
             log.error("audit batch failed", extra={"entries": len(rows), "error": error})
