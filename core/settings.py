@@ -107,6 +107,7 @@ class Settings(BaseSettings):
     audit_write_timeout_seconds: float = 5.0  # a request waits at most this long for its entry, then 503
     audit_batch_max: int = Field(default=1000, ge=1, le=10000)  # entries per group commit
     audit_seal_interval_seconds: float = 2.0  # hash-chain sealing pass in each API process; 0 disables
+    audit_seal_in_api: bool = False  # the worker seals; set true to also seal from API processes
     soft_delete_retention: str = "30d"
     rate_limit_enabled: bool = True
     rate_limit_overrides: str = ""  # "read_secrets=2000,write_secrets=200"
