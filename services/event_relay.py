@@ -69,7 +69,8 @@ def relay_workflow_id(settings: Settings) -> str:
 def delivery_input(settings: Settings, tenant_id: str, webhook_id: str, event_id: str) -> DeliveryInput:
     return DeliveryInput(tenant_id=tenant_id, webhook_id=webhook_id, event_id=event_id,
                          retry_delays_ms=retry_delays_ms(settings.webhook_retry_schedule),
-                         attempt_timeout_seconds=int(settings.webhook_timeout_seconds) + 5)
+                         attempt_timeout_seconds=int(settings.webhook_timeout_seconds) + 5,
+                         first_attempt_local=True)
 
 
 # ------------------------------------------------------------------------------------------- matching
@@ -141,13 +142,14 @@ class EventRelay:
     """Dispatches outbox batches. One per worker process (holds no per-batch state)."""
 
     def __init__(self, settings: Settings, db: Database, temporal: Any, redis: Any = None,
-                 *, start_concurrency: int = 64) -> None:
+                 *, start_concurrency: int = 64, eager_start: bool = True) -> None:
         self.settings = settings
         self.db = db
         self.temporal = temporal
         self.redis = redis
         self.batch_size = settings.event_relay_batch_size
         self._sem = asyncio.Semaphore(start_concurrency)
+        self.eager_start = eager_start
 
     async def dispatch_batch(self, beat: Callable[[], None] | None = None) -> int:
         """Dispatch up to one batch; returns how many events were marked dispatched.
@@ -191,6 +193,10 @@ class EventRelay:
                     id=delivery_workflow_id(self.settings, webhook_id, event_id),
                     task_queue=self.settings.task_queue("events"),
                     id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                    # The relay runs inside a worker polling this queue, so the server may hand the first
+                    # workflow task straight back in the start response (no matching round trip). The SDK
+                    # falls back to a normal start when no slot is free or the server declines.
+                    request_eager_start=self.eager_start,
                 )
             except WorkflowAlreadyStartedError:
                 pass

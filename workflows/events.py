@@ -15,6 +15,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.events import EventActivities
@@ -24,6 +25,7 @@ with workflow.unsafe.imports_passed_through():
         REDELIVER_SIGNAL,
         RELAY_WORKFLOW,
         AttemptInput,
+        AttemptResult,
         DeliveryInput,
         DeliveryResult,
         RelayInput,
@@ -34,6 +36,10 @@ with workflow.unsafe.imports_passed_through():
 # not activity failures (the activity returns an outcome), so they follow the webhook retry schedule instead.
 _INFRA_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30),
                            backoff_coefficient=2.0, maximum_attempts=0)
+
+# A local first attempt retries only briefly in-process; then the regular activity takes over.
+_LOCAL_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=4),
+                           backoff_coefficient=2.0, maximum_attempts=3)
 
 
 @workflow.defn(name=DELIVERY_WORKFLOW)
@@ -50,13 +56,9 @@ class WebhookDeliveryWorkflow:
             self._redeliver = False
             next_delay = delays[retry_index] if retry_index < len(delays) else None
             self._attempts += 1
-            res = await workflow.execute_activity_method(
-                EventActivities.attempt_delivery,
-                AttemptInput(tenant_id=inp.tenant_id, webhook_id=inp.webhook_id, event_id=inp.event_id,
-                             attempt=self._attempts, next_delay_ms=next_delay),
-                start_to_close_timeout=timedelta(seconds=inp.attempt_timeout_seconds),
-                retry_policy=_INFRA_RETRY,
-            )
+            res = await self._attempt(inp, AttemptInput(
+                tenant_id=inp.tenant_id, webhook_id=inp.webhook_id, event_id=inp.event_id,
+                attempt=self._attempts, next_delay_ms=next_delay))
             if res.outcome == "gone":
                 return DeliveryResult("gone", self._attempts)
             if self._redeliver and res.outcome in ("success", "dead"):
@@ -73,6 +75,23 @@ class WebhookDeliveryWorkflow:
                 except TimeoutError:
                     pass
             retry_index += 1
+
+    async def _attempt(self, inp: DeliveryInput, attempt: AttemptInput) -> AttemptResult:
+        """The first attempt runs as a local activity inside the first workflow task (no activity task round
+        trip through the server; with an eager start the whole successful delivery is one workflow task).
+        If it fails for infrastructure reasons (or the worker dies, and the task is replayed elsewhere), the
+        same attempt falls back to a regular activity that Temporal retries forever. Later attempts (after a
+        timer) are regular activities."""
+        timeout = timedelta(seconds=inp.attempt_timeout_seconds)
+        if self._attempts == 1 and inp.first_attempt_local:
+            try:
+                return await workflow.execute_local_activity_method(
+                    EventActivities.attempt_delivery, attempt, start_to_close_timeout=timeout,
+                    retry_policy=_LOCAL_RETRY)
+            except ActivityError:
+                workflow.logger.info("local first attempt failed; falling back to a regular activity")
+        return await workflow.execute_activity_method(
+            EventActivities.attempt_delivery, attempt, start_to_close_timeout=timeout, retry_policy=_INFRA_RETRY)
 
     @workflow.signal(name=REDELIVER_SIGNAL)
     def redeliver(self) -> None:

@@ -18,6 +18,10 @@ class DeliveryInput:
     # Delay before retry 1, 2, ... (a snapshot of WEBHOOK_RETRY_SCHEDULE taken when the delivery started).
     retry_delays_ms: list[int] = field(default_factory=list)
     attempt_timeout_seconds: int = 40
+    # Run attempt 1 as a local activity (see workflows/events.py). An input field rather than
+    # ``workflow.patched`` (no extra marker or search-attribute upsert per delivery); inputs from before this
+    # field existed replay as False, i.e. with the regular activity they were recorded with.
+    first_attempt_local: bool = False
 
 
 @dataclass(frozen=True)
