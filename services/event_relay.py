@@ -142,7 +142,7 @@ class EventRelay:
     """Dispatches outbox batches. One per worker process (holds no per-batch state)."""
 
     def __init__(self, settings: Settings, db: Database, temporal: Any, redis: Any = None,
-                 *, start_concurrency: int = 64, eager_start: bool = True) -> None:
+                 *, start_concurrency: int = 32, eager_start: bool = True) -> None:
         self.settings = settings
         self.db = db
         self.temporal = temporal

@@ -42,7 +42,7 @@ _LOCAL_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interv
                            backoff_coefficient=2.0, maximum_attempts=3)
 
 
-@workflow.defn(name=DELIVERY_WORKFLOW)
+@workflow.defn(name=DELIVERY_WORKFLOW, sandboxed=False)
 class WebhookDeliveryWorkflow:
     def __init__(self) -> None:
         self._attempts = 0
