@@ -6,7 +6,8 @@ verified every delivery. Prints events/s.
 Starts its own PostgreSQL, Redis, Temporal dev server and one ``python -m worker`` on free loopback ports in a
 temp dir, and stops them by pid at the end. The number covers relay dispatch (outbox -> workflow starts) plus
 the delivery workflows (activity, HTTP POST, delivery log) on this machine; the Temporal dev server (SQLite)
-is usually the bottleneck, a production cluster scales by adding workers and history shards.
+is usually the bottleneck, a production cluster scales by adding workers and history shards. It also prints
+the load average and the CPU seconds each server used during the run (where the time went).
 """
 
 from __future__ import annotations
@@ -32,6 +33,28 @@ from repositories import webhooks as webhooks_repo  # noqa: E402
 from repositories.events import emit  # noqa: E402
 from tests.fixtures.app import subprocess_env  # noqa: E402
 from tests.webhook_receiver import Receiver  # noqa: E402
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU of ``pid`` and its reaped children (Linux /proc), 0.0 when unreadable."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def _process_tree(pid: int) -> list[int]:
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        children = []
+    return [pid, *(p for c in children for p in _process_tree(int(c)))]
+
+
+def _cpu_report(handles: list[svc.Handle]) -> str:
+    parts = [f"{h.name} {sum(_cpu_seconds(p) for p in _process_tree(h.pid)):.1f}s" for h in handles]
+    return "cpu: " + ", ".join(parts) + f", bench {_cpu_seconds(os.getpid()):.1f}s"
 
 
 def _key() -> str:
@@ -84,6 +107,8 @@ async def _run(args: argparse.Namespace, tmp: Path, handles: list[svc.Handle]) -
             await asyncio.sleep(0.05)
         done = time.perf_counter()
         dispatched = await conn.fetchval("SELECT max(dispatched_at) - min(created_at) FROM events")
+        cpu = _cpu_report(handles)
+        load = os.getloadavg()
     finally:
         await conn.close()
         rx.stop()
@@ -91,6 +116,8 @@ async def _run(args: argparse.Namespace, tmp: Path, handles: list[svc.Handle]) -
     total = done - start
     print(f"events={args.events} webhooks={args.webhooks} deliveries={expected} signature_failures={bad}")
     print(f"commit {committed - start:.2f}s, outbox fully dispatched after {dispatched.total_seconds():.2f}s")
+    print(f"{cpu} (whole run, including start-up)")
+    print(f"load average at the end {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} cores")
     print(f"all delivered in {total:.2f}s -> {expected / total:.1f} deliveries/s ({args.events / total:.1f} events/s)")
 
 

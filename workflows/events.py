@@ -4,6 +4,9 @@
   retry schedule (or less, if signalled ``redeliver``), until a 2xx, the webhook is gone, or the schedule is
   exhausted (dead letter: the delivery row is ``failed``). Signal ``redeliver`` retries at once; signal-with-
   start on a finished workflow begins a fresh schedule. Query ``attempts``.
+  Performance: attempt 1 is a local activity (one workflow task for a delivery that succeeds at once), and the
+  workflow is not sandboxed (it calls only workflow APIs; the sandbox re-imported this module for every new
+  delivery, measured as the largest worker cost per delivery).
 * ``EventRelay`` (id ``<prefix>events-relay``): runs the relay activity (LISTEN + sweep) back to back,
   continuing-as-new every ``iterations_per_run`` runs; the activity heartbeats, so a killed worker's relay
   resumes on another worker after the heartbeat timeout.
@@ -79,9 +82,11 @@ class WebhookDeliveryWorkflow:
     async def _attempt(self, inp: DeliveryInput, attempt: AttemptInput) -> AttemptResult:
         """The first attempt runs as a local activity inside the first workflow task (no activity task round
         trip through the server; with an eager start the whole successful delivery is one workflow task).
-        If it fails for infrastructure reasons (or the worker dies, and the task is replayed elsewhere), the
-        same attempt falls back to a regular activity that Temporal retries forever. Later attempts (after a
-        timer) are regular activities."""
+        If the worker dies meanwhile, the workflow task times out and another worker runs it again from the
+        start (at-least-once, like any activity). If it fails for infrastructure reasons (DB down) three
+        times, the same attempt continues as a regular activity that Temporal retries forever. Later
+        attempts (after a timer) are regular activities, so the retry schedule's timers and attempts are
+        visible in the history as before."""
         timeout = timedelta(seconds=inp.attempt_timeout_seconds)
         if self._attempts == 1 and inp.first_attempt_local:
             try:
