@@ -630,6 +630,12 @@ def start_temporal(
         str(port),
         "--db-filename",
         str(data_dir / "temporal.db"),
+        # WAL without a sync per write roughly doubles the dev server's throughput (docs/events.md); a killed
+        # process loses nothing, only an OS crash could lose the last writes: fine for dev and tests.
+        "--sqlite-pragma",
+        "journal_mode=WAL",
+        "--sqlite-pragma",
+        "synchronous=NORMAL",
         "--log-level",
         "warn",
     ]
