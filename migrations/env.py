@@ -1,3 +1,5 @@
+"""Alembic environment: runs the numbered migrations online over psycopg (see db/migrate.py)."""
+
 from __future__ import annotations
 
 from alembic import context

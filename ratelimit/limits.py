@@ -50,6 +50,14 @@ class LimitTable:
         finally:
             self._loading.pop(tenant_id, None)
 
+    async def set_overrides(self, ctx: Any, changes: dict[str, int | None], audit: Any) -> None:
+        """Store the tenant's overrides (None clears one) with their audit entry in one transaction."""
+        async with self._db.raw() as conn, conn.transaction():
+            for category, limit in sorted(changes.items()):
+                await repo.set_rate_limit(conn, ctx.tenant_id, category, limit, ctx.principal.identity_id)
+            await audit.record(ctx, extra={"limits": changes}, conn=conn)
+        self.invalidate(ctx.tenant_id)
+
     def invalidate(self, tenant_id: str) -> None:
         self._cache.pop(tenant_id, None)
 

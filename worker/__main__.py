@@ -1,3 +1,5 @@
+"""`python -m worker`: the Temporal worker (same as `scaivault worker`)."""
+
 from worker.main import main
 
 main()

@@ -11,7 +11,6 @@ from api.context import RequestContext
 from api.deps import app_state, authorized
 from core.errors import AppError
 from ratelimit.categories import DEFAULT_LIMITS, canonical
-from repositories import rate_limits as repo
 
 router = APIRouter(prefix="/v1/admin/rate-limits", tags=["admin"])
 Admin = Annotated[RequestContext, Depends(authorized("admin", "admin_operations"))]
@@ -46,9 +45,5 @@ async def put_limits(body: LimitsUpdate, ctx: Admin, request: Request) -> dict[s
     if bad:
         raise AppError("validation_error", "invalid rate limits", {"fields": bad})
     state = app_state(request)
-    async with state.db.raw() as conn, conn.transaction():
-        for category, limit in sorted(changes.items()):
-            await repo.set_rate_limit(conn, ctx.tenant_id, category, limit, ctx.principal.identity_id)
-        await state.get("audit").record(ctx, extra={"limits": changes}, conn=conn)
-    state.get("rate_limits").invalidate(ctx.tenant_id)
+    await state.get("rate_limits").set_overrides(ctx, changes, state.get("audit"))
     return await _view(request, ctx.tenant_id)
