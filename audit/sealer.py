@@ -29,6 +29,7 @@ from typing import Any
 import asyncpg
 
 from audit.chain import GENESIS, Block, ChainVerifier, VerifyResult, seal_block
+from core.background import cancel_and_wait
 from repositories import audit as repo
 
 log = logging.getLogger("scaivault.audit")
@@ -186,14 +187,7 @@ class SealerLoop:
 
     async def stop(self) -> None:
         self._stop.set()
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            except Exception as exc:
-                log.warning("background task ended with an error", extra={"error": type(exc).__name__})
+        await cancel_and_wait(self._task)
 
     async def _run(self) -> None:
         while not self._stop.is_set():

@@ -17,6 +17,7 @@ from typing import Any
 import jwt
 
 from clients.scaikey import ScaiKeyClient, ScaiKeyError
+from core.background import cancel_and_wait
 
 log = logging.getLogger("scaivault.auth")
 
@@ -77,9 +78,4 @@ class JwksCache:
         self._task = asyncio.create_task(loop())
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await cancel_and_wait(self._task)

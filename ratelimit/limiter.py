@@ -24,6 +24,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from api.context import RequestContext
 from core import metrics
+from core.background import cancel_and_wait
 from core.errors import AppError
 from ratelimit.categories import DEFAULT_LIMITS, UNKNOWN_CATEGORY_LIMIT, canonical
 
@@ -178,14 +179,7 @@ class RateLimiter:
             self._degrade(exc)
 
     async def stop(self) -> None:
-        if self._probe_task is not None:
-            self._probe_task.cancel()
-            try:
-                await self._probe_task
-            except asyncio.CancelledError:
-                pass
-            except Exception as exc:
-                log.warning("background task ended with an error", extra={"error": type(exc).__name__})
+        await cancel_and_wait(self._probe_task)
 
     @property
     def degraded(self) -> bool:

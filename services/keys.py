@@ -10,13 +10,13 @@ old key versions stay readable and new seals simply keep using the previous vers
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import redis.asyncio as aioredis
 
+from core.background import cancel_and_wait
 from core.settings import Settings
 from crypto.keyring import Kek, KeyHierarchy, RootRotationReport
 from crypto.kms import KmsProvider, build_kms
@@ -77,10 +77,7 @@ class KeyringListener:
         self._task = asyncio.create_task(self._listen(), name="keyring-invalidation")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
         await self.redis.aclose()
 
 

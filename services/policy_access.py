@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from api.context import RequestContext
+from core.background import cancel_and_wait
 from db.engine import Database
 from policy import Binding, Decision, EvalContext, ListPlan, PolicyIndex, check, compile_index, plan_list
 from repositories import policies as repo
@@ -277,13 +278,8 @@ class PolicyAccessChecker:
         self._sub_task = asyncio.create_task(listen())
 
     async def stop(self) -> None:
-        if self._sub_task is not None:
-            self._sub_task.cancel()
-            try:
-                await self._sub_task
-            except asyncio.CancelledError:
-                pass
-            self._sub_task = None
+        await cancel_and_wait(self._sub_task)
+        self._sub_task = None
 
 
 _EMPTY = compile_index((), (), datetime(1970, 1, 1, tzinfo=UTC))

@@ -8,10 +8,10 @@ interval of access times, which is acceptable for an informational field (the au
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 
+from core.background import cancel_and_wait
 from db.engine import Database
 from repositories import secrets as repo
 
@@ -53,8 +53,5 @@ class AccessTracker:
         self._task = asyncio.create_task(self._run(), name="secret-access-tracker")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
         await self.flush()

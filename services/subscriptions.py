@@ -28,6 +28,7 @@ import orjson
 
 from api.context import RequestContext
 from api.state import AppState
+from core.background import cancel_and_wait
 from core.errors import AppError
 from core.ids import new_id
 from policy.glob import compile_glob
@@ -308,10 +309,7 @@ class SubscriptionNotifier:
         self._task = asyncio.create_task(self._listen(), name="subscription-notifier")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+        await cancel_and_wait(self._task)
 
     async def _listen(self) -> None:
         while True:
