@@ -116,7 +116,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.before_response = _before_response
     modules = [importlib.import_module(name) for name in ROUTERS]
     fast_routes = [route for m in modules for route in getattr(m, "FAST_ROUTES", ())]
-    app.add_middleware(RequestContextMiddleware, access_log=settings.log_access, fast_routes=fast_routes)
+    app.add_middleware(RequestContextMiddleware, access_log=settings.access_log_enabled, fast_routes=fast_routes)
     for module in modules:
         app.include_router(module.router)
     install_openapi(app)  # FastAPI's document plus the hand-described secrets routes (api/openapi.py)

@@ -29,7 +29,9 @@ class Settings(BaseSettings):
     env: Literal["dev", "test", "prod"] = "dev"
     log_level: str = "info"
     log_format: Literal["json", "text"] = "json"
-    log_access: bool = False  # one JSON line per request; the audit log is the authoritative record
+    # One JSON line per request (method, route, status, duration, request_id). Default: on in dev, off otherwise
+    # (it costs ~10% of read throughput; every authenticated request's request_id is in the audit log anyway).
+    log_access: bool | None = None
     version: str = "0.1.0"
     base_url: str = "http://127.0.0.1:8200"
 
@@ -185,6 +187,10 @@ class Settings(BaseSettings):
     @property
     def psycopg_url(self) -> str:
         return "postgresql+psycopg://" + _strip_driver(self.database_url).split("://", 1)[1]
+
+    @property
+    def access_log_enabled(self) -> bool:
+        return self.env == "dev" if self.log_access is None else self.log_access
 
     @property
     def audience(self) -> str:

@@ -123,3 +123,14 @@ async def test_metrics_by_route_template_and_status(app_client):
 @pytest.mark.parametrize("path", ["/docs", "/openapi.json"])
 async def test_openapi_is_served(app_client, path):
     assert (await app_client.get(path)).status_code == 200
+
+
+async def test_access_log_line_carries_the_request_id(settings_factory, make_app_client, capsys):
+    async with make_app_client(settings_factory(log_access=True)) as client:
+        await client.get("/v1/health", headers={"X-Request-ID": "trace-log-1"})
+    import json
+
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
+    access = [entry for entry in lines if entry.get("msg") == "request"]
+    assert any(e.get("request_id") == "trace-log-1" and e.get("route") == "/v1/health" and e.get("status") == 200
+               for e in access), access
