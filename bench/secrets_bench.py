@@ -182,7 +182,7 @@ def spawn_and_run(args: argparse.Namespace) -> None:
 
         prom = tmp / "prom"
         prom.mkdir()
-        env = dict(os.environ, ENV="dev", PYTHONUNBUFFERED="1", DATABASE_URL=pg.url, REDIS_URL=redis.url,
+        env = dict(os.environ, ENV="prod", PYTHONUNBUFFERED="1", DATABASE_URL=pg.url, REDIS_URL=redis.url,
                    TEMPORAL_ADDRESS=temporal.address, KMS_PROVIDER="local", KMS_LOCAL_KEY=rnd(),
                    TOKEN_HMAC_KEY=rnd(), AUDIT_HMAC_KEY=rnd(), TEMPORAL_CODEC_KEY=rnd(),
                    SCAIKEY_BASE_URL=sk_url, SCAIKEY_CLIENT_SECRET=client_secret, SCAIKEY_AUDIENCE="scaivault",
