@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from temporalio import activity
 
+from audit.recorder import recorder_for, system_context
 from core.settings import Settings
 from db.engine import Database
 from repositories import webhooks as webhooks_repo
@@ -26,6 +27,7 @@ class EventActivities:
         self.box = SecretBox(settings)
         self.sender = WebhookSender(settings)
         self.relay = EventRelay(settings, db, temporal, redis)
+        self.audit = recorder_for(settings, db)
 
     @activity.defn(name="events.attempt_delivery")
     async def attempt_delivery(self, inp: AttemptInput) -> AttemptResult:
@@ -59,6 +61,13 @@ class EventActivities:
             await webhooks_repo.record_health(conn, inp.webhook_id, success=res.ok, dead=outcome == "dead",
                                               degraded_after=self.settings.webhook_degraded_after,
                                               failing_after=self.settings.webhook_failing_after)
+            # background action: audited as system:webhook-dispatcher, correlated to the delivery workflow
+            await self.audit.record(
+                system_context("webhook-dispatcher", inp.tenant_id, workflow_id=activity.info().workflow_id),
+                action="webhook_delivery", resource_type="webhook", resource_id=inp.webhook_id, success=res.ok,
+                error_code=None if res.ok else "delivery_failed",
+                extra={"event_id": inp.event_id, "event_type": ctx["event_type"], "attempt": inp.attempt,
+                       "outcome": outcome, "response_code": res.response_code}, conn=conn)
         if not res.ok:
             log.info("webhook attempt failed", extra={"webhook_id": inp.webhook_id, "event_id": inp.event_id,
                                                       "attempt": inp.attempt, "outcome": outcome, "error": res.error})

@@ -13,6 +13,7 @@ from typing import Any
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from audit.recorder import recorder_for, system_context
 from clients.scaikey import (
     ScaiKeyClient,
     ScaiKeyError,
@@ -84,6 +85,18 @@ class IdentitySyncActivities:
         self.redis = redis
         self.temporal = temporal
         self.clients = clients or ScaiKeyClients(settings)
+        self.audit = recorder_for(settings, db)
+
+    async def _audit(self, conn: Any, tenant_id: str, status: str, stats: dict[str, Any], error: str | None) -> None:
+        """Background action: audited as system:identity-sync, correlated to the sync workflow."""
+        keep = ("users_method", "users_seen", "groups_seen", "memberships_seen", "users_added",
+                "users_soft_deleted", "super_admin_count", "duration_seconds", "skipped_reason")
+        await self.audit.record(
+            system_context("identity-sync", tenant_id, workflow_id=activity.info().workflow_id),
+            action="identity_sync", resource_type="tenant", resource_id=tenant_id, success=status != "failed",
+            error_code="sync_failed" if status == "failed" else None,
+            extra={"status": status, **{k: stats[k] for k in keep if k in stats},
+                   **({"error": error[:500]} if error else {})}, conn=conn)
 
     async def _client_for(self, tenant_id: str) -> ScaiKeyClient:
         async with self.db.raw() as conn:
@@ -105,8 +118,9 @@ class IdentitySyncActivities:
                                                                 "attempt": activity.info().attempt})
             raise as_application_error(exc) from None
         status = "skipped" if stats.get("skipped_reason") else "succeeded"
-        async with self.db.raw() as conn:
+        async with self.db.raw() as conn, conn.transaction():
             await repo.finish_runs(conn, inp.tenant_id, inp.sync_ids, status=status, stats=stats, error=None)
+            await self._audit(conn, inp.tenant_id, status, stats, None)
         await self._invalidate(inp.tenant_id)
         log.info("identity sync finished", extra={"tenant_id": inp.tenant_id, "status": status,
                                                   "users_seen": stats["users_seen"],
@@ -116,9 +130,10 @@ class IdentitySyncActivities:
     @activity.defn(name="identity.record_failure")
     async def record_failure(self, inp: RecordFailureInput) -> None:
         stats = identity_sync.empty_stats()
-        async with self.db.raw() as conn:
+        async with self.db.raw() as conn, conn.transaction():
             await repo.finish_runs(conn, inp.tenant_id, inp.sync_ids, status="failed", stats=stats,
                                    error=inp.error[:2000])
+            await self._audit(conn, inp.tenant_id, "failed", stats, inp.error)
 
     @activity.defn(name="identity.sweep")
     async def sweep(self, inp: SweepInput) -> SweepResult:

@@ -96,6 +96,11 @@ async def test_outage_fails_the_sync_and_leaves_the_cache(identity_stack, emu):
         broken = await stack.sync_and_wait(h, tenant_id=TENANT)
         assert broken["status"] == "failed" and "pagination" in broken["error"]
         assert "usr_carol" in await _users(stack, h)
+        # each sync run is a background action in the audit log, as system:identity-sync
+        logs = (await stack.api.get("/v1/audit/logs?action=identity_sync", headers=h)).json()["logs"]
+        assert {e["identity_id"] for e in logs} == {"system:identity-sync"}
+        assert sorted(e["success"] for e in logs) == [False, False, True]
+        assert all(e["resource_id"] == TENANT for e in logs)
 
 
 async def test_super_admin_election_and_manual_grant_survives(identity_stack, emu):

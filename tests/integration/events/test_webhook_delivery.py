@@ -44,6 +44,10 @@ async def test_event_is_delivered_signed_with_documented_headers(stack, worker_p
     d = body["deliveries"][0]
     assert d["event_id"] == event_id and d["attempts"] == 1 and d["response_code"] == 200
     assert d["duration_ms"] is not None and d["error"] is None
+    # the delivery is a background action in the audit log, as system:webhook-dispatcher
+    logs = (await stack.api.get("/v1/audit/logs?action=webhook_delivery", headers=stack.admin)).json()["logs"]
+    assert [(e["identity_id"], e["resource_id"], e["success"]) for e in logs] == [
+        ("system:webhook-dispatcher", hook["id"], True)]
 
 
 async def _deliveries_success(stack, wh_id):
