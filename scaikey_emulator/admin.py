@@ -747,9 +747,12 @@ async def effective_users(
             "user_id": user.id, "id": user.id, "email": user.email, "display_name": user.display_name,
             "first_name": user.first_name, "last_name": user.last_name, "status": user.status,
             "mfa_enabled": user.mfa_enabled, "tenant_id": user.tenant_id, "assignment_type": kind,
-            "via_group_ids": sorted(via), "groups": sorted(emu.store.user_group_ids(user.id)),
+            "via_group_ids": sorted(via),
         })  # fmt: skip
-    return paginate(request, items, page, per_page)
+    body = paginate(request, items, page, per_page)
+    for item in body.get("items", []):  # group expansion only for the page served, not every user per page
+        item["groups"] = sorted(emu.store.user_group_ids(item["user_id"]))
+    return body
 
 
 @router.get("/api/v1/tenants/{tenant_id}/applications/{app_id}/assignees")
