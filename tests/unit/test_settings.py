@@ -58,3 +58,10 @@ def test_sslmode_in_database_url_reaches_both_drivers():
     s = Settings(env="dev", database_url="postgresql://u:p@db:5432/sv?sslmode=require&application_name=x")
     assert s.sqlalchemy_url == "postgresql+asyncpg://u:p@db:5432/sv?application_name=x"
     assert s.db_ssl_mode == "require"
+
+
+def test_every_setting_is_documented_in_the_deployment_guide():
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "deployment.md").read_text()
+    assert [n.upper() for n in Settings.model_fields if f"`{n.upper()}`" not in doc] == []
