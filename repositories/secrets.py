@@ -262,11 +262,12 @@ async def touch_accessed(conn: asyncpg.Connection, ids: list[int], epoch_seconds
     )
 
 
-async def purge_expired_deleted(conn: asyncpg.Connection, limit: int) -> int:
-    """Hard-delete soft-deleted secrets whose recovery window has passed (housekeeping sweeper)."""
-    status = await conn.execute(
+async def purge_expired_deleted(conn: asyncpg.Connection, limit: int) -> list[asyncpg.Record]:
+    """Hard-delete soft-deleted secrets whose recovery window has passed (housekeeping sweeper); returns
+    (scope, owner_id, tenant_id, path) of each purged secret."""
+    return await conn.fetch(
         "DELETE FROM secrets WHERE id IN (SELECT id FROM secrets WHERE deleted_at IS NOT NULL"
-        " AND recoverable_until < now() ORDER BY recoverable_until LIMIT $1)",
+        " AND recoverable_until < now() ORDER BY recoverable_until LIMIT $1 FOR UPDATE SKIP LOCKED)"
+        " RETURNING scope, owner_id, tenant_id, path",
         limit,
     )
-    return int(status.split()[-1])

@@ -643,7 +643,18 @@ async def setup_secrets(state: Any) -> Any:
 
 @sweeper("purge_deleted_secrets")
 async def purge_deleted_secrets(conn: asyncpg.Connection, settings: Any, limit: int) -> int:
-    """Hard-delete soft-deleted secrets whose recovery window has passed."""
-    return await repo.purge_expired_deleted(conn, limit)
+    """Hard-delete soft-deleted secrets whose recovery window has passed; each purge is audited as
+    ``system:housekeeping`` (action ``delete``, extra.permanent) in the same transaction."""
+    from audit.recorder import DbAuditRecorder, system_context
+
+    recorder = DbAuditRecorder(settings.audit_hmac_key.get_secret_value().encode())
+    async with conn.transaction():
+        purged = await repo.purge_expired_deleted(conn, limit)
+        for row in purged:
+            owner = row["tenant_id"] or row["owner_id"]
+            await recorder.record(system_context("housekeeping", owner), action="delete", path=row["path"],
+                                  permission="delete", extra={"permanent": True, "reason": "recovery_window_ended",
+                                                              "scope": row["scope"]}, conn=conn)
+    return len(purged)
 
 

@@ -452,3 +452,28 @@ async def test_last_accessed_is_recorded_off_the_read_path(api: Api) -> None:
     assert await api.component("secrets").tracker.flush() == 1
     meta = (await api.client.get("/v1/secrets/la/x:metadata", headers=h)).json()
     assert meta["last_accessed_at"] is not None
+
+
+async def test_housekeeping_purges_expired_soft_deletes_and_audits_it(api: Api) -> None:
+    from services.housekeeping import load_all
+    from tests.helpers import ADMIN, bearer, client_token
+
+    h = await api.token()
+    await api.put("old/one", {"v": "1"}, h)
+    await api.put("old/two", {"v": "2"}, h)
+    assert (await api.client.delete("/v1/secrets/old/one", headers=h)).status_code == 204
+    assert (await api.client.delete("/v1/secrets/old/two", headers=h)).status_code == 204
+    await api.sql("UPDATE secrets SET recoverable_until = now() - interval '1 second' WHERE path = 'old/one'")
+    conn = await api.db()
+    try:
+        purged = await load_all()["purge_deleted_secrets"](conn, api.settings, 100)
+    finally:
+        await conn.close()
+    assert purged == 1
+    assert [r["path"] for r in await api.sql("SELECT path FROM secrets")] == ["old/two"]  # still recoverable
+    # the path is free again, and the purge is in the audit log as a background action
+    assert (await api.put("old/one", {"v": "new"}, h)).status_code == 201
+    admin = bearer(await client_token(api.scaikey, ADMIN))
+    logs = (await api.client.get("/v1/audit/logs?action=delete&path_prefix=old/one", headers=admin)).json()["logs"]
+    system = [e for e in logs if e["identity_id"] == "system:housekeeping"]
+    assert len(system) == 1 and system[0]["success"] is True
