@@ -115,15 +115,22 @@ def _get(partner: bool) -> Callable[[Request], Awaitable[Response]]:
     return get
 
 
+async def _change(request: Request, partner: bool, authorize: Callable[[Request], Awaitable[RequestContext]],
+                  action: str, path: str) -> RequestContext:
+    """The prologue every change shares: authorize, describe for the audit trail, partner-admin rule."""
+    ctx = await authorize(request)
+    ctx.describe(action, path=path, permission=action)
+    if partner:
+        _require_partner_admin(ctx)
+    return ctx
+
+
 def _put(partner: bool) -> Callable[[Request], Awaitable[Response]]:
     async def put(request: Request) -> Response:
         path, op = _split(request)
         if op is not None:
             raise _bad_op(request, op, _OPS)
-        ctx = await _WRITE(request)
-        ctx.describe("write", path=path, permission="write")
-        if partner:
-            _require_partner_admin(ctx)
+        ctx = await _change(request, partner, _WRITE, "write", path)
         doc = inp.parse_json_object(await request.body())
         created, body = await _service(request).write(ctx, _owner(ctx, partner), path, doc)
         return _json(body, 201 if created else 200)
@@ -136,10 +143,7 @@ def _patch(partner: bool) -> Callable[[Request], Awaitable[Response]]:
         path, op = _split(request)
         if op not in (None, "metadata"):
             raise _bad_op(request, op, _OPS)
-        ctx = await _WRITE(request)
-        ctx.describe("write", path=path, permission="write")
-        if partner:
-            _require_partner_admin(ctx)
+        ctx = await _change(request, partner, _WRITE, "write", path)
         doc = inp.parse_json_object(await request.body())
         return _json(await _service(request).update_metadata(ctx, _owner(ctx, partner), path, doc))
 
@@ -151,10 +155,7 @@ def _delete(partner: bool) -> Callable[[Request], Awaitable[Response]]:
         path, op = _split(request)
         if op is not None:
             raise _bad_op(request, op, _OPS)
-        ctx = await _DELETE(request)
-        ctx.describe("delete", path=path, permission="delete")
-        if partner:
-            _require_partner_admin(ctx)
+        ctx = await _change(request, partner, _DELETE, "delete", path)
         permanent = request.query_params.get("permanent", "").lower() in _TRUE
         await _service(request).delete(ctx, _owner(ctx, partner), path, permanent)
         return Response(status_code=204)
@@ -171,15 +172,9 @@ def _post(partner: bool) -> Callable[[Request], Awaitable[Response]]:
                 {"allowed": ["GET", "PUT", "PATCH", "DELETE"]})
         svc = _service(request)
         if op == "restore":
-            ctx = await _WRITE(request)
-            ctx.describe("write", path=path, permission="write")
-            if partner:
-                _require_partner_admin(ctx)
+            ctx = await _change(request, partner, _WRITE, "write", path)
             return _json(await svc.restore(ctx, _owner(ctx, partner), path))
-        ctx = await _DELETE(request)
-        ctx.describe("delete", path=path, permission="delete")
-        if partner:
-            _require_partner_admin(ctx)
+        ctx = await _change(request, partner, _DELETE, "delete", path)
         doc = inp.parse_json_object(await request.body())
         return _json(await svc.destroy(ctx, _owner(ctx, partner), path, doc))
 
