@@ -171,7 +171,7 @@ def spawn_and_run(args: argparse.Namespace) -> None:
         sk_url = f"http://127.0.0.1:{sk_port}"
         handles.append(svc.start_process(
             "scaikey", [sys.executable, "-m", "scaikey_emulator", "--host", "127.0.0.1", "--port", str(sk_port),
-                        "--seed", "dev", "--scaivault-client-secret", client_secret],
+                        "--seed", "dev", f"--scaivault-client-secret={client_secret}"],
             dict(os.environ, PYTHONUNBUFFERED="1"), tmp / "scaikey.log", svc.http_ready(sk_url + "/_emulator/health"),
             timeout=30, url=sk_url, cwd=REPO_ROOT))
         api_port = svc.free_port()

@@ -219,7 +219,7 @@ class DevStack:
         url = f"http://127.0.0.1:{port}"
         argv = [
             sys.executable, "-m", "scaikey_emulator", "--host", "127.0.0.1", "--port", str(port),
-            "--seed", "dev", "--scaivault-client-secret", client_secret,
+            "--seed", "dev", f"--scaivault-client-secret={client_secret}",
             "--admin-token-lifetime", "2592000",
         ]  # fmt: skip
         self._add(
