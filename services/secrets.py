@@ -89,14 +89,17 @@ class Deps:
 
 
 def _changes_secrets(fn: Callable[..., Awaitable[_T]]) -> Callable[..., Awaitable[_T]]:
-    """After a mutating call (committed or not), invalidate cached rows of that owner in every process."""
+    """After a mutating call that succeeded (its transaction committed), invalidate the owner's cached rows in
+    every process. A rejected call (validation, denial, conflict) rolled back and changed nothing, so it must
+    not invalidate: otherwise any caller could keep a tenant's read cache cold with bad requests. If a call is
+    cancelled between its commit and its return, the cache TTL bounds how long another process may serve the
+    old row (that caller never got a response to order reads after)."""
 
     @functools.wraps(fn)
     async def wrapper(self: SecretsService, ctx: RequestContext, owner: Owner, *args: Any, **kw: Any) -> _T:
-        try:
-            return await fn(self, ctx, owner, *args, **kw)
-        finally:
-            await self.changed(owner)
+        result = await fn(self, ctx, owner, *args, **kw)
+        await self.changed(owner)
+        return result
 
     return wrapper
 

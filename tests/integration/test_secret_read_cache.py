@@ -71,3 +71,18 @@ async def test_reads_bypass_the_cache_when_the_generation_is_unknown(two_apis):
     await b.put("app/nolimit", {"v": "2"}, h)
     assert (await a.client.get("/v1/secrets/app/nolimit", headers=h)).json()["data"] == {"v": "2"}
     assert cache_of(a)._miss._value.get() == misses  # not even consulted
+
+
+async def test_rejected_writes_do_not_invalidate_the_cache(two_apis):
+    a, b = two_apis
+    h = await a.token()
+    await a.put("app/stable", {"v": "1"}, h)
+    await a.client.get("/v1/secrets/app/stable", headers=h)  # fill a's cache
+    r = await b.put("app/stable", {"v": "2"}, h, secret_type="blob")  # 400 invalid_secret_type: nothing changed
+    assert r.status_code == 400
+    r = await b.put("app/stable", {"v": "2"}, h, options={"cas": 7})  # 409 version_conflict: rolled back
+    assert r.status_code == 409
+    hits = cache_of(a)._hit._value.get()
+    got = await a.client.get("/v1/secrets/app/stable", headers=h)
+    assert got.json()["data"] == {"v": "1"}
+    assert cache_of(a)._hit._value.get() == hits + 1, "a rejected write must not cost other processes their cache"
