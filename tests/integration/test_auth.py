@@ -8,30 +8,7 @@ import asyncpg
 import httpx
 import pytest
 
-CI = ("ci-deployer", "dev-ci-deployer-secret")
-ADMIN = ("dev-admin", "dev-admin-secret")
-PARTNER_ADMIN = ("partner-admin-svc", "dev-partner-admin-secret")
-
-
-async def client_token(scaikey: str, creds: tuple[str, str], scope: str | None = None) -> str:
-    data = {"grant_type": "client_credentials"}
-    if scope:
-        data["scope"] = scope
-    async with httpx.AsyncClient() as c:
-        r = await c.post(f"{scaikey}/api/v1/auth/tenants/acme-prod/oauth/token", data=data, auth=creds)
-    assert r.status_code == 200, r.text
-    return r.json()["access_token"]
-
-
-async def mint(scaikey: str, **body: object) -> str:
-    async with httpx.AsyncClient() as c:
-        r = await c.post(f"{scaikey}/_emulator/tokens/mint", json=body)
-    assert r.status_code == 200, r.text
-    return r.json()["token"]
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
+from tests.helpers import ADMIN, CI, PARTNER_ADMIN, bearer, client_token, mint
 
 
 @pytest.fixture
