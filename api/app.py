@@ -18,6 +18,8 @@ from typing import Any
 import redis.asyncio as aioredis
 from fastapi import FastAPI
 
+from api.body_limit import BodyLimitMiddleware
+from api.body_limit import rules as body_limit_rules
 from api.errors import install_error_handlers
 from api.middleware import RequestContextMiddleware
 from api.openapi import install_openapi
@@ -116,6 +118,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.before_response = _before_response
     modules = [importlib.import_module(name) for name in ROUTERS]
     fast_routes = [route for m in modules for route in getattr(m, "FAST_ROUTES", ())]
+    # Added first = inner: the body caps run inside the request context (request id, metrics, audit hook).
+    app.add_middleware(BodyLimitMiddleware, default_limit=settings.max_request_body_bytes,
+                       rules=body_limit_rules(settings))
     app.add_middleware(RequestContextMiddleware, access_log=settings.access_log_enabled, fast_routes=fast_routes)
     for module in modules:
         app.include_router(module.router)

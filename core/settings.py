@@ -85,8 +85,12 @@ class Settings(BaseSettings):
     jwks_cache_ttl_seconds: int = 600
     jwks_min_refresh_interval_seconds: int = 30
     token_revocation_check_seconds: int = 60
-    bootstrap_super_admin: str = ""
-    super_admin_groups: str = ""
+    # Introspection answering 4xx (bad client credentials): "closed" refuses tokens (503), "open" accepts
+    # locally verified ones. Unset: closed, except ENV=dev (docs/auth.md "Revocation checks").
+    token_introspection_failure_mode: Literal["closed", "open"] | None = None
+    bootstrap_super_admin: str = ""  # user:usr_<id> (any tenant), or user:<email> (only in OPERATOR_TENANT_ID)
+    super_admin_groups: str = ""  # ScaiKey group ids (any tenant), or group names (only in OPERATOR_TENANT_ID)
+    operator_tenant_id: str = ""  # the platform operator's ScaiKey tenant (docs/identity.md "Super admins")
     identity_sync_interval_minutes: int = 60
     # Identity sync (docs/identity.md "Credentials"): optional separate credentials for the sync. Unset: the
     # sync uses SCAIKEY_CLIENT_ID/SECRET. A TENANT-scoped app needs SCAIKEY_SYNC_TENANT_SLUG (its token
@@ -115,6 +119,16 @@ class Settings(BaseSettings):
     rate_limit_overrides: str = ""  # "read_secrets=2000,write_secrets=200"
     rate_limit_tenant_cache_seconds: float = 30.0  # per-tenant overrides are cached this long per process
     trusted_proxies: str = ""  # CIDRs whose X-Forwarded-For is believed
+    # Highest per-minute limit a tenant override may hold (PUT /v1/admin/rate-limits); raising a limit above the
+    # defaults at all needs a super admin or the tenant's partner admin. Stored overrides are clamped to it too.
+    rate_limit_tenant_ceiling: int = Field(default=100_000, ge=1, le=2**31 - 1)
+    # Public /v1/health, /v1/health/ready, /v1/version, /v1/metrics: requests per minute per client address
+    # (in-process buckets, no Redis); 0 disables. Readiness results are shared for health_cache_seconds.
+    health_rate_limit_per_minute: int = Field(default=600, ge=0, le=1_000_000)
+    health_cache_seconds: float = Field(default=1.0, ge=0, le=60)
+    # Request-body caps (api/body_limit.py): 413 payload_too_large before the body is read.
+    max_request_body_bytes: int = Field(default=1_048_576, ge=1024)  # every route without its own cap
+    max_secret_body_bytes: int = Field(default=524_288, ge=1024)  # secret writes and batches
 
     # --- access policies (docs/policies.md "Index cache") -------------------------------------
     policy_cache_recheck_seconds: float = Field(default=1.0, gt=0)  # version re-check per tenant per process
@@ -207,6 +221,11 @@ class Settings(BaseSettings):
 
     def task_queue(self, concern: str) -> str:
         return f"{self.temporal_task_queue_prefix}{concern}"
+
+    @property
+    def introspection_fail_closed(self) -> bool:
+        mode = self.token_introspection_failure_mode
+        return self.env != "dev" if mode is None else mode == "closed"
 
     @property
     def allow_private_webhooks(self) -> bool:

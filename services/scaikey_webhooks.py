@@ -59,14 +59,20 @@ def _parse_signature(header: str) -> tuple[int | None, list[str]]:
     return ts, sigs
 
 
-def verify(settings: Settings, raw: bytes, signature: str | None, timestamp_header: str | None,
-           now: float | None = None) -> None:
-    secret = settings.scaikey_webhook_secret.get_secret_value()
-    if not secret:
+def check_configured_and_signed(settings: Settings, signature: str | None) -> str:
+    """What can be refused from the headers alone: the receiver calls this before it reads the body."""
+    if not settings.scaikey_webhook_secret.get_secret_value():
         raise AppError("webhook_secret_not_configured",
                        "SCAIKEY_WEBHOOK_SECRET is not set; the ScaiKey webhook receiver is disabled")
     if not signature:
         raise AppError("invalid_signature", "X-ScaiKey-Signature header is missing")
+    return signature
+
+
+def verify(settings: Settings, raw: bytes, signature: str | None, timestamp_header: str | None,
+           now: float | None = None) -> None:
+    signature = check_configured_and_signed(settings, signature)
+    secret = settings.scaikey_webhook_secret.get_secret_value()
     ts, sigs = _parse_signature(signature)
     if ts is None and timestamp_header:
         try:

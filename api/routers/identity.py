@@ -140,10 +140,12 @@ async def sync_status(sync_id: str, ctx: Reader, request: Request) -> dict[str, 
 @router.post("/webhooks/scaikey", summary="ScaiKey webhook receiver (HMAC-signed, no bearer token)")
 async def scaikey_webhook(request: Request) -> dict[str, Any]:
     state = app_state(request)
-    raw = await request.body()
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    # Refuse an unsigned delivery from its headers alone, before reading (buffering) its body.
+    hooks.check_configured_and_signed(state.settings, headers.get("x-scaikey-signature"))
+    raw = await request.body()  # bounded by api/body_limit.py (MAX_REQUEST_BODY_BYTES) as it streams
     if len(raw) > MAX_WEBHOOK_BYTES:
         raise AppError("payload_too_large", "webhook body exceeds 1 MiB")
-    headers = {k.lower(): v for k, v in request.headers.items()}
     hooks.verify(state.settings, raw, headers.get("x-scaikey-signature"), headers.get("x-scaikey-timestamp"))
     try:
         body = orjson.loads(raw)
