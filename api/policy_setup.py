@@ -19,8 +19,11 @@ async def setup_policies(state: AppState) -> Callable[[], Awaitable[None]]:
 
     s = state.settings
     pubsub_redis = aioredis.Redis.from_url(s.redis_url, socket_connect_timeout=1, socket_timeout=None)
+    # Version checks go through the process's Redis circuit breaker (ratelimit/setup.py): while it is open they
+    # fail at once and the index is trusted for the fallback TTL, as when Redis is down.
+    redis = state.components.get("redis_guarded", state.redis)
     checker = PolicyAccessChecker(
-        state.db, state.redis, pubsub_redis=pubsub_redis,
+        state.db, redis, pubsub_redis=pubsub_redis,
         recheck_seconds=s.policy_cache_recheck_seconds,
         fallback_ttl_seconds=s.policy_cache_fallback_ttl_seconds,
         max_age_seconds=s.policy_cache_max_age_seconds,

@@ -26,6 +26,11 @@ KMS_LATENCY = Histogram("scaivault_kms_latency_seconds", "KMS call latency", ["o
 CACHE_EVENTS = Counter("scaivault_cache_events_total", "Cache hits and misses", ["cache", "result"])
 DB_POOL_SIZE = Gauge("scaivault_db_pool_size", "DB pool size", multiprocess_mode="max")
 DB_POOL_AVAILABLE = Gauge("scaivault_db_pool_available", "Idle DB connections", multiprocess_mode="livesum")
+CIRCUIT_BREAKER_OPEN = Gauge("scaivault_circuit_breaker_open", "1 while a dependency's circuit breaker is open",
+                             ["name"], multiprocess_mode="livemax")
+CIRCUIT_BREAKER_CALLS = Counter("scaivault_circuit_breaker_calls_total",
+                                "Calls through a circuit breaker (success, failure, short_circuited)",
+                                ["name", "result"])
 
 
 def render() -> tuple[bytes, str]:

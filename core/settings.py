@@ -44,6 +44,10 @@ class Settings(BaseSettings):
     # --- Redis --------------------------------------------------------------------------------
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_timeout_seconds: float = 0.5
+    # Circuit breaker around request-path Redis calls (core/breaker.py): opens after this many consecutive
+    # failures or timeouts, then a background PING every probe interval closes it once Redis answers.
+    redis_breaker_failure_threshold: int = Field(default=3, ge=1, le=1000)
+    redis_breaker_probe_interval_seconds: float = Field(default=1.0, gt=0, le=60)
 
     # --- Temporal -----------------------------------------------------------------------------
     temporal_address: str = "127.0.0.1:7233"

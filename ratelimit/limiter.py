@@ -2,9 +2,11 @@
 
 One Lua script (loaded once, called with EVALSHA) refills and takes tokens atomically using Redis' clock.
 Concurrent ``charge`` calls are queued and sent by one flusher as a single pipeline (one round trip for
-however many requests arrived meanwhile). If Redis fails, the process switches to local buckets with the same
-limits (per process, so the effective limit is multiplied by the number of processes) and probes Redis every
-second; ``/v1/health/detailed`` shows ``rate_limiter: degraded`` meanwhile.
+however many requests arrived meanwhile). A failed or timed-out round trip is served from local buckets with
+the same limits (per process, so the effective limit is multiplied by the number of processes) and counted by
+the process's Redis circuit breaker (core/breaker.py); once it opens, every charge uses the local buckets
+without touching Redis (a stalled Redis costs no request its timeout) until a background probe finds Redis
+answering. ``/v1/health/detailed`` shows ``rate_limiter: degraded`` while the breaker is open.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from api.context import RequestContext
 from core import metrics
-from core.background import cancel_and_wait
+from core.breaker import CircuitBreaker
 from core.errors import AppError
 from ratelimit.categories import DEFAULT_LIMITS, UNKNOWN_CATEGORY_LIMIT, canonical
 
@@ -155,14 +157,16 @@ class Pipeliner:
 class RateLimiter:
     """``await charge(ctx, category, n)``: take ``n`` tokens or raise 429 rate_limited."""
 
-    def __init__(self, redis: aioredis.Redis, limits: LimitLookup, *, probe_interval: float = 1.0) -> None:
+    def __init__(self, redis: aioredis.Redis, limits: LimitLookup, *, breaker: CircuitBreaker | None = None,
+                 probe_interval: float = 1.0) -> None:
         self._pipeliner = Pipeliner(redis)
         self._redis = redis
         self._limits = limits
         self._local = LocalBuckets()
-        self._probe_interval = probe_interval
-        self._probe_task: asyncio.Task[None] | None = None
-        self.degraded_since: float | None = None
+        # Shared with the other request-path Redis calls of the process (ratelimit/setup.py); its own otherwise.
+        self._own_breaker = breaker is None
+        self.breaker = breaker or CircuitBreaker("rate_limiter", redis.ping, failure_threshold=1,
+                                                 probe_interval=probe_interval)
         self._warned: set[str] = set()
         self._watches: dict[str, tuple[Callable[[RequestContext], str | None], str]] = {}
 
@@ -173,17 +177,26 @@ class RateLimiter:
         self._watches[canonical(category)] = (key_for, extra_name)
 
     async def start(self) -> None:
+        if not self.breaker.allow():
+            return
         try:
             await self._pipeliner.load()
         except (*_REDIS_DOWN, RedisError) as exc:
-            self._degrade(exc)
+            self.breaker.record_failure(exc)
+            log.warning("rate limiter: Redis unavailable at start, using per-process buckets",
+                        extra={"error": type(exc).__name__})
 
     async def stop(self) -> None:
-        await cancel_and_wait(self._probe_task)
+        if self._own_breaker:
+            await self.breaker.stop()
 
     @property
     def degraded(self) -> bool:
-        return self.degraded_since is not None
+        return self.breaker.is_open
+
+    @property
+    def degraded_since(self) -> float | None:
+        return self.breaker.opened_at
 
     async def charge(self, ctx: RequestContext, category: str, n: int = 1) -> None:
         if n <= 0:
@@ -215,36 +228,23 @@ class RateLimiter:
 
     async def _take(self, key: str, cap: int, rate: float, cost: int,
                     gen_key: str | None = None) -> tuple[bool, float, str | None]:
-        if not self.degraded:
+        if self.breaker.allow():
             try:
-                return await self._pipeliner.take(key, cap, rate, cost, gen_key)
+                result = await self._pipeliner.take(key, cap, rate, cost, gen_key)
             except RedisDown as exc:
-                self._degrade(exc)
+                self.breaker.record_failure(str(exc))
+            else:
+                self.breaker.record_success()
+                return result
+        # Local buckets; no generation (the secret-row cache is bypassed while it is unknown).
         allowed, tokens = self._local.take(key, cap, rate, cost)
         return allowed, tokens, None
 
-    def _degrade(self, exc: BaseException) -> None:
-        if self.degraded_since is None:
-            self.degraded_since = time.time()
-            log.warning("rate limiter: Redis unavailable, using per-process buckets",
-                        extra={"error": type(exc).__name__})
-        if self._probe_task is None or self._probe_task.done():
-            self._probe_task = asyncio.get_running_loop().create_task(self._probe())
-
-    async def _probe(self) -> None:
-        while self.degraded_since is not None:
-            await asyncio.sleep(self._probe_interval)
-            try:
-                await self._pipeliner.load()
-            except (*_REDIS_DOWN, RedisError):
-                continue
-            log.info("rate limiter: Redis is back")
-            self.degraded_since = None
-
     async def health(self) -> dict[str, Any]:
-        if self.degraded_since is not None:
+        opened_at = self.breaker.opened_at
+        if opened_at is not None:
             return {"status": "degraded", "mode": "in_memory_fallback",
-                    "degraded_for_seconds": int(time.time() - self.degraded_since)}
+                    "degraded_for_seconds": int(time.time() - opened_at)}
         return {"mode": "redis"}
 
 

@@ -12,6 +12,7 @@ spliced into the response (``orjson.Fragment``) without being parsed again.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 from collections.abc import Awaitable, Callable
@@ -108,8 +109,14 @@ class SecretsService:
     def __init__(self, state: Any, tracker: AccessTracker, cache: SecretRowCache | None = None) -> None:
         self.deps = Deps(state)
         self.db = state.db
-        self.redis = state.redis
+        # Generation bumps go through the process's Redis circuit breaker (ratelimit/setup.py) when there is one.
+        self.redis = state.components.get("redis_guarded", state.redis)
         self.cache = cache or SecretRowCache()
+        self._unsent_bumps: set[str] = set()
+        self._resend_task: asyncio.Task[None] | None = None
+        breaker = state.components.get("redis_breaker")
+        if breaker is not None:
+            breaker.on_change(self._redis_breaker_changed)
         self.settings = state.settings
         self.tracker = tracker
         self.retention = parse_duration(self.settings.soft_delete_retention, field="SOFT_DELETE_RETENTION")
@@ -117,10 +124,29 @@ class SecretsService:
     async def changed(self, owner: Owner) -> None:
         """Bump the owner's secrets generation (read-cache coherence across processes)."""
         self.cache.invalidate(owner.owner_id)
+        key = gen_key(owner.scope, owner.owner_id)
         try:
-            await self.redis.incr(gen_key(owner.scope, owner.owner_id))
+            await self.redis.incr(key)
         except Exception as exc:  # the cache TTL bounds staleness elsewhere; the change itself is committed
+            # Sent again when the Redis circuit breaker closes (other processes' rows cached before the outage).
+            self._unsent_bumps.add(key)
             log.warning("could not publish a secrets generation bump", extra={"error": type(exc).__name__})
+
+    def _redis_breaker_changed(self, is_open: bool) -> None:
+        """Redis became unavailable or came back: rows cached under a generation read before the change of
+        state may be stale (a bump may have been lost meanwhile), so drop them; once back, resend lost bumps."""
+        self.cache.clear()
+        if not is_open and self._unsent_bumps:
+            self._resend_task = asyncio.get_running_loop().create_task(self._resend_bumps())
+
+    async def _resend_bumps(self) -> None:
+        keys, self._unsent_bumps = self._unsent_bumps, set()
+        for key in sorted(keys):
+            try:
+                await self.redis.incr(key)
+            except Exception as exc:
+                self._unsent_bumps.add(key)
+                log.warning("could not resend a secrets generation bump", extra={"error": type(exc).__name__})
 
     # ---------------------------------------------------------------------------------- helpers
     async def _check(self, ctx: RequestContext, owner: Owner, path: str, permission: str) -> None:
@@ -173,6 +199,9 @@ class SecretsService:
         }
         if owner.scope == "partner":
             doc["scope"] = "partner"
+        hints = inp.read_hints(row["secret_type"], plaintext)  # e.g. a certificate's not_after (secret_type hint)
+        if hints:
+            doc["parsed"] = hints
         return doc
 
     # ------------------------------------------------------------------------------------ read
@@ -230,6 +259,9 @@ class SecretsService:
                 continue
             item: dict[str, Any] = {"data": orjson.Fragment(plaintext), "version": row["version"],
                                     "secret_type": row["secret_type"]}
+            hints = inp.read_hints(row["secret_type"], plaintext)
+            if hints:
+                item["parsed"] = hints
             if include_meta and p in meta:
                 item["metadata"] = self._meta_doc(owner, meta[p])
             out[p] = (item, row)

@@ -134,3 +134,98 @@ async def test_webhook_receiver_refuses_an_unsigned_delivery_before_reading_its_
     assert status == 401
     assert _error(payload)["code"] == "invalid_signature"
     assert _error(payload)["request_id"] == headers["x-request-id"]
+
+
+# ============================================================================================ item 9: stalled Redis
+
+
+@contextmanager
+def _stopped(pid: int) -> Iterator[None]:
+    """SIGSTOP ``pid`` (a server this test started) and always SIGCONT it again."""
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
+async def _until(check: Callable[[], Awaitable[Any]], what: str, timeout: float = 60.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await check()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.2)
+
+
+async def test_stalled_redis_opens_the_breaker_and_reads_stop_waiting_for_it(
+        scaikey: str, settings_factory: Callable[..., Any], api_server_factory: Callable[..., Any],
+        tmp_path: Any) -> None:
+    import redis.asyncio as aioredis
+
+    redis = svc.start_redis(tmp_path / "redis", svc.free_port())
+    try:
+        settings = settings_factory(redis_url=redis.url, audit_seal_interval_seconds=0,
+                                    rate_limit_overrides="read_secrets=100000,write_secrets=10000")
+        api = api_server_factory(settings)
+        ci = bearer(await client_token(scaikey, CI))
+        admin = bearer(await client_token(scaikey, ADMIN))
+        gen_key = "sv:secgen:tenant:tnt_acme_prod"
+        async with httpx.AsyncClient(base_url=api.url, timeout=30) as c, \
+                aioredis.Redis.from_url(redis.url) as direct:
+            await grant(c, admin, ["sa:ci-deployer"], pattern="stall/**")
+            r = await c.put("/v1/secrets/stall/db", json={"data": {"v": "1"}}, headers=ci)
+            assert r.status_code == 201, r.text
+
+            async def breaker() -> dict[str, Any]:
+                r = await c.get("/v1/health/detailed", headers=admin)
+                assert r.status_code == 200, r.text
+                return dict(r.json()["checks"]["redis_breaker"])
+
+            async def read(expected: str) -> None:
+                r = await c.get("/v1/secrets/stall/db", headers=ci)
+                assert r.status_code == 200, r.text
+                assert r.json()["data"] == {"v": expected}
+
+            await read("1")
+            assert (await breaker())["state"] == "closed"
+            gen_before = int(await direct.get(gen_key) or 0)
+
+            with _stopped(redis.pid):
+                async def opened() -> dict[str, Any] | None:
+                    await asyncio.gather(*(read("1") for _ in range(4)))  # every read still answers 200
+                    b = await breaker()
+                    return b if b["state"] == "open" else None
+
+                snap = await _until(opened, "the Redis breaker to open")
+                assert snap["status"] == "degraded"
+                health = (await c.get("/v1/health/detailed", headers=admin)).json()
+                assert health["checks"]["rate_limiter"]["mode"] == "in_memory_fallback"
+                assert health["status"] == "degraded"
+                failures = snap["calls"]["failure"]
+                short = snap["calls"]["short_circuited"]
+                # While open, reads (and a write) are served without touching Redis: no call through the
+                # breaker fails any more (nothing waited for the Redis timeout); each one was short-circuited.
+                r = await c.put("/v1/secrets/stall/db", json={"data": {"v": "2"}}, headers=ci)
+                assert r.status_code == 200, r.text
+                await asyncio.gather(*(read("2") for _ in range(20)))  # read-after-write: the row cache is bypassed
+                later = await breaker()
+                assert later["state"] == "open"
+                assert later["calls"]["failure"] == failures
+                assert later["calls"]["short_circuited"] >= short + 20
+
+            async def closed() -> dict[str, Any] | None:
+                b = await breaker()
+                return b if b["state"] == "closed" else None
+
+            await _until(closed, "the Redis breaker to close after SIGCONT")
+            health = (await c.get("/v1/health/detailed", headers=admin)).json()
+            assert health["checks"]["rate_limiter"]["mode"] == "redis"
+            await read("2")
+            # The generation bump the write could not send during the stall was sent once Redis was back, so
+            # other processes' rows cached before the stall are invalidated.
+            assert int(await direct.get(gen_key) or 0) > gen_before
+            assert (await breaker())["calls"]["success"] > later["calls"]["success"]
+    finally:
+        redis.stop()
