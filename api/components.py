@@ -52,6 +52,9 @@ async def setup_auth(state: AppState):  # type: ignore[no-untyped-def]
     await jwks.refresh(force=True)  # warm; failures keep serving and retry on first use
     jwks.start()
     authenticator.start()
+    # introspection refused (bad client credentials) is reported by readiness, not silently skipped
+    state.components.setdefault("health_extras", {})["token_introspection"] = authenticator.introspection_health
+    await authenticator.probe_introspection()
 
     async def teardown() -> None:
         await authenticator.stop()

@@ -9,6 +9,13 @@ dict lookup (no signature check, no JWKS, no DB). Revocation:
   docs/auth.md).
 - PATs are looked up by keyed hash; revocation deletes the cache entry in the revoking process and is broadcast
   over Redis pub/sub so every API process drops it at once; the cache TTL (30 s) bounds staleness if Redis is down.
+- A PAT carries the identity (id, type, subject, tenant) and its scopes only. Its roles, groups and the user's
+  status are resolved live on every request by the enrichers (auth/identity_enrichment.py: the same cached,
+  invalidated lookup the JWT path uses), so offboarding, suspension, demotion and group removal apply to PATs at
+  once. The ``roles``/``groups`` columns of old rows are ignored.
+- Introspection answering 4xx means ScaiVault's own client credentials are wrong, not that the token is bad:
+  TOKEN_INTROSPECTION_FAILURE_MODE decides (closed: 503 ``service_unavailable``; open: accept), readiness
+  reports it (``token_introspection``) and the log says so once per TOKEN_REVOCATION_CHECK_SECONDS.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ from typing import Any
 
 from auth.jwt_verify import JwtVerifier
 from auth.principal import ROLES, Principal
-from clients.scaikey import ScaiKeyClient, ScaiKeyError
+from clients.scaikey import ScaiKeyClient, ScaiKeyError, ScaiKeyStatusError
 from core.background import cancel_and_wait, subscribe_forever
 from core.errors import AppError
 from core.settings import Settings
@@ -100,6 +107,9 @@ class Authenticator:
         self.status_checks: list[StatusCheck] = []  # e.g. suspended-user check from the identity cache
         # Run before status_checks; may return a richer principal (e.g. cached roles/groups) or raise.
         self.enrichers: list[Enricher] = []
+        self.fail_closed = settings.introspection_fail_closed
+        self.introspection_error: str | None = None  # set while ScaiKey answers 4xx to introspection
+        self._introspection_logged_at = -1e9
 
     # --- public ------------------------------------------------------------------------------
     async def authenticate(self, token: str) -> Principal:
@@ -172,13 +182,60 @@ class Authenticator:
         return principal
 
     async def _introspect_active(self, token: str) -> bool | None:
+        """True/False from ScaiKey; None when it could not say and the locally verified token is accepted.
+
+        ScaiKey unreachable, 5xx or 429: accept and re-check next interval (availability over a bounded delay).
+        Any other 4xx means ScaiVault's own introspection credentials or URL are wrong, which would silently
+        switch revocation off for every token: that is loud (readiness, a log line per interval) and, when
+        fail-closed (the default outside ENV=dev), refuses the token with 503 ``service_unavailable``."""
         try:
             body = await self.scaikey.introspect(token)
+        except ScaiKeyStatusError as exc:
+            if 400 <= exc.status < 500 and exc.status not in (408, 429):
+                self._introspection_rejected(exc.status)  # raises when fail-closed
+                return None
+            log.warning("token introspection unavailable; accepting locally verified token",
+                        extra={"error": str(exc)})
+            return None
         except ScaiKeyError as exc:
             log.warning("token introspection unavailable; accepting locally verified token",
                         extra={"error": str(exc)})
             return None
+        if self.introspection_error is not None:
+            log.info("token introspection works again; revocation checks are back on")
+        self.introspection_error = None
         return bool(body.get("active"))
+
+    def _introspection_rejected(self, status: int) -> None:
+        self.introspection_error = (f"ScaiKey answered {status} to token introspection: check SCAIKEY_CLIENT_ID/"
+                                    f"SCAIKEY_CLIENT_SECRET (revocation cannot be checked)")
+        now = time.monotonic()
+        if now - self._introspection_logged_at >= (self.recheck or 60.0):
+            self._introspection_logged_at = now
+            log.error("token introspection rejected ScaiVault's credentials; revocation checks are not running",
+                      extra={"status": status, "fail_closed": self.fail_closed})
+        if self.fail_closed:
+            raise AppError("service_unavailable", "token revocation cannot be checked right now (ScaiKey refuses "
+                           "ScaiVault's introspection credentials)", {"reason": "introspection_rejected"})
+
+    async def probe_introspection(self) -> None:
+        """Start-up check of the introspection credentials (a junk token: 200 {active: false} when they work),
+        so readiness reports a misconfiguration before the first real token arrives."""
+        if self.recheck <= 0:
+            return
+        try:
+            await self._introspect_active("probe.invalid.token")
+        except AppError:
+            pass  # fail-closed: recorded in introspection_error; readiness reports it
+
+    async def introspection_health(self) -> dict[str, Any] | None:
+        """``state.components["health_extras"]["token_introspection"]``: error (readiness 503) when fail-closed,
+        ``degraded`` (still ready) when fail-open."""
+        if self.introspection_error is None:
+            return None
+        if self.fail_closed:
+            raise RuntimeError(self.introspection_error)
+        return {"status": "degraded", "error": self.introspection_error, "failure_mode": "open"}
 
     # --- PAT ----------------------------------------------------------------------------------
     async def _pat_principal(self, token: str) -> Principal:
@@ -194,10 +251,11 @@ class Authenticator:
                 raise AppError("token_invalid", "personal access token is not recognised")
             if row["revoked_at"] is not None:
                 raise AppError("token_revoked", "personal access token has been revoked")
+            # roles and groups are never taken from the row: the enrichers resolve them live (see module doc)
             principal = Principal(
                 identity_id=row["identity_id"], identity_type=row["identity_type"], subject=row["subject"],
                 tenant_id=row["tenant_id"], partner_id=row["partner_id"], scopes=frozenset(row["scopes"]),
-                groups=tuple(row["groups"]), roles=tuple(row["roles"]), display_name=row["name"],
+                groups=(), roles=(), display_name=row["name"],
                 mfa_verified_at=None, expires_at=row["expires_at"], issued_at=row["created_at"],
                 token_kind="pat", token_id=row["id"],
             )

@@ -1,4 +1,9 @@
-"""Principal enrichment from the identity cache, for user tokens.
+"""Principal enrichment from the identity cache, for user tokens (JWTs and personal access tokens).
+
+For a personal access token this is the *only* source of roles and groups: a PAT carries the identity and its
+scopes, never a copy of the creator's roles or groups, so a demotion, a removed membership, a suspension or a
+deletion in ScaiKey applies to the PAT on the next request after the webhook or sync that records it. A PAT of
+a user the cache holds as deleted is refused (401 ``token_revoked``, details.reason ``user_deleted``).
 
 Adds the cached admin role (``roles``) and live group memberships (``group:<name>``) to a user principal and
 refuses users ScaiKey reports SUSPENDED (403 ``access_denied``, details.reason ``user_suspended``). At most one
@@ -7,7 +12,8 @@ dropped at once when a sync or webhook changes the tenant (Redis pub/sub on ``sc
 the TTL bounds staleness if Redis is down.
 
 BOOTSTRAP_SUPER_ADMIN: a listed user who signs in and is already in the cache becomes super_admin
-(admin_role_source=bootstrap) on that first request.
+(admin_role_source=bootstrap) on that first request: ``user:usr_...`` in any tenant, ``user:<email>`` only in
+OPERATOR_TENANT_ID (an email is unique per tenant only; any tenant admin can create one).
 """
 
 from __future__ import annotations
@@ -36,9 +42,11 @@ class CachedIdentity:
     status: str = "ACTIVE"
     role: str | None = None
     groups: tuple[str, ...] = ()
+    deleted: bool = False  # the cache has the user, soft-deleted (ScaiKey user.deleted, or gone from the sync)
 
 
 _MISSING = CachedIdentity(found=False)
+_DELETED = CachedIdentity(found=True, deleted=True)
 
 
 class IdentityEnricher:
@@ -74,7 +82,14 @@ class IdentityEnricher:
         else:
             entry = hit[1]
         if not entry.found:
-            return principal
+            return principal  # never mirrored: a JWT keeps its claims; a PAT has no roles or groups at all
+        if entry.deleted:
+            if principal.token_kind == "pat":
+                # A PAT is only as good as the identity behind it: offboarding ends it at once, in every process
+                # (this cache is invalidated over Redis by the webhook / sync that deleted the user).
+                raise AppError("token_revoked", "the user behind this personal access token no longer exists "
+                               "in ScaiKey", {"reason": "user_deleted"})
+            return principal  # a JWT is re-checked against ScaiKey introspection (docs/auth.md)
         if entry.status == "SUSPENDED":
             raise AppError("access_denied", "this user is suspended in ScaiKey", {"reason": "user_suspended"})
         roles = list(principal.roles)
@@ -91,12 +106,16 @@ class IdentityEnricher:
     async def _load(self, tenant_id: str, subject: str, email: str | None) -> CachedIdentity:
         async with self.db.raw() as conn:
             row = await repo.principal_row(conn, tenant_id, subject, email)
-            if row is None or row["deleted_at"] is not None:
+            if row is None:
                 return _MISSING
+            if row["deleted_at"] is not None:
+                return _DELETED
             role = row["admin_role"]
-            if role != "super_admin" and (row["id"] in self._bootstrap_ids
-                                          or row["email"].lower() in self._bootstrap_emails):
-                await repo.apply_bootstrap(conn, tenant_id, [row["email"]], [row["id"]])
+            # user ids are globally unique; an email only identifies the bootstrap admin in the operator tenant
+            by_email = (tenant_id == self.settings.operator_tenant_id != ""
+                        and row["email"].lower() in self._bootstrap_emails)
+            if role != "super_admin" and (row["id"] in self._bootstrap_ids or by_email):
+                await repo.apply_bootstrap(conn, tenant_id, [row["email"]] if by_email else [], [row["id"]])
                 role = "super_admin"
                 log.info("bootstrap super admin promoted at sign-in", extra={"tenant_id": tenant_id,
                                                                               "user_id": row["id"]})

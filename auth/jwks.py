@@ -5,6 +5,10 @@
 - An unknown ``kid`` triggers one immediate refetch, rate-limited to one per JWKS_MIN_REFRESH_INTERVAL_SECONDS
   (so a flood of forged kids cannot hammer ScaiKey).
 - If ScaiKey is unreachable the cached keys keep serving.
+- Every refresh a request triggers (unknown ``kid``, stale cache, *empty* cache) goes through the same
+  single-flight, rate-limited path: concurrent callers wait for the one fetch in flight and use its result;
+  only the periodic background refresh and the start-up warm-up bypass the rate limit. An empty cache (ScaiKey
+  was down at start-up) therefore costs ScaiKey at most one fetch per interval, however many tokens arrive.
 """
 
 from __future__ import annotations
@@ -35,7 +39,12 @@ class JwksCache:
         self.fetch_count = 0
 
     async def refresh(self, *, force: bool = False) -> bool:
+        """Fetch the JWKS. Without ``force`` at most one fetch per ``min_refresh_interval``; a caller that
+        waited for a fetch another caller started returns True when that fetch brought new keys."""
+        started = self._fetched_at
         async with self._lock:
+            if self._fetched_at != started:
+                return True  # single flight: a refresh completed while we waited; use its keys
             now = time.monotonic()
             if not force and now - self._last_attempt < self.min_refresh_interval:
                 return False
@@ -62,10 +71,12 @@ class JwksCache:
             return True
 
     async def get(self, kid: str) -> tuple[Any, str] | None:
-        if not self._keys or time.monotonic() - self._fetched_at > self.ttl:
-            await self.refresh(force=not self._keys)
         hit = self._keys.get(kid)
-        if hit is None and await self.refresh():
+        if hit is not None and time.monotonic() - self._fetched_at <= self.ttl:
+            return hit
+        # Empty cache, stale cache or unknown kid: one rate-limited, single-flight refresh (never forced here,
+        # so a flood of tokens while ScaiKey is down or the cache is empty cannot turn into a flood of fetches).
+        if await self.refresh():
             hit = self._keys.get(kid)
         return hit
 

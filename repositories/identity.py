@@ -230,10 +230,13 @@ async def reconcile_memberships(conn: asyncpg.Connection, tenant_id: str,
 
 
 # --------------------------------------------------------------------------------------------- super admins
-async def elect_super_admins(conn: asyncpg.Connection, tenant_id: str,
-                             group_refs: Sequence[str]) -> tuple[int, int]:
-    """Members (direct or nested) of the groups named by id or name become super_admin (source=group); group
-    admins who left are demoted. Manual and bootstrap grants are never touched. Returns (promoted, demoted)."""
+async def elect_super_admins(conn: asyncpg.Connection, tenant_id: str, group_refs: Sequence[str], *,
+                             match_names: bool) -> tuple[int, int]:
+    """Members (direct or nested) of the SUPER_ADMIN_GROUPS groups become super_admin (source=group); group
+    admins who left are demoted. A group matches by its id (ScaiKey-assigned, globally unique) in any tenant, and
+    by *name* only when ``match_names`` (the caller passes True for the operator tenant alone): a tenant admin
+    can name a group anything, so a name is no proof of platform authority. Manual and bootstrap grants are never
+    touched. Returns (promoted, demoted)."""
     members_sql = """
         SELECT DISTINCT m.member_id FROM identity_memberships m
         JOIN identity_groups g ON g.tenant_id = m.tenant_id AND g.id = m.group_id AND g.deleted_at IS NULL
@@ -244,11 +247,11 @@ async def elect_super_admins(conn: asyncpg.Connection, tenant_id: str,
     promoted = _count(await conn.execute(
         f"UPDATE identity_users SET admin_role = 'super_admin', admin_role_source = 'group', updated_at = now()"
         f" WHERE tenant_id = $1 AND deleted_at IS NULL AND admin_role IS DISTINCT FROM 'super_admin'"
-        f" AND id IN ({members_sql})", tenant_id, refs))
+        f" AND id IN ({members_sql})", tenant_id, refs, match_names))
     demoted = _count(await conn.execute(
         f"UPDATE identity_users SET admin_role = NULL, admin_role_source = NULL, updated_at = now()"
         f" WHERE tenant_id = $1 AND deleted_at IS NULL AND admin_role = 'super_admin'"
-        f" AND admin_role_source = 'group' AND id NOT IN ({members_sql})", tenant_id, refs))
+        f" AND admin_role_source = 'group' AND id NOT IN ({members_sql})", tenant_id, refs, match_names))
     return promoted, demoted
 
 
@@ -262,6 +265,20 @@ async def apply_bootstrap(conn: asyncpg.Connection, tenant_id: str, emails: Sequ
         "UPDATE identity_users SET admin_role = 'super_admin', admin_role_source = 'bootstrap', updated_at = now()"
         " WHERE tenant_id = $1 AND deleted_at IS NULL AND (lower(email) = ANY($2::text[]) OR id = ANY($3::text[]))"
         " AND (admin_role IS DISTINCT FROM 'super_admin' OR admin_role_source = 'group')",
+        tenant_id, [e.lower() for e in emails], list(ids)))
+
+
+async def demote_foreign_bootstrap(conn: asyncpg.Connection, tenant_id: str, emails: Sequence[str],
+                                   ids: Sequence[str]) -> int:
+    """Undo what the old cross-tenant email match granted: in a tenant other than the operator tenant, a
+    bootstrap super admin whose *email* is listed in BOOTSTRAP_SUPER_ADMIN but whose id is not loses the role.
+    Bootstrap grants that no longer match anything (the variable was emptied after set-up) are left alone."""
+    if not emails:
+        return 0
+    return _count(await conn.execute(
+        "UPDATE identity_users SET admin_role = NULL, admin_role_source = NULL, updated_at = now()"
+        " WHERE tenant_id = $1 AND admin_role = 'super_admin' AND admin_role_source = 'bootstrap'"
+        " AND lower(email) = ANY($2::text[]) AND NOT (id = ANY($3::text[]))",
         tenant_id, [e.lower() for e in emails], list(ids)))
 
 

@@ -52,3 +52,13 @@ async def revoke(conn: asyncpg.Connection, tenant_id: str, token_id: str, by: st
 
 async def touch(conn: asyncpg.Connection, token_id: str) -> None:
     await conn.execute("UPDATE personal_access_tokens SET last_used_at = now() WHERE id = $1", token_id)
+
+
+async def revoke_for_subject(conn: asyncpg.Connection, tenant_id: str, identity_type: str, subject: str,
+                             by: str) -> list[str]:
+    rows = await conn.fetch(
+        "UPDATE personal_access_tokens SET revoked_at = now(), revoked_by = $4 WHERE tenant_id = $1"
+        " AND identity_type = $2 AND subject = $3 AND revoked_at IS NULL RETURNING token_hash",
+        tenant_id, identity_type, subject, by,
+    )
+    return [str(r["token_hash"]) for r in rows]

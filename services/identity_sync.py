@@ -179,11 +179,24 @@ async def apply_snapshot(db: Database, settings: Settings, tenant_id: str, snap:
     return stats
 
 
+def is_operator_tenant(settings: Settings, tenant_id: str) -> bool:
+    """Only the configured OPERATOR_TENANT_ID may confer platform authority by group *name* or user *email*."""
+    return bool(settings.operator_tenant_id) and tenant_id == settings.operator_tenant_id
+
+
 async def reconcile_admins(conn: Any, settings: Settings, tenant_id: str, stats: dict[str, Any] | None = None) -> int:
-    """Super-admin election + bootstrap + count (also run after membership webhooks). Returns the count."""
-    promoted, demoted = await repo.elect_super_admins(conn, tenant_id, super_admin_group_refs(settings))
+    """Super-admin election + bootstrap + count (also run after membership webhooks). Returns the count.
+
+    Group ids and user ids are ScaiKey-assigned and globally unique, so they match in any tenant; names and
+    emails are chosen by whoever administers a tenant, so they match only in the operator tenant (docs/identity.md
+    "Super admins")."""
+    operator = is_operator_tenant(settings, tenant_id)
+    promoted, demoted = await repo.elect_super_admins(conn, tenant_id, super_admin_group_refs(settings),
+                                                      match_names=operator)
     emails, ids = bootstrap_identities(settings)
-    await repo.apply_bootstrap(conn, tenant_id, emails, ids)
+    if not operator:
+        await repo.demote_foreign_bootstrap(conn, tenant_id, emails, ids)
+    await repo.apply_bootstrap(conn, tenant_id, emails if operator else [], ids)
     count = await repo.super_admin_count(conn, tenant_id)
     if stats is not None:
         stats.update(super_admins_group_promoted=promoted, super_admins_group_demoted=demoted,

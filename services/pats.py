@@ -1,4 +1,7 @@
-"""Personal access tokens: create (scopes never exceed the creator's), list, revoke."""
+"""Personal access tokens: create (scopes never exceed the creator's), list, revoke.
+
+A PAT stores the identity and its scopes only; roles, groups and the user's status are resolved live at every
+request (auth/authenticator.py). ``revoke_for_user`` ends every PAT of a user ScaiKey deleted."""
 
 from __future__ import annotations
 
@@ -51,8 +54,8 @@ async def create(db: Database, ctx: RequestContext, *, name: str, scopes: list[s
         row = await repo.insert(
             conn, id=token_id, tenant_id=ctx.tenant_id, partner_id=ctx.partner_id,
             identity_id=p.identity_id, identity_type=p.identity_type, subject=p.subject, name=name,
-            token_hash=hasher(token), token_prefix=prefix, scopes=sorted(set(scopes)), groups=list(p.groups),
-            roles=list(p.roles), expires_at=datetime.now(UTC) + ttl,
+            token_hash=hasher(token), token_prefix=prefix, scopes=sorted(set(scopes)), groups=[],
+            roles=[], expires_at=datetime.now(UTC) + ttl,  # roles/groups are resolved live, never frozen
         )
         await audit.record(ctx, extra={"name": name, "scopes": sorted(set(scopes))}, conn=conn)
     return public(row, token)
@@ -87,3 +90,9 @@ async def revoke(db: Database, ctx: RequestContext, token_id: str, *, audit: Any
         await audit.record(ctx, conn=conn)
     assert row is not None
     return str(row["token_hash"])
+
+
+async def revoke_for_user(conn: Any, tenant_id: str, user_id: str, *, by: str) -> list[str]:
+    """Revoke every live PAT of ``user_id`` in ``tenant_id`` (inside the caller's transaction); returns their
+    hashes for a revocation broadcast. Called when ScaiKey reports the user deleted."""
+    return await repo.revoke_for_subject(conn, tenant_id, "user", user_id, by)

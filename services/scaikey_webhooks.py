@@ -24,7 +24,10 @@ from core.errors import AppError
 from core.settings import Settings
 from db.engine import Database
 from repositories import identity as repo
+from repositories.tenants import placeholder_partner
+from services import pats
 from services.identity_sync import reconcile_admins
+from services.keys import keyring_for
 
 TOLERANCE_SECONDS = 300
 MEMBERSHIP_ALIASES = {"group_membership.added": "group.member_added",
@@ -187,6 +190,9 @@ async def _user(conn: Any, settings: Settings, ev: WebhookEvent) -> Outcome:
         return Outcome(handled=True, resync_reason=f"webhook:{t} without a user id")
     if t == "user.deleted":
         await repo.soft_delete_user(conn, ev.tenant_id, str(uid))
+        # Offboarding ends the user's PATs for good (the enricher already refuses them in every process once
+        # the router's cache invalidation lands; this makes it permanent, even if the user id reappears).
+        await pats.revoke_for_user(conn, ev.tenant_id, str(uid), by="scaikey:user.deleted")
         await reconcile_admins(conn, settings, ev.tenant_id)
         return Outcome(handled=True, invalidate_tenant=True)
     status = {"user.suspended": "SUSPENDED", "user.activated": "ACTIVE"}.get(t) or (

@@ -104,7 +104,8 @@ async def test_outage_fails_the_sync_and_leaves_the_cache(identity_stack, emu):
 
 
 async def test_super_admin_election_and_manual_grant_survives(identity_stack, emu):
-    async with identity_stack(super_admin_groups="platform-admins") as stack:
+    # a group *name* elects only inside the operator tenant (docs/identity.md "Super admins")
+    async with identity_stack(super_admin_groups="platform-admins", operator_tenant_id=TENANT) as stack:
         h = await stack.token(ADMIN)
         first = await stack.sync_and_wait(h, tenant_id=TENANT)
         assert first["stats"]["super_admins_group_promoted"] == 1

@@ -64,7 +64,8 @@ async def test_secret_unset_fails_closed(identity_stack, emu):
 
 
 async def test_suspension_blocks_next_request_and_bootstrap_admin(identity_stack, emu):
-    async with identity_stack(live=True, bootstrap_super_admin="user:bob@acme.example") as stack:
+    async with identity_stack(live=True, bootstrap_super_admin="user:bob@acme.example",
+                              operator_tenant_id=TENANT) as stack:  # an email bootstraps in the operator tenant only
         h = await stack.token(ADMIN)
         assert (await stack.sync_and_wait(h, tenant_id=TENANT))["status"] == "succeeded"
         await emu.admin("POST", "/api/v1/admin/webhooks", json={
