@@ -49,10 +49,10 @@ def make_tenant(n: int) -> tuple[list[Any], list[Binding]]:
             {"path_pattern": f"team{i}/root", "permissions": ["admin"], "effect": "deny"},
         ]
         policies.append(parse_policy({"name": f"pol{i}", "rules": rules}, policy_id=f"pol_{i}"))
-        bindings.append(Binding(f"pol_{i}", "group", "group:g0" if i == 0 else f"group:other{i}"))
+        bindings.append(Binding(f"pol_{i}", "group", "group:g0" if i == 0 else f"group:other{i}", tenant_id=TENANT))
     policies.append(parse_policy({"name": "shared", "rules": [{"path_pattern": "**/ssl/*", "permissions": ["read"]}]},
                                  policy_id="pol_shared"))
-    bindings.append(Binding("pol_shared", "user", "user:alice@bench.example"))
+    bindings.append(Binding("pol_shared", "user", "user:alice@bench.example", tenant_id=TENANT))
     return policies, bindings
 
 

@@ -178,6 +178,7 @@ def compile_index(
     *,
     version: object = None,
     cache_size: int = DEFAULT_VIEW_CACHE_SIZE,
+    tenant_id: str | None = None,
 ) -> PolicyIndex:
     """Build the index for one tenant.
 
@@ -185,6 +186,10 @@ def compile_index(
     are dropped here). ``bindings``: their bindings; expired ones (``expires_at <= now``) and bindings of
     unknown/inactive policies are dropped. Policy order (input order) decides which matching policy a
     decision reports first, so pass them sorted (e.g. by ``created_at, id``).
+
+    ``tenant_id`` given: only bindings of that tenant (``Binding.tenant_id == tenant_id``) are kept. A binding
+    names an identity *of its tenant*; ``group:ops`` of another tenant of the same partner is another group,
+    whatever its name (docs/policies.md "Bindings belong to a tenant").
     """
     now = as_utc(now)
     active: dict[str, tuple[int, Policy]] = {}
@@ -194,7 +199,7 @@ def compile_index(
     by_identity: dict[str, list[tuple[int, Policy, datetime | None]]] = {}
     for binding in bindings:
         hit = active.get(binding.policy_id)
-        if hit is None:
+        if hit is None or (tenant_id is not None and binding.tenant_id != tenant_id):
             continue
         exp = as_utc(binding.expires_at) if binding.expires_at is not None else None
         if exp is not None and exp <= now:

@@ -193,10 +193,16 @@ class Policy:
 
 @dataclass(frozen=True, slots=True)
 class Binding:
-    """Attaches a policy to an identity id (``user:…``, ``sa:…``, ``group:…``). ``expires_at`` optional."""
+    """Attaches a policy to an identity id (``user:…``, ``sa:…``, ``group:…``). ``expires_at`` optional.
+
+    ``tenant_id``: the tenant whose identity ``identity_id`` names. Identity ids are only unique inside a tenant
+    (any tenant admin can create ``group:ops``), so an index compiled for a tenant keeps only that tenant's
+    bindings (``compile_index(..., tenant_id=...)``); this matters for partner-scope policies, which every
+    tenant of the partner loads."""
 
     policy_id: str
     identity_type: IdentityType
     identity_id: str
     expires_at: datetime | None = None
     id: str = ""
+    tenant_id: str | None = None

@@ -2,6 +2,10 @@
 
 Visibility is one helper: a tenant sees its own tenant-scope policies plus the partner-scope policies of its
 partner (``_VISIBLE``). Every query takes the tenant (and its partner) explicitly.
+
+Bindings belong to the tenant they were created in (``policy_bindings.tenant_id``): their identity ids name
+identities of that tenant. A tenant sees, counts, deletes and evaluates only its own bindings, also on a
+partner-scope policy that every tenant of the partner shares.
 """
 
 from __future__ import annotations
@@ -51,7 +55,7 @@ async def list_page(conn: asyncpg.Connection, tenant_id: str, partner_id: str | 
     """Policies with rule and live binding counts, ordered by id (ULIDs: creation order)."""
     return await conn.fetch(
         f"SELECT {_COLS}, jsonb_array_length(p.rules) AS rule_count,"
-        " (SELECT count(*) FROM policy_bindings b WHERE b.policy_id = p.id"
+        " (SELECT count(*) FROM policy_bindings b WHERE b.policy_id = p.id AND b.tenant_id = $1"
         "   AND (b.expires_at IS NULL OR b.expires_at > now())) AS binding_count"
         f" FROM policies p WHERE {_VISIBLE}"
         " AND ($3::text IS NULL OR p.scope = $3) AND ($4 OR p.is_active)"
@@ -79,16 +83,19 @@ async def delete(conn: asyncpg.Connection, policy_id: str) -> None:
 
 
 async def live_binding_count(conn: asyncpg.Connection, policy_id: str) -> int:
+    """Live bindings in every tenant (a partner-scope policy is in use while any tenant binds it)."""
     return int(await conn.fetchval(
         "SELECT count(*) FROM policy_bindings WHERE policy_id = $1 AND (expires_at IS NULL OR expires_at > now())",
         policy_id,
     ))
 
 
-async def bindings_of(conn: asyncpg.Connection, policy_id: str) -> list[asyncpg.Record]:
-    """Bindings of a policy the caller already resolved through ``get`` (so tenant visibility holds)."""
+async def bindings_of(conn: asyncpg.Connection, policy_id: str, tenant_id: str) -> list[asyncpg.Record]:
+    """The tenant's bindings of a policy the caller already resolved through ``get`` (another tenant's bindings
+    of a shared partner-scope policy name that tenant's identities and are not shown)."""
     return await conn.fetch(
-        f"SELECT {_BINDING_COLS} FROM policy_bindings WHERE policy_id = $1 ORDER BY id", policy_id
+        f"SELECT {_BINDING_COLS} FROM policy_bindings WHERE policy_id = $1 AND tenant_id = $2 ORDER BY id",
+        policy_id, tenant_id,
     )
 
 
@@ -102,20 +109,22 @@ async def insert_binding(conn: asyncpg.Connection, *, id: str, tenant_id: str, p
     )
 
 
-async def delete_binding(conn: asyncpg.Connection, policy_id: str, binding_id: str) -> asyncpg.Record | None:
+async def delete_binding(conn: asyncpg.Connection, policy_id: str, binding_id: str,
+                         tenant_id: str) -> asyncpg.Record | None:
     return await conn.fetchrow(
-        f"DELETE FROM policy_bindings WHERE policy_id = $1 AND id = $2 RETURNING {_BINDING_COLS}",
-        policy_id, binding_id,
+        f"DELETE FROM policy_bindings WHERE policy_id = $1 AND id = $2 AND tenant_id = $3 RETURNING {_BINDING_COLS}",
+        policy_id, binding_id, tenant_id,
     )
 
 
 # --- the compiled index's input -----------------------------------------------------------------
 
 
-async def load_for_index(conn: asyncpg.Connection, tenant_id: str | None, partner_id: str | None
+async def load_for_index(conn: asyncpg.Connection, tenant_id: str, partner_id: str | None
                          ) -> tuple[list[asyncpg.Record], list[asyncpg.Record]]:
-    """Active policies (tenant + partner scope, or partner scope only when ``tenant_id`` is None) and their
-    unexpired bindings, in evaluation order (created_at, id). Two indexed queries, one connection."""
+    """Active policies (tenant + partner scope) and the tenant's own unexpired bindings of them, in evaluation
+    order (created_at, id). Two indexed queries, one connection. Bindings other tenants of the partner made on
+    a partner-scope policy are never loaded: they name those tenants' identities."""
     policies = await conn.fetch(
         f"SELECT {_COLS} FROM policies p WHERE {_VISIBLE} AND p.is_active ORDER BY p.created_at, p.id",
         tenant_id, partner_id,
@@ -123,8 +132,8 @@ async def load_for_index(conn: asyncpg.Connection, tenant_id: str | None, partne
     if not policies:
         return [], []
     bindings = await conn.fetch(
-        f"SELECT {_BINDING_COLS} FROM policy_bindings WHERE policy_id = ANY($1::text[])"
+        f"SELECT {_BINDING_COLS} FROM policy_bindings WHERE policy_id = ANY($1::text[]) AND tenant_id = $2"
         " AND (expires_at IS NULL OR expires_at > now())",
-        [r["id"] for r in policies],
+        [r["id"] for r in policies], tenant_id,
     )
     return list(policies), list(bindings)

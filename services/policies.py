@@ -10,7 +10,10 @@ Decisions (docs/policies.md "API"):
 - ``scope`` is fixed at creation (changing it would move the policy between tenants); PUT replaces name,
   description and rules, keeps bindings, and keeps ``is_active``/``scope`` when they are omitted;
 - a duplicate name is ``409 conflict`` with ``details.field = "name"``;
-- "in use" means live (unexpired) bindings; expired bindings go with the policy without ``force``.
+- "in use" means live (unexpired) bindings; expired bindings go with the policy without ``force``;
+- a binding belongs to the tenant the request acts in: it names an identity of that tenant (``group:ops`` of
+  tenant A is not ``group:ops`` of tenant B). On a partner-scope policy each tenant has its own bindings; a
+  tenant sees and deletes only its own, and the index of a tenant evaluates only its own (issue 11 item 7).
 """
 
 from __future__ import annotations
@@ -84,8 +87,8 @@ def summary(row: Mapping[str, Any]) -> dict[str, Any]:
 
 def binding_public(row: Mapping[str, Any]) -> dict[str, Any]:
     exp = row["expires_at"]
-    return {"id": row["id"], "policy_id": row["policy_id"], "identity_type": row["identity_type"],
-            "identity_id": row["identity_id"], "expires_at": iso(exp), "created_at": iso(row["created_at"]),
+    return {"id": row["id"], "policy_id": row["policy_id"], "tenant_id": row["tenant_id"],
+            "identity_type": row["identity_type"], "identity_id": row["identity_id"], "expires_at": iso(exp), "created_at": iso(row["created_at"]),
             "created_by": row["created_by"], "expired": exp is not None and exp <= datetime.now(UTC)}
 
 
@@ -153,12 +156,12 @@ async def list_policies(conn: asyncpg.Connection, ctx: RequestContext, *, scope:
 
 async def get_policy(conn: asyncpg.Connection, ctx: RequestContext, policy_id: str) -> dict[str, Any]:
     row = await _fetch(conn, ctx, policy_id)
-    return public(row, list(await repo.bindings_of(conn, policy_id)))
+    return public(row, list(await repo.bindings_of(conn, policy_id, ctx.tenant_id)))
 
 
 async def list_bindings(conn: asyncpg.Connection, ctx: RequestContext, policy_id: str) -> dict[str, Any]:
     await _fetch(conn, ctx, policy_id)
-    return {"bindings": [binding_public(b) for b in await repo.bindings_of(conn, policy_id)]}
+    return {"bindings": [binding_public(b) for b in await repo.bindings_of(conn, policy_id, ctx.tenant_id)]}
 
 
 # --- writes ----------------------------------------------------------------------------------------
@@ -208,7 +211,7 @@ async def _update(conn: asyncpg.Connection, ctx: RequestContext, row: asyncpg.Re
             "is_active": new["is_active"], "changed": changed, "updated_by": ctx.principal.identity_id}
     await _emit(conn, ctx, "policy.updated", data)
     await _audit(audit, ctx, conn, "policy_update", new["id"], {"name": new["name"], "changed": changed})
-    return _change_for(new, public(new, list(await repo.bindings_of(conn, new["id"]))))
+    return _change_for(new, public(new, list(await repo.bindings_of(conn, new["id"], ctx.tenant_id))))
 
 
 async def replace(conn: asyncpg.Connection, ctx: RequestContext, policy_id: str, body: Mapping[str, Any],
@@ -291,7 +294,7 @@ async def create_binding(conn: asyncpg.Connection, ctx: RequestContext, policy_i
             b = await repo.insert_binding(conn, id=new_id("bnd"), tenant_id=ctx.tenant_id, policy_id=policy_id,
                                           identity_type=itype, identity_id=ident, expires_at=expires_at,
                                           created_by=ctx.principal.identity_id)
-    except asyncpg.UniqueViolationError:
+    except asyncpg.UniqueViolationError:  # unique per (policy, tenant, identity)
         raise AppError("conflict", f"'{ident}' is already bound to this policy",
                        {"field": "identity_id", "identity_id": ident}) from None
     ctx.describe("policy_bind", resource_type="policy_binding", resource_id=b["id"])
@@ -308,7 +311,7 @@ async def delete_binding(conn: asyncpg.Connection, ctx: RequestContext, policy_i
     row = await _fetch(conn, ctx, policy_id)
     if row["scope"] == "partner":
         _require_partner_admin(ctx)
-    b = await repo.delete_binding(conn, policy_id, binding_id)
+    b = await repo.delete_binding(conn, policy_id, binding_id, ctx.tenant_id)
     if b is None:
         raise AppError("binding_not_found", f"binding '{binding_id}' not found on policy '{policy_id}'",
                        {"id": binding_id, "policy_id": policy_id})

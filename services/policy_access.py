@@ -2,8 +2,10 @@
 
 Cache (docs/policies.md "API" -> "Index cache"):
 
-- one :class:`policy.PolicyIndex` per tenant (tenant + partner-scope policies) and one per partner (partner-scope
-  only, for ``scope="partner"`` checks) per process;
+- one :class:`policy.PolicyIndex` per tenant (tenant + partner-scope policies) and one per (partner, tenant)
+  (partner-scope policies only, for ``scope="partner"`` checks) per process. Both hold only the tenant's own
+  bindings: a binding names an identity of the tenant it was made in, so another tenant's ``group:ops`` binding
+  on a shared partner-scope policy never matches here (issue 11 item 7);
 - a writer bumps ``policy:ver:<tenant>`` (or ``policy:ver:partner:<partner>``) in Redis after commit and
   publishes on ``scaivault:policy-invalidate``; every process drops the entry on that message at once;
 - in case a message is missed, an entry re-reads its counters at most every ``recheck`` seconds (1 s: one
@@ -39,7 +41,7 @@ log = logging.getLogger("scaivault.policy")
 
 CHANNEL = "scaivault:policy-invalidate"
 Scope = Literal["tenant", "partner"]
-Key = tuple[str, str]  # ("t", tenant_id) | ("p", partner_id)
+Key = tuple[str, str, str]  # ("t", tenant_id, "") | ("p", partner_id, tenant_id)
 Loader = Callable[[str | None, str | None], Awaitable[tuple[list[Any], list[Binding]]]]
 IdentityResolver = Callable[[RequestContext], Awaitable[Iterable[str]]]
 
@@ -136,13 +138,14 @@ class PolicyAccessChecker:
 
     # --- the cache --------------------------------------------------------------------------------
     async def index_for(self, tenant_id: str, partner_id: str | None, *, scope: Scope = "tenant") -> PolicyIndex:
-        """The compiled index for a tenant (``scope="partner"``: partner-scope policies of its partner only)."""
+        """The compiled index for a tenant (``scope="partner"``: partner-scope policies of its partner only, with
+        the tenant's bindings of them)."""
         if scope == "partner":
             if partner_id is None:
                 return _EMPTY
-            key: Key = ("p", partner_id)
+            key: Key = ("p", partner_id, tenant_id)
         else:
-            key = ("t", tenant_id)
+            key = ("t", tenant_id, "")
         entry = self._entries.get(key)
         if entry is not None and time.monotonic() - entry.checked_at < self.recheck:
             return entry.index
@@ -193,9 +196,11 @@ class PolicyAccessChecker:
             if versions is None and now - entry.built_at < self.fallback_ttl:
                 entry.checked_at = now
                 return entry.index
-        tenant_id = key[1] if key[0] == "t" else None
+        tenant_id = key[1] if key[0] == "t" else key[2]
         policies, bindings = await self.loader(tenant_id, partner_id)
-        index = compile_index(policies, bindings, datetime.now(UTC), version=versions)
+        if key[0] == "p":
+            policies = [p for p in policies if p.scope == "partner"]
+        index = compile_index(policies, bindings, datetime.now(UTC), version=versions, tenant_id=tenant_id)
         self._entries.pop(key, None)  # re-insert at the end: dict order is build order
         self._entries[key] = _Entry(index, partner_id, versions, now, now)
         while len(self._entries) > self.max_entries:
@@ -205,22 +210,23 @@ class PolicyAccessChecker:
 
     async def _load_from_db(self, tenant_id: str | None, partner_id: str | None
                             ) -> tuple[list[Any], list[Binding]]:
-        assert self.db is not None
+        assert self.db is not None and tenant_id is not None
         async with self.db.raw() as conn:
             prow, brow = await repo.load_for_index(conn, tenant_id, partner_id)
         policies = [policy_from_row(r) for r in prow]
         bindings = [Binding(policy_id=b["policy_id"], identity_type=b["identity_type"],
-                            identity_id=b["identity_id"], expires_at=b["expires_at"], id=b["id"]) for b in brow]
+                            identity_id=b["identity_id"], expires_at=b["expires_at"], id=b["id"],
+                            tenant_id=b["tenant_id"]) for b in brow]
         return policies, bindings
 
     # --- invalidation -------------------------------------------------------------------------------
     def drop_local(self, *, tenant_id: str | None = None, partner_id: str | None = None) -> None:
         """Forget cached indexes in this process (a tenant's, or a partner's and all its tenants')."""
         if tenant_id is not None:
-            self._entries.pop(("t", tenant_id), None)
+            for key in [k for k in self._entries if (k[0] == "t" and k[1] == tenant_id) or k[2] == tenant_id]:
+                self._entries.pop(key, None)
         if partner_id is not None:
-            self._entries.pop(("p", partner_id), None)
-            for key in [k for k, e in self._entries.items() if k[0] == "t" and e.partner_id == partner_id]:
+            for key in [k for k, e in self._entries.items() if e.partner_id == partner_id]:
                 self._entries.pop(key, None)
 
     async def invalidate(self, tenant_id: str | None = None, partner_id: str | None = None) -> None:

@@ -71,5 +71,7 @@ async def grant_test_identities(api: Api) -> None:
     await api.client.get("/v1/auth/whoami", headers=await api.token(DEV_USER))  # records tnt_acme_dev
     partner = await api.partner_admin()
     await grant(api.client, partner, DEV_IDENTITIES, tenant="tnt_acme_dev", name="secrets-tests")
-    await grant(api.client, partner, sorted({*PROD_IDENTITIES, *DEV_IDENTITIES}), scope="partner",
-                name="partner-secrets-tests")
+    # bindings belong to the tenant they are made in: one partner-scope policy bound in each tenant
+    await grant(api.client, partner, PROD_IDENTITIES, scope="partner", name="partner-secrets-tests")
+    await grant(api.client, partner, DEV_IDENTITIES, scope="partner", tenant="tnt_acme_dev",
+                name="partner-secrets-tests-dev")

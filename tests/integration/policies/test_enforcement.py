@@ -180,9 +180,11 @@ async def test_denials_emit_deduplicated_violation_events(api, scaikey, db_url):
 
 async def test_partner_policies_apply_in_every_tenant_and_govern_partner_scope(api, admin, scaikey):
     partner = bearer(await client_token(scaikey, PARTNER_ADMIN))
-    await grant(api, admin, "user:erin@acme.example", [{"path_pattern": "shared/**", "permissions": ["read"]}],
-                headers=partner, name="partner-shared")
     erin = bearer(await user_token(scaikey, "erin@acme.example"))  # home tenant tnt_acme_dev
+    assert (await api.get("/v1/auth/whoami", headers=erin)).status_code == 200  # tnt_acme_dev now known
+    # a binding names an identity of the tenant it is made in: bind erin while acting in her tenant
+    await grant(api, admin, "user:erin@acme.example", [{"path_pattern": "shared/**", "permissions": ["read"]}],
+                headers={**partner, "X-Tenant-ID": "tnt_acme_dev"}, name="partner-shared")
     assert (await probe(api, erin, "read", "shared/ca")).status_code == 200
     assert (await probe(api, erin, "read", "shared/ca", scope="partner")).status_code == 200
     # a tenant policy never grants on partner-scope resources
