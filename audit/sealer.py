@@ -15,26 +15,54 @@ So the chain order is seq order, every sealed tenant block covers a contiguous s
 entry below the watermark that no block lists was inserted behind the chain's back (verify names it).
 Attack window: an entry is unprotected from its commit until the next pass has sealed it (the interval plus
 the settle wait); see docs/audit.md.
+
+Every block sealed here is v2 (HMAC under the chain key derived from AUDIT_HMAC_KEY, see audit/chain.py) and
+every head written carries ``head_mac``. Each function takes ``key`` (the chain key); ``None`` derives it from
+the process settings.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import time
 from collections import defaultdict
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 
-from audit.chain import GENESIS, Block, ChainVerifier, VerifyResult, seal_block
+from audit.chain import GENESIS, Block, ChainVerifier, HeadState, VerifyResult, chain_key, seal_block
 from core.background import cancel_and_wait
+from core.settings import Settings, get_settings
 from repositories import audit as repo
 
 log = logging.getLogger("scaivault.audit")
 
 SETTLE_TIMEOUT = 5.0  # seconds a pass waits for in-flight audit writers before giving up (seals nothing)
+
+
+def settings_chain_key(settings: Settings) -> bytes:
+    """The chain key of these settings (AUDIT_HMAC_KEY); never stored in the database."""
+    return chain_key(settings.audit_hmac_key.get_secret_value())
+
+
+def _key(key: bytes | None) -> bytes:
+    return key if key is not None else settings_chain_key(get_settings())
+
+
+def _head_state(tenant_id: str, current: Any, block: Block) -> HeadState:
+    """The head after appending ``block`` (pruning checkpoint and v1 boundary carried over)."""
+    return HeadState(
+        tenant_id=tenant_id, head_block_no=block.block_no, head_chain_seq=block.last_chain_seq,
+        head_hash=block.hash, last_log_seq=block.log_seqs[-1],
+        pruned_through_block=current["pruned_through_block"] if current else 0,
+        pruned_through_chain_seq=current["pruned_through_chain_seq"] if current else 0,
+        pruned_hash=current["pruned_hash"] if current else GENESIS,
+        v1_through_block=current["v1_through_block"] if current else 0,
+    )
 
 
 async def _settle(conn: asyncpg.Connection, max_wait: float) -> int | None:
@@ -51,8 +79,10 @@ async def _settle(conn: asyncpg.Connection, max_wait: float) -> int | None:
     return allocated
 
 
-async def seal_once(conn: asyncpg.Connection, limit: int = 2000, *, settle_timeout: float = SETTLE_TIMEOUT) -> int:
+async def seal_once(conn: asyncpg.Connection, limit: int = 2000, *, settle_timeout: float = SETTLE_TIMEOUT,
+                    key: bytes | None = None) -> int:
     """Seal up to ``limit`` committed entries; returns how many (0 if another process holds the lock)."""
+    key = _key(key)
     async with conn.transaction():
         if not await repo.try_chain_lock(conn):
             return 0
@@ -67,21 +97,24 @@ async def seal_once(conn: asyncpg.Connection, limit: int = 2000, *, settle_timeo
         for row in rows:
             by_tenant[row["tenant_id"]].append(row)
         current = await repo.heads(conn, list(by_tenant))
-        blocks = []
+        blocks, macs = [], []
         for tenant, entries in by_tenant.items():
             h = current.get(tenant)
             block_no, chain_seq, prev = (h["head_block_no"], h["head_chain_seq"], h["head_hash"]) if h else (
                 0, 0, GENESIS)
-            blocks.append(seal_block(tenant, block_no + 1, chain_seq + 1, prev, entries))
+            block = seal_block(tenant, block_no + 1, chain_seq + 1, prev, entries, key)
+            blocks.append(block)
+            macs.append(_head_state(tenant, h, block).mac(key))
         await repo.insert_blocks(conn, blocks, [max(r["ts"] for r in by_tenant[b.tenant_id]) for b in blocks])
-        await repo.upsert_heads(conn, blocks, GENESIS)
+        await repo.upsert_heads(conn, blocks, GENESIS, macs)
     return len(rows)
 
 
-async def seal_all(conn: asyncpg.Connection, batch: int = 2000) -> int:
+async def seal_all(conn: asyncpg.Connection, batch: int = 2000, *, key: bytes | None = None) -> int:
+    key = _key(key)
     total = 0
     while True:
-        n = await seal_once(conn, batch)
+        n = await seal_once(conn, batch, key=key)
         total += n
         if n < batch:
             return total
@@ -110,9 +143,25 @@ async def _walk(conn: asyncpg.Connection, v: ChainVerifier, *, through_block: in
     await more()
 
 
-async def verify_tenant(conn: asyncpg.Connection, tenant_id: str) -> VerifyResult:
+def _check_head(v: ChainVerifier, head: Any, key: bytes) -> bool:
+    """The head's MAC; False when the head is legacy (no MAC, keyed=False). Records a break in ``v``."""
+    if head["head_mac"] is None:
+        if head["head_block_no"] > head["v1_through_block"]:
+            v._break("chain head has no MAC but the chain has keyed blocks (head MAC removed)",
+                     block_no=head["head_block_no"], chain_seq=head["head_chain_seq"])
+        return False
+    expected = HeadState.of(head).mac(key)
+    if not hmac.compare_digest(expected.encode(), str(head["head_mac"]).encode()):
+        v._break("chain head does not match its MAC (head, checkpoint or v1 boundary rewritten without the key)",
+                 block_no=head["head_block_no"], chain_seq=head["head_chain_seq"])
+    return True
+
+
+async def verify_tenant(conn: asyncpg.Connection, tenant_id: str, *, key: bytes | None = None) -> VerifyResult:
     """Walk the tenant's blocks from the pruning checkpoint (or genesis) to the head, recomputing every entry's
-    digest from audit_log; names the first broken entry or block."""
+    digest from audit_log and every v2 block's MAC; names the first broken entry or block."""
+    key = _key(key)
+    keyed = True
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         head = await repo.head(conn, tenant_id)
         v = ChainVerifier(
@@ -121,24 +170,30 @@ async def verify_tenant(conn: asyncpg.Connection, tenant_id: str) -> VerifyResul
             start_chain_seq=head["pruned_through_chain_seq"] if head else 0,
             start_hash=head["pruned_hash"] if head else GENESIS,
             sealed_through=await repo.sealed_watermark(conn),
+            key=key,
+            v1_through=head["v1_through_block"] if head else 0,
         )
+        if head is not None:
+            keyed = _check_head(v, head, key)
         await _walk(conn, v)
     head_block, head_seq, head_hash = (head["head_block_no"], head["head_chain_seq"], head["head_hash"]) if head \
         else (0, 0, GENESIS)
     v.finish(head_block, head_hash)
     return VerifyResult(tenant_id=tenant_id, ok=v.broken is None, checked=v.checked, head_chain_seq=head_seq,
                         head_hash=head_hash, head_block_no=head_block, unsealed=v.unsealed,
-                        first_broken=v.broken)
+                        first_broken=v.broken, keyed=keyed)
 
 
-async def verify_all(conn: asyncpg.Connection) -> list[VerifyResult]:
-    return [await verify_tenant(conn, t) for t in await repo.chain_tenants(conn)]
+async def verify_all(conn: asyncpg.Connection, *, key: bytes | None = None) -> list[VerifyResult]:
+    key = _key(key)
+    return [await verify_tenant(conn, t, key=key) for t in await repo.chain_tenants(conn)]
 
 
-async def prune_once(conn: asyncpg.Connection, retention_days: int, limit: int) -> int:
+async def prune_once(conn: asyncpg.Connection, retention_days: int, limit: int, *, key: bytes | None = None) -> int:
     """Delete up to about ``limit`` entries older than the retention, whole blocks at a time, as a verified chain
     prefix per tenant. The tenant's checkpoint then records the last deleted block's hash so the rest of the
     chain still verifies. A broken link stops pruning that tenant (evidence is kept)."""
+    key = _key(key)
     cutoff = datetime.now(UTC) - timedelta(days=retention_days)
     total = 0
     async with conn.transaction():
@@ -149,15 +204,19 @@ async def prune_once(conn: asyncpg.Connection, retention_days: int, limit: int) 
                 break
             run = await repo.prunable_blocks(conn, t["tenant_id"], t["pruned_through_block"], cutoff,
                                              limit - total)
-            if run and await _prefix_verifies(conn, t, run[-1]):
-                total += await repo.prune_through(conn, t["tenant_id"], run[-1])
+            if run and await _prefix_verifies(conn, t, run[-1], key):
+                last = run[-1]
+                mac = replace(HeadState.of(t), pruned_through_block=last["block_no"],
+                              pruned_through_chain_seq=last["last_chain_seq"], pruned_hash=last["hash"]).mac(key)
+                total += await repo.prune_through(conn, t["tenant_id"], last, mac)
     return total
 
 
-async def _prefix_verifies(conn: asyncpg.Connection, head: Any, last: Any) -> bool:
+async def _prefix_verifies(conn: asyncpg.Connection, head: Any, last: Any, key: bytes) -> bool:
     v = ChainVerifier(head["tenant_id"], start_block=head["pruned_through_block"],
                       start_chain_seq=head["pruned_through_chain_seq"], start_hash=head["pruned_hash"],
-                      sealed_through=last["last_log_seq"])
+                      sealed_through=last["last_log_seq"], key=key, v1_through=head["v1_through_block"])
+    _check_head(v, head, key)
     await _walk(conn, v, through_block=last["block_no"], through_seq=last["last_log_seq"])
     if v.finish(last["block_no"], last["hash"]):
         return True
@@ -173,8 +232,10 @@ class SealerLoop:
     by each API process; the housekeeping sweeper ``seal_audit_chain`` is the fallback.
     """
 
-    def __init__(self, db: Any, interval: float, batch: int = 2000, stop: asyncio.Event | None = None) -> None:
+    def __init__(self, db: Any, interval: float, batch: int = 2000, stop: asyncio.Event | None = None,
+                 key: bytes | None = None) -> None:
         self._db = db
+        self._key = key
         self._interval = interval
         self._batch = batch
         self._stop = stop or asyncio.Event()
@@ -198,7 +259,7 @@ class SealerLoop:
                 pass
             try:
                 async with self._db.raw() as conn:
-                    await seal_all(conn, self._batch)
+                    await seal_all(conn, self._batch, key=self._key)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -210,7 +271,8 @@ _WORKER_LOOPS: set[SealerLoop] = set()  # strong references: the event loop keep
 
 def start_worker_sealer(db: Any, settings: Any, stop: asyncio.Event) -> SealerLoop:
     """The worker process's sealer loop (one line in worker/main.py); it ends when ``stop`` is set."""
-    loop = SealerLoop(db, settings.audit_seal_interval_seconds, stop=stop).start()
+    loop = SealerLoop(db, settings.audit_seal_interval_seconds, stop=stop,
+                      key=settings_chain_key(settings)).start()
     if loop._task is not None:
         _WORKER_LOOPS.add(loop)
         loop._task.add_done_callback(lambda _t: _WORKER_LOOPS.discard(loop))

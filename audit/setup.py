@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from api.state import AppState
 from audit import hooks
 from audit.recorder import DbAuditRecorder
-from audit.sealer import SealerLoop
+from audit.sealer import SealerLoop, settings_chain_key
 from audit.sink import GroupCommitSink
 
 
@@ -25,7 +25,7 @@ async def setup(state: AppState) -> Callable[[], Awaitable[None]]:
     state.components["before_response"] = hooks.before_response
     # getattr: the field lives in core/settings.py (default False); absent means the default.
     sealer = SealerLoop(state.db, s.audit_seal_interval_seconds if getattr(s, "audit_seal_in_api", False)
-                        else 0)
+                        else 0, key=settings_chain_key(s))
     sealer.start()
 
     async def teardown() -> None:

@@ -1,4 +1,8 @@
-"""``scaivault audit verify [--tenant T]`` / ``audit seal`` / ``audit prune``."""
+"""``scaivault audit verify [--tenant T] [--require-keyed]`` / ``audit seal`` / ``audit prune``.
+
+Every command uses the chain key derived from this process's AUDIT_HMAC_KEY (audit/chain.py): verify needs the
+same key the sealer used, and a database superuser without it cannot produce blocks that verify.
+"""
 
 from __future__ import annotations
 
@@ -20,23 +24,35 @@ async def _with_conn(fn: Any) -> Any:
         await conn.close()
 
 
+def _key() -> bytes:
+    from audit.sealer import settings_chain_key
+
+    return settings_chain_key(get_settings())
+
+
 def _verify(args: argparse.Namespace) -> int:
     from audit.sealer import verify_all, verify_tenant
 
+    key = _key()
+
     async def run(conn: Any) -> list[Any]:
         if args.tenant:
-            return [await verify_tenant(conn, args.tenant)]
-        return await verify_all(conn)
+            return [await verify_tenant(conn, args.tenant, key=key)]
+        return await verify_all(conn, key=key)
 
     results = asyncio.run(_with_conn(run))
-    print(json.dumps({"ok": all(r.ok for r in results), "tenants": [r.as_dict() for r in results]}, indent=2))
-    return 0 if all(r.ok for r in results) else 1
+    unkeyed = [r.tenant_id for r in results if not r.keyed]
+    ok = all(r.ok for r in results) and not (args.require_keyed and unkeyed)
+    print(json.dumps({"ok": ok, "unkeyed_tenants": unkeyed, "tenants": [r.as_dict() for r in results]},
+                     indent=2))
+    return 0 if ok else 1
 
 
 def _seal(args: argparse.Namespace) -> int:
     from audit.sealer import seal_all
 
-    n = asyncio.run(_with_conn(seal_all))
+    key = _key()
+    n = asyncio.run(_with_conn(lambda conn: seal_all(conn, key=key)))
     print(f"sealed {n} entries")
     return 0
 
@@ -46,11 +62,12 @@ def _prune(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     days = args.retention_days if args.retention_days is not None else settings.audit_retention_days
+    key = _key()
 
     async def run(conn: Any) -> int:
         total = 0
         while True:
-            n = await prune_once(conn, days, settings.housekeeping_batch_size)
+            n = await prune_once(conn, days, settings.housekeeping_batch_size, key=key)
             total += n
             if n < settings.housekeeping_batch_size:
                 return total
@@ -64,6 +81,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     asub = a.add_subparsers(dest="audit_command", required=True)
     v = asub.add_parser("verify", help="verify hash chains; exit 1 and name the first broken link if any")
     v.add_argument("--tenant", help="only this tenant (default: every tenant with a chain)")
+    v.add_argument("--require-keyed", action="store_true",
+                   help="also fail when a tenant's chain head carries no MAC (legacy, not sealed since 0009)")
     v.set_defaults(func=_verify)
     s = asub.add_parser("seal", help="seal every committed, unsealed entry now")
     s.set_defaults(func=_seal)

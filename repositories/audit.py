@@ -167,8 +167,8 @@ async def summary(conn: asyncpg.Connection, tenant_id: str, since: datetime, unt
 
 SEAL_LOCK = 0x5CA1_A0D1  # pg_advisory_xact_lock key: one sealer/pruner at a time across all processes
 _HEAD_COLS = ("tenant_id, head_block_no, head_chain_seq, head_hash, last_log_seq, pruned_through_block,"
-              " pruned_through_chain_seq, pruned_through_log_seq, pruned_hash")
-_BLOCK_COLS = "tenant_id, block_no, first_chain_seq, log_seqs, log_ids, digests, prev_hash, hash"
+              " pruned_through_chain_seq, pruned_through_log_seq, pruned_hash, v1_through_block, head_mac")
+_BLOCK_COLS = "tenant_id, block_no, first_chain_seq, log_seqs, log_ids, digests, prev_hash, hash, chain_version"
 
 
 async def try_chain_lock(conn: asyncpg.Connection) -> bool:
@@ -229,23 +229,24 @@ async def insert_blocks(conn: asyncpg.Connection, blocks: Sequence[Any], last_ts
     """``blocks``: audit.chain.Block objects; ``last_ts``: the newest entry ts of each."""
     await conn.executemany(
         "INSERT INTO audit_seals (tenant_id, block_no, first_chain_seq, last_chain_seq, log_seqs, log_ids,"
-        " digests, last_ts, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        " digests, last_ts, prev_hash, hash, chain_version) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         [(b.tenant_id, b.block_no, b.first_chain_seq, b.last_chain_seq, b.log_seqs, b.log_ids, b.digests, ts,
-          b.prev_hash, b.hash) for b, ts in zip(blocks, last_ts, strict=True)],
+          b.prev_hash, b.hash, b.chain_version) for b, ts in zip(blocks, last_ts, strict=True)],
     )
 
 
-async def upsert_heads(conn: asyncpg.Connection, blocks: Sequence[Any], genesis: str) -> None:
-    """Move each block's tenant head to it (one block per tenant)."""
+async def upsert_heads(conn: asyncpg.Connection, blocks: Sequence[Any], genesis: str,
+                       head_macs: Sequence[str]) -> None:
+    """Move each block's tenant head to it (one block per tenant), with the head's new MAC."""
     await conn.execute(
         "INSERT INTO audit_chain_heads (tenant_id, head_block_no, head_chain_seq, head_hash, last_log_seq,"
-        " pruned_hash) SELECT t, b, c, h, s, $6 FROM unnest($1::text[], $2::int8[], $3::int8[], $4::text[],"
-        " $5::int8[]) AS u(t, b, c, h, s)"
+        " pruned_hash, head_mac) SELECT t, b, c, h, s, $6, m FROM unnest($1::text[], $2::int8[], $3::int8[],"
+        " $4::text[], $5::int8[], $7::text[]) AS u(t, b, c, h, s, m)"
         " ON CONFLICT (tenant_id) DO UPDATE SET head_block_no = EXCLUDED.head_block_no,"
         " head_chain_seq = EXCLUDED.head_chain_seq, head_hash = EXCLUDED.head_hash,"
-        " last_log_seq = EXCLUDED.last_log_seq, updated_at = now()",
+        " last_log_seq = EXCLUDED.last_log_seq, head_mac = EXCLUDED.head_mac, updated_at = now()",
         [b.tenant_id for b in blocks], [b.block_no for b in blocks], [b.last_chain_seq for b in blocks],
-        [b.hash for b in blocks], [b.log_seqs[-1] for b in blocks], genesis,
+        [b.hash for b in blocks], [b.log_seqs[-1] for b in blocks], genesis, list(head_macs),
     )
 
 
@@ -297,7 +298,7 @@ async def prunable_blocks(conn: asyncpg.Connection, tenant_id: str, after_block:
     return out
 
 
-async def prune_through(conn: asyncpg.Connection, tenant_id: str, block: asyncpg.Record) -> int:
+async def prune_through(conn: asyncpg.Connection, tenant_id: str, block: asyncpg.Record, head_mac: str) -> int:
     """Delete the tenant's entries and blocks up to ``block`` and record the checkpoint (caller holds the
     lock and the transaction, and verified that prefix)."""
     await conn.execute("SET LOCAL scaivault.audit_prune = 'on'")
@@ -307,7 +308,7 @@ async def prune_through(conn: asyncpg.Connection, tenant_id: str, block: asyncpg
                        tenant_id, block["block_no"])
     await conn.execute(
         "UPDATE audit_chain_heads SET pruned_through_block = $2, pruned_through_chain_seq = $3,"
-        " pruned_through_log_seq = $4, pruned_hash = $5, updated_at = now() WHERE tenant_id = $1",
-        tenant_id, block["block_no"], block["last_chain_seq"], block["last_log_seq"], block["hash"],
+        " pruned_through_log_seq = $4, pruned_hash = $5, head_mac = $6, updated_at = now() WHERE tenant_id = $1",
+        tenant_id, block["block_no"], block["last_chain_seq"], block["last_log_seq"], block["hash"], head_mac,
     )
     return int(status.split()[-1])

@@ -14,7 +14,7 @@ from fastapi.responses import StreamingResponse
 
 from api.context import RequestContext
 from api.deps import app_state, authorized
-from audit.sealer import verify_tenant
+from audit.sealer import settings_chain_key, verify_tenant
 from repositories.audit import LogFilter
 from services import audit as svc
 
@@ -88,5 +88,5 @@ async def summary(ctx: Reader, request: Request,
 async def verify(ctx: Admin, request: Request) -> dict[str, Any]:
     ctx.describe("audit_verify", resource_type="audit_log")
     async with app_state(request).db.raw() as conn:
-        result = await verify_tenant(conn, ctx.tenant_id)
+        result = await verify_tenant(conn, ctx.tenant_id, key=settings_chain_key(app_state(request).settings))
     return result.as_dict()

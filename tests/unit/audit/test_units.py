@@ -6,12 +6,13 @@ from datetime import UTC, datetime
 
 import pytest
 
-from audit.chain import GENESIS, ChainVerifier, seal_block
+from audit.chain import CHAIN_V1, GENESIS, ChainVerifier, chain_key, seal_block
 from audit.hashing import hash_leaves, hash_value, sanitize_extra
 from ratelimit.categories import DEFAULT_LIMITS, parse_overrides
 from ratelimit.limiter import LocalBuckets
 
 KEY = b"k" * 32
+CHAIN_KEY = chain_key(KEY)
 
 
 def test_hash_leaves_keeps_keys_and_hashes_every_leaf():
@@ -39,21 +40,22 @@ def _row(n: int, **over):
     return row
 
 
-def _sealed(rows_per_block=(2, 3, 2)):
-    """Blocks sealing consecutive seqs 1..n in the given block sizes, and the rows."""
+def _sealed(rows_per_block=(2, 3, 2), key=CHAIN_KEY):
+    """Blocks sealing consecutive seqs 1..n in the given block sizes, and the rows (v1 when key is None)."""
     rows, blocks, prev, seq = [], [], GENESIS, 1
     for i, size in enumerate(rows_per_block):
         chunk = [_row(seq + k) for k in range(size)]
-        b = seal_block("t", i + 1, seq, prev, chunk)
+        b = seal_block("t", i + 1, seq, prev, chunk, key)
         blocks.append(b)
         rows += chunk
         prev, seq = b.hash, seq + size
     return blocks, rows
 
 
-def _verify(blocks, rows, *, sealed_through=None, head=None):
+def _verify(blocks, rows, *, sealed_through=None, head=None, key=CHAIN_KEY, v1_through=0):
     v = ChainVerifier("t", start_block=0, start_chain_seq=0, start_hash=GENESIS,
-                      sealed_through=sealed_through if sealed_through is not None else rows[-1]["seq"])
+                      sealed_through=sealed_through if sealed_through is not None else rows[-1]["seq"],
+                      key=key, v1_through=v1_through)
     it = iter(blocks)
 
     def more():
@@ -115,7 +117,7 @@ def test_verifier_names_an_edited_or_relinked_block():
     blocks, rows = _sealed()
     b = blocks[1]
     b.digests[0] = bytes(32)
-    b.hash = b.recompute()  # ... and the block re-hashed: the next block no longer links to it
+    b.hash = b.recompute(CHAIN_KEY)  # ... and the block re-hashed: the next block no longer links to it
     v = _verify(blocks, rows)
     assert v.broken["block_no"] == 2 and v.broken["id"] == "log_3"  # the entry no longer matches first
     blocks, rows = _sealed()
@@ -135,6 +137,38 @@ def test_swapping_two_entries_is_an_edit():
     rows[0], rows[1] = rows[1], rows[0]
     v = _verify(blocks, rows)
     assert v.broken["seq"] == 1 and "edited" in v.broken["reason"]
+
+
+def test_a_keyed_block_re_hashed_without_the_key_is_named():
+    """An attacker without the key re-seals an edited entry the unkeyed (v1) way: as v2 it fails its MAC, and
+    relabelled v1 it lies after the v1 boundary."""
+    blocks, rows = _sealed()
+    rows[3]["secret_path"] = "other"
+    forged = seal_block("t", 2, 3, blocks[0].hash, rows[2:5])  # v1: SHA-256, no key
+    forged_v2 = seal_block("t", 2, 3, blocks[0].hash, rows[2:5])
+    forged_v2.chain_version = 2
+    for b in (forged, forged_v2):
+        v = _verify([blocks[0], b, blocks[2]], rows)
+        assert v.broken["block_no"] == 2, v.broken
+    v = _verify([blocks[0], forged_v2, blocks[2]], rows)
+    assert "edited block" in v.broken["reason"]
+    v = _verify([blocks[0], forged, blocks[2]], rows)
+    assert "unkeyed (v1) block after the keyed-chain upgrade" in v.broken["reason"]
+    v = _verify(*_sealed(), key=chain_key(b"another key"))  # a wrong key fails at the first block
+    assert v.broken["block_no"] == 1 and "edited block" in v.broken["reason"]
+
+
+def test_legacy_v1_blocks_verify_up_to_the_boundary_and_keyed_blocks_after():
+    legacy, rows = _sealed((2, 3), key=None)
+    assert {b.chain_version for b in legacy} == {CHAIN_V1}
+    assert _verify(legacy, rows, v1_through=2).broken is None
+    new_rows = [_row(6), _row(7)]
+    keyed = seal_block("t", 3, 6, legacy[-1].hash, new_rows, CHAIN_KEY)
+    v = _verify([*legacy, keyed], [*rows, *new_rows], v1_through=2)
+    assert v.broken is None and v.checked == 7
+    # a legacy edit is still caught once a keyed block links to it
+    rows[0]["action"] = "forged"
+    assert _verify([*legacy, keyed], [*rows, *new_rows], v1_through=2).broken["id"] == "log_1"
 
 
 def test_parse_overrides():
