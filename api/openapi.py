@@ -42,7 +42,7 @@ BEARER = "bearerAuth"
 
 # (method, path) of operations that take no bearer token.
 PUBLIC_OPERATIONS: frozenset[tuple[str, str]] = frozenset({
-    ("get", "/v1/health"), ("get", "/v1/health/ready"), ("get", "/v1/health/detailed"),
+    ("get", "/v1/health"), ("get", "/v1/health/ready"),
     ("get", "/v1/version"), ("get", "/v1/metrics"), ("get", "/metrics"),
     ("post", "/v1/identity/webhooks/scaikey"),
 })
@@ -59,7 +59,11 @@ Switching tenant needs partner-admin privileges.
 **Requests.** `X-Request-ID` is accepted (or generated) and echoed on every response, and appears as
 `error.request_id`. Secret paths are `/`-separated lower-case segments (`[a-z0-9_-]`, at most 10 segments and
 512 characters); the `{path}` parameter of the secrets routes spans those `/`s, and sub-resources use a
-`:suffix` (`:metadata`, `:versions`, `:restore`, `:destroy`), since `:` never occurs in a path."""
+`:suffix` (`:metadata`, `:versions`, `:restore`, `:destroy`), since `:` never occurs in a path.
+
+**System.** `/v1/health` (liveness), `/v1/health/ready` (readiness: `database`, `redis`, `encryption`),
+`/v1/version` and `/v1/metrics` take no token and are rate-limited per client address (`429 rate_limited`);
+`/v1/health/detailed` needs scope `admin` and also reports Temporal, which does not affect readiness."""
 
 # ------------------------------------------------------------------------------------------------ models
 

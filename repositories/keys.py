@@ -86,3 +86,14 @@ class SqlKeyStore:
 
     async def insert_tenant_key(self, key: WrappedKey) -> WrappedKey:
         return await self._insert("tenant", key)
+
+
+async def root_wrapping_status(conn: asyncpg.Connection, current_kms_key_id: str) -> dict[str, object]:
+    """For ``/v1/health/detailed``: how many partner keys exist, how many are still wrapped under a root key other
+    than ``current_kms_key_id`` (a root rotation not yet applied), and when a root rotation last re-wrapped one."""
+    row = await conn.fetchrow(
+        "SELECT count(*) AS partner_keys, count(*) FILTER (WHERE kms_key_id <> $1) AS stale,"
+        " max(rewrapped_at) AS last_rotation FROM partner_keys",
+        current_kms_key_id,
+    )
+    return {"partner_keys": int(row["partner_keys"]), "stale": int(row["stale"]), "last_rotation": row["last_rotation"]}

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncpg
 
 
-async def rate_limit_overrides(conn: asyncpg.Connection, tenant_id: str) -> dict[str, int]:
-    rows = await conn.fetch("SELECT category, limit_per_minute FROM rate_limit_overrides WHERE tenant_id = $1",
-                            tenant_id)
+async def rate_limit_overrides(conn: asyncpg.Connection, tenant_id: str, *, lock: bool = False) -> dict[str, int]:
+    """The tenant's overrides; ``lock`` (inside a transaction) holds its rows until commit."""
+    sql = "SELECT category, limit_per_minute FROM rate_limit_overrides WHERE tenant_id = $1"
+    rows = await conn.fetch(sql + (" FOR UPDATE" if lock else ""), tenant_id)
     return {r["category"]: r["limit_per_minute"] for r in rows}
 
 

@@ -9,7 +9,13 @@ Rules (decision, spec lifecycle.md §5.3 says "HTTPS endpoint"):
 * no user-info (``user:pass@``) in the URL, at most 2048 characters, a host is required.
 * unless private targets are allowed, every address the host resolves to must be globally routable:
   private, loopback, link-local, multicast, reserved, unspecified and shared (CGNAT) ranges are refused,
-  including IPv4-mapped IPv6 forms. Errors are ``400 invalid_url`` with ``details.reason``.
+  and so are the IPv6 forms that reach IPv4 or a private network another way: 6to4 (``2002::/16``) and Teredo
+  (``2001::/32``) tunnels, deprecated site-local ``fec0::/10``, NAT64 local-use ``64:ff9b:1::/48``, and any
+  address that embeds a non-public IPv4 (IPv4-mapped ``::ffff:a.b.c.d``, IPv4-compatible ``::a.b.c.d``,
+  IPv4-translated ``::ffff:0:a.b.c.d``, NAT64 ``64:ff9b::a.b.c.d``, ISATAP ``…:5efe:a.b.c.d``) — the
+  embedded address is judged by the IPv4 rules (``reason`` names what it is). A NAT64 address embedding a
+  public IPv4 is allowed (IPv6-only networks reach IPv4 webhooks that way). Errors are ``400 invalid_url``
+  with ``details.reason``.
 """
 
 from __future__ import annotations
@@ -65,10 +71,49 @@ def parse(url: str, *, allow_private: bool) -> Target:
     return Target(url=url, scheme=scheme, host=host, port=port or (443 if scheme == "https" else 80), path=path)
 
 
+# IPv6 ranges refused outright: tunnels that carry traffic to an IPv4 address chosen by the sender (6to4,
+# Teredo), deprecated site-local, and NAT64 local-use (its IPv4 embedding is network-specific).
+_REFUSED_V6 = (
+    ("6to4", ipaddress.IPv6Network("2002::/16")),
+    ("teredo", ipaddress.IPv6Network("2001::/32")),
+    ("site_local", ipaddress.IPv6Network("fec0::/10")),
+    ("nat64_local", ipaddress.IPv6Network("64:ff9b:1::/48")),
+)
+# IPv6 ranges whose last 32 bits are an IPv4 address the traffic ends up at (or that some stack treats so).
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")             # RFC 6052 well-known prefix
+_IPV4_TRANSLATED = ipaddress.IPv6Network("::ffff:0:0:0/96")  # RFC 2765 SIIT
+_IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")            # RFC 4291 §2.5.5.1, deprecated
+_ISATAP_IID = 0x00005EFE                                    # RFC 5214 interface id ``[02]00:5efe:a.b.c.d``
+
+
+def _low_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address:
+    return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+
+
+def _ipv6_reason(ip: ipaddress.IPv6Address) -> tuple[bool, str | None]:
+    """(decided, reason) for the IPv6 forms the generic flags get wrong; decided=False: use the flags."""
+    if ip.ipv4_mapped is not None:
+        return True, refusal_reason(ip.ipv4_mapped)
+    for name, net in _REFUSED_V6:
+        if ip in net:
+            return True, name
+    if ip in _NAT64:
+        return True, refusal_reason(_low_ipv4(ip))  # a public IPv4 through the NAT64 gateway is fine
+    if ip in _IPV4_TRANSLATED or (ip in _IPV4_COMPATIBLE and int(ip) > 1):  # not ``::`` / ``::1``
+        return True, refusal_reason(_low_ipv4(ip)) or "reserved"  # never a routable form, even when public
+    if (int(ip) >> 32) & 0xFDFFFFFF == _ISATAP_IID:
+        embedded = refusal_reason(_low_ipv4(ip))
+        if embedded is not None:
+            return True, embedded
+    return False, None
+
+
 def refusal_reason(ip: IPAddress) -> str | None:
     """Why ``ip`` is not an acceptable webhook target, or None if it is globally routable."""
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return refusal_reason(ip.ipv4_mapped)
+    if isinstance(ip, ipaddress.IPv6Address):
+        decided, reason = _ipv6_reason(ip)
+        if decided:
+            return reason
     checks = (
         ("loopback", ip.is_loopback), ("unspecified", ip.is_unspecified), ("link_local", ip.is_link_local),
         ("multicast", ip.is_multicast), ("reserved", ip.is_reserved), ("private", ip.is_private),

@@ -1,118 +1,131 @@
-"""Liveness, readiness, detailed health, version and Prometheus metrics. None of these need auth."""
+"""Liveness, readiness, detailed health, version and Prometheus metrics (spec core.md §10.8).
+
+``/v1/health``, ``/v1/health/ready``, ``/v1/version`` and ``/v1/metrics`` take no token and are rate-limited per
+client address (``HEALTH_RATE_LIMIT_PER_MINUTE``, in-process buckets: they must answer without Redis);
+``/v1/health/detailed`` needs scope ``admin``. The checks themselves are in services/health.py.
+"""
 
 from __future__ import annotations
 
-import asyncio
+import ipaddress
+import math
 import time
-from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
-from api.deps import app_state
+from api.context import RequestContext
+from api.deps import app_state, authorized, client_ip
 from api.responses import JSON
-from api.state import AppState
 from core import metrics
+from core.errors import AppError
+from ratelimit.limiter import LocalBuckets
+from services import health as checks
 
-router = APIRouter(tags=["system"])
-CHECK_TIMEOUT = 2.0
+_PUBLIC_CATEGORY = "public_health"
 
 
 def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-async def _timed(fn: Callable[[], Awaitable[dict[str, Any] | None]]) -> dict[str, Any]:
-    t0 = time.perf_counter()
+def _address_key(address: str) -> str:
+    """IPv6 clients share a bucket per /64 (one host usually holds a whole /64), IPv4 clients per address."""
     try:
-        extra = await asyncio.wait_for(fn(), CHECK_TIMEOUT)
-        out: dict[str, Any] = {"status": "ok", "latency_ms": round((time.perf_counter() - t0) * 1000, 2)}
-        if extra:
-            out.update(extra)
-        return out
-    except TimeoutError:
-        return {"status": "error", "error": f"timed out after {CHECK_TIMEOUT}s",
-                "latency_ms": round((time.perf_counter() - t0) * 1000, 2)}
-    except Exception as exc:  # a dependency check must report, not raise
-        msg = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-        return {"status": "error", "error": msg, "latency_ms": round((time.perf_counter() - t0) * 1000, 2)}
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
 
 
-async def run_checks(state: AppState, detailed: bool) -> dict[str, dict[str, Any]]:
-    async def postgres() -> dict[str, Any] | None:
-        await state.db.ping()
-        return state.db.pool_stats() if detailed else None
-
-    async def redis() -> dict[str, Any] | None:
-        await state.redis.ping()
-        if detailed:
-            info = await state.redis.info("memory")
-            return {"memory_used_mb": round(int(info.get("used_memory", 0)) / 1048576, 1)}
-        return None
-
-    async def temporal() -> dict[str, Any] | None:
-        if state.temporal is None:
-            raise RuntimeError("client not configured")
-        ok = await state.temporal.service_client.check_health(timeout=__import__("datetime").timedelta(seconds=2))
-        if not ok:
-            raise RuntimeError("not serving")
-        return {"namespace": state.settings.temporal_namespace} if detailed else None
-
-    async def kms() -> dict[str, Any] | None:
-        provider = state.components.get("kms")
-        if provider is None:
-            raise RuntimeError("no KMS provider configured")
-        await provider.health()
-        return {"provider": provider.name} if detailed else None
-
-    names = ["postgres", "redis", "temporal", "kms"]
-    results = await asyncio.gather(*(_timed(f) for f in (postgres, redis, temporal, kms)))
-    checks = dict(zip(names, results, strict=True))
-    for name, extra in state.components.get("health_extras", {}).items():
-        checks[name] = await _timed(extra)
-    return checks
+async def public_rate_limit(request: Request) -> None:
+    """Charge the client address's bucket for a public endpoint; 429 ``rate_limited`` when it is empty."""
+    state = app_state(request)
+    limit = state.settings.health_rate_limit_per_minute
+    if limit <= 0:
+        return
+    buckets = state.components.get("public_buckets")
+    if buckets is None:
+        buckets = state.components["public_buckets"] = LocalBuckets(max_keys=50_000)
+    rate = limit / 60.0
+    allowed, tokens = buckets.take(_address_key(client_ip(request, state) or "-"), limit, rate, 1)
+    if not allowed:
+        retry_after = max(1, math.ceil((1 - tokens) / rate))
+        metrics.RATE_LIMIT_HITS.labels(_PUBLIC_CATEGORY).inc()
+        raise AppError("rate_limited", f"rate limit for '{_PUBLIC_CATEGORY}' exceeded; retry after {retry_after}s",
+                       {"category": _PUBLIC_CATEGORY, "limit": limit, "retry_after": retry_after},
+                       headers={"Retry-After": str(retry_after)})
 
 
-@router.get("/v1/health", summary="Liveness: 200 while the process runs")
+Public = Depends(public_rate_limit)
+Admin = Annotated[RequestContext, Depends(authorized("admin", "admin_operations"))]
+router = APIRouter(tags=["system"])
+_LIMITED: dict[int | str, dict[str, Any]] = {429: {
+    "description": "Too many requests from this address (`rate_limited`, see `Retry-After`)",
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorEnvelope"}}}}}
+
+
+@router.get("/v1/health", summary="Liveness: 200 while the process runs", responses=_LIMITED, dependencies=[Public],
+            description="No dependency checks (load-balancer liveness). No token; rate-limited per client address.")
 async def health() -> JSON:
     return JSON({"status": "healthy", "timestamp": _now()})
 
 
-@router.get("/v1/health/ready", summary="Readiness: 200, or 503 naming each dependency that is not ready")
+@router.get("/v1/health/ready", summary="Readiness: 200, or 503 naming each dependency that is not ready",
+            dependencies=[Public],
+            responses={**_LIMITED, 503: {"description": "Not ready: `checks` names each dependency that failed and "
+                                                         "`errors` says why"}},
+            description="Checks `database`, `redis` and `encryption` (KMS reachable, root key usable), plus checks "
+                        "components register (e.g. `rate_limiter`). Temporal is not a readiness check (reads and "
+                        "writes work without it; see `/v1/health/detailed`). One check runs at a time per process "
+                        "and its result is shared for `HEALTH_CACHE_SECONDS` (1 s). No token; rate-limited per "
+                        "client address.")
 async def ready(request: Request) -> JSON:
-    checks = await run_checks(app_state(request), detailed=False)
-    errors = {k: v.get("error", "error") for k, v in checks.items() if v["status"] == "error"}
+    state = app_state(request)
+    cache = state.components.get("readiness_cache")
+    if cache is None or cache.ttl != state.settings.health_cache_seconds:
+        cache = state.components["readiness_cache"] = checks.SharedResult(state.settings.health_cache_seconds)
+    results: dict[str, dict[str, Any]] = await cache.get(lambda: checks.readiness(state))
+    errors = {k: v.get("error", "error") for k, v in results.items() if v["status"] == "error"}
     body: dict[str, Any] = {"status": "not_ready" if errors else "ready",
-                            "checks": {k: v["status"] for k, v in checks.items()}}
+                            "checks": {k: v["status"] for k, v in results.items()}}
     if errors:
         body["errors"] = errors
     return JSON(body, status_code=503 if errors else 200)
 
 
-@router.get("/v1/health/detailed", summary="Each dependency's status and latency, pool usage and version")
-async def detailed(request: Request) -> JSON:
+@router.get("/v1/health/detailed", summary="Each dependency's status and latency, pool, KMS key and version",
+                  description="Scope `admin`. `checks`: `database` (`pool_size`, `pool_available`, `pool_in_use`), "
+                              "`redis` (`memory_used_mb`), `encryption` (`provider`, `key_id`, `key_status` "
+                              "`active`/`rotation_pending`, `last_rotation`), `temporal` (reported, does not "
+                              "affect readiness) and component checks, each with `status` and `latency_ms`. "
+                              "`status` is `unhealthy` when the database fails, `degraded` when anything else is "
+                              "not `ok`. Never cached.")
+async def detailed(ctx: Admin, request: Request) -> JSON:
+    ctx.describe("health_detailed", resource_type="system")
     state = app_state(request)
-    checks = await run_checks(state, detailed=True)
-    degraded = [k for k, v in checks.items() if v["status"] != "ok"]
-    status = "healthy" if not degraded else ("unhealthy" if "postgres" in degraded else "degraded")
+    results = await checks.run_checks(state, detailed=True)
+    degraded = [k for k, v in results.items() if v["status"] != "ok"]
+    status = "healthy" if not degraded else ("unhealthy" if "database" in degraded else "degraded")
     return JSON({
         "status": status,
         "version": state.settings.version,
         "uptime_seconds": int(time.time() - state.started_at),
-        "checks": checks,
+        "checks": results,
     })
 
 
-@router.get("/v1/version", summary="Version information")
+@router.get("/v1/version", summary="Version information", responses=_LIMITED, dependencies=[Public])
 async def version(request: Request) -> JSON:
     s = app_state(request).settings
     return JSON({"version": s.version, "api_version": "v1", "env": s.env})
 
 
-@router.get("/metrics", include_in_schema=False)
-@router.get("/v1/metrics", summary="Prometheus metrics")
+@router.get("/metrics", include_in_schema=False, dependencies=[Public])
+@router.get("/v1/metrics", summary="Prometheus metrics", responses=_LIMITED, dependencies=[Public])
 async def prometheus(request: Request) -> Response:
     state = app_state(request)
     stats = state.db.pool_stats()

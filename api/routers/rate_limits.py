@@ -26,6 +26,7 @@ async def _view(request: Request, tenant_id: str) -> dict[str, Any]:
     return {"tenant_id": tenant_id, "defaults": dict(table.base),
             "overrides": dict(await table.tenant_overrides(tenant_id)),
             "effective": await table.effective(tenant_id),
+            "ceiling": app_state(request).settings.rate_limit_tenant_ceiling,
             "cache_seconds": app_state(request).settings.rate_limit_tenant_cache_seconds}
 
 
@@ -35,15 +36,32 @@ async def get_limits(ctx: Admin, request: Request) -> dict[str, Any]:
     return await _view(request, ctx.tenant_id)
 
 
-@router.put("", summary="Set or clear per-tenant limits (other API processes apply them within cache_seconds)")
+def _may_raise(ctx: RequestContext) -> bool:
+    """Raising a limit above the platform default: a super admin, or the partner admin of this tenant's partner."""
+    p = ctx.principal
+    return p.is_super_admin or (p.is_partner_admin and p.partner_id is not None and p.partner_id == ctx.partner_id)
+
+
+@router.put("", summary="Set or clear per-tenant limits (other API processes apply them within cache_seconds)",
+            description="Each value is a positive integer up to the platform ceiling (`RATE_LIMIT_TENANT_CEILING`, "
+                        "or the category's default when higher), or null to clear the override. A tenant admin "
+                        "may lower limits and keep what was granted; raising a category above its default (and "
+                        "above the tenant's current override) needs a super admin or the tenant's partner admin "
+                        "(`403 forbidden`).")
 async def put_limits(body: LimitsUpdate, ctx: Admin, request: Request) -> dict[str, Any]:
     ctx.describe("rate_limit_update", resource_type="rate_limits", resource_id=ctx.tenant_id)
+    table = app_state(request).get("rate_limits")
     changes = {canonical(k): v for k, v in body.limits.items()}
-    bad = [{"field": f"limits.{k}", "message": "unknown category" if k not in DEFAULT_LIMITS
-            else "must be a positive integer or null"}
-           for k, v in changes.items() if k not in DEFAULT_LIMITS or (v is not None and v <= 0)]
+    bad = []
+    for k, v in changes.items():
+        if k not in DEFAULT_LIMITS:
+            bad.append({"field": f"limits.{k}", "message": "unknown category"})
+        elif v is not None and v <= 0:
+            bad.append({"field": f"limits.{k}", "message": "must be a positive integer or null"})
+        elif v is not None and v > table.ceiling(k):
+            bad.append({"field": f"limits.{k}", "message": f"must be at most {table.ceiling(k)} (the platform ceiling)"})
     if bad:
         raise AppError("validation_error", "invalid rate limits", {"fields": bad})
     state = app_state(request)
-    await state.get("rate_limits").set_overrides(ctx, changes, state.get("audit"))
+    await table.set_overrides(ctx, changes, state.get("audit"), may_raise=_may_raise(ctx))
     return await _view(request, ctx.tenant_id)

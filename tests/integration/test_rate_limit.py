@@ -9,7 +9,7 @@ import time
 import pytest
 
 from devstack import services as svc
-from tests.helpers import ADMIN, CI, bearer, client_token, reset_emulator, user_token
+from tests.helpers import ADMIN, CI, PARTNER_ADMIN, bearer, client_token, reset_emulator, user_token
 
 
 @pytest.fixture
@@ -71,8 +71,10 @@ async def test_tenant_override_via_admin_api(api, scaikey):
     body = r.json()
     assert body["defaults"]["read_secrets"] == 1000 and body["defaults"]["auth"] == 60  # env override
     assert body["defaults"]["audit_export"] == 5 and body["overrides"] == {}
+    # raising read_secrets above its default needs the partner admin (a tenant admin may only lower limits)
+    partner = await client_token(scaikey, PARTNER_ADMIN)
     r = await api.put("/v1/admin/rate-limits", json={"limits": {"auth": 5, "read_secrets": 2000}},
-                      headers=bearer(admin))
+                      headers=bearer(partner))
     assert r.status_code == 200, r.text
     assert r.json()["effective"]["auth"] == 5 and r.json()["overrides"] == {"auth": 5, "read_secrets": 2000}
     ci = await client_token(scaikey, CI)
@@ -95,16 +97,17 @@ async def test_redis_down_falls_back_and_health_says_degraded(scaikey, settings_
                                     audit_seal_interval_seconds=0)
         async with make_app_client(settings) as api:
             token = await client_token(scaikey, CI)
+            admin = bearer(await client_token(scaikey, ADMIN))
             r = await api.get("/v1/auth/whoami", headers=bearer(token))
             assert r.status_code == 200 and r.headers["x-ratelimit-limit"] == "20"
-            health = (await api.get("/v1/health/detailed")).json()
+            health = (await api.get("/v1/health/detailed", headers=admin)).json()
             assert health["checks"]["rate_limiter"]["status"] == "ok"
             redis.stop()
             for _ in range(5):  # still served, still limited (per-process buckets)
                 r = await api.get("/v1/auth/whoami", headers=bearer(token))
                 assert r.status_code == 200
                 assert r.headers["x-ratelimit-limit"] == "20"
-            health = (await api.get("/v1/health/detailed")).json()
+            health = (await api.get("/v1/health/detailed", headers=admin)).json()
             assert health["checks"]["rate_limiter"]["status"] == "degraded"
             assert health["status"] == "degraded"
             _, limited = await _until_limited(api, token)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import pytest
 
 from devstack import services as svc
-from tests.helpers import CI, bearer, client_token
+from tests.helpers import ADMIN, CI, bearer, client_token
 
 
 async def test_liveness_and_version_need_no_auth(app_client):
@@ -20,37 +22,54 @@ async def test_ready_with_every_dependency_up(app_client):
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["status"] == "ready"
-    assert {k: body["checks"][k] for k in ("postgres", "redis", "temporal", "kms")} == {
-        "postgres": "ok", "redis": "ok", "temporal": "ok", "kms": "ok"}
+    # spec core.md §10.8 names; Temporal is not a readiness check (see /detailed)
+    assert {k: body["checks"][k] for k in ("database", "redis", "encryption")} == {
+        "database": "ok", "redis": "ok", "encryption": "ok"}
+    assert "temporal" not in body["checks"] and "postgres" not in body["checks"]
 
 
-async def test_detailed_health_reports_latency_pool_and_version(app_client):
-    body = (await app_client.get("/v1/health/detailed")).json()
-    assert body["version"] == "0.1.0"
-    pg = body["checks"]["postgres"]
+async def test_detailed_health_reports_latency_pool_and_version(app_client, scaikey):
+    admin = bearer(await client_token(scaikey, ADMIN))
+    body = (await app_client.get("/v1/health/detailed", headers=admin)).json()
+    assert body["version"] == "0.1.0" and body["status"] == "healthy", body
+    pg = body["checks"]["database"]
     assert pg["status"] == "ok" and pg["latency_ms"] >= 0
     assert pg["pool_size"] == pg["pool_available"] + pg["pool_in_use"]
-    for dep in ("redis", "temporal", "kms"):
+    for dep in ("redis", "temporal", "encryption"):
         assert body["checks"][dep]["status"] == "ok"
         assert "latency_ms" in body["checks"][dep]
+    enc = body["checks"]["encryption"]
+    assert enc["provider"] == "local" and enc["key_status"] == "active" and enc["key_id"]
+    assert "last_rotation" in enc and body["checks"]["redis"]["memory_used_mb"] >= 0
 
 
-async def test_ready_is_503_naming_redis_when_redis_stops(settings_factory, make_app_client, stack_tmp_dir):
+async def _ready_until(client: httpx.AsyncClient, status: int, deadline: float = 30.0) -> httpx.Response:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + deadline
+    while True:
+        r = await client.get("/v1/health/ready")
+        if r.status_code == status or loop.time() > end:
+            assert r.status_code == status, r.text
+            return r
+        await asyncio.sleep(0.2)
+
+
+async def test_ready_is_503_naming_redis_when_redis_stops(settings_factory, make_app_client, stack_tmp_dir, scaikey):
     port = svc.free_port()
     redis = svc.start_redis(stack_tmp_dir / f"redis-{port}", port)
     try:
         settings = settings_factory(redis_url=f"redis://127.0.0.1:{port}/0")
         async with make_app_client(settings) as client:
+            admin = bearer(await client_token(scaikey, ADMIN))
             assert (await client.get("/v1/health/ready")).status_code == 200
             redis.stop()
-            r = await client.get("/v1/health/ready")
-            assert r.status_code == 503
+            r = await _ready_until(client, 503)  # a result is shared for HEALTH_CACHE_SECONDS (1 s)
             body = r.json()
             assert body["status"] == "not_ready"
             assert body["checks"]["redis"] == "error"
-            assert body["checks"]["postgres"] == "ok"
+            assert body["checks"]["database"] == "ok"
             assert set(body["errors"]) == {"redis"}
-            detailed = (await client.get("/v1/health/detailed")).json()
+            detailed = (await client.get("/v1/health/detailed", headers=admin)).json()
             assert detailed["status"] == "degraded" and detailed["checks"]["redis"]["status"] == "error"
             # liveness does not depend on anything
             assert (await client.get("/v1/health")).status_code == 200
