@@ -1,5 +1,5 @@
-"""Identity-sync activities: one tenant's sync (heartbeating while it paginates), failure bookkeeping, and the
-full-sync sweep that fans out to every tenant's entity workflow.
+"""Identity-sync activities: one tenant's sync (heartbeating while it paginates), failure bookkeeping, the
+full-sync sweep that fans out to every tenant's entity workflow, and the requeue of stranded sync requests.
 
 Idempotent: a sync is a reconcile (re-running it converges), run rows are upserts, and the sweep's
 signal-with-start carries the sweep's ``sync_id`` (the entity ignores ids it has already seen).
@@ -27,6 +27,7 @@ from repositories import identity as repo
 from services import identity_sync
 from workflows.types.identity import (
     RecordFailureInput,
+    RequeueInput,
     RunSyncInput,
     RunSyncResult,
     SweepInput,
@@ -141,7 +142,10 @@ class IdentitySyncActivities:
         from services.identity import start_tenant_sync
 
         async with self.db.raw() as conn:
-            await repo.mark_running(conn, repo.SWEEP_TENANT, [inp.sync_id], trigger="sweep",
+            if inp.trigger == "schedule":  # a scheduled sweep has no run row yet (the API inserts the others')
+                await repo.insert_run(conn, sync_id=inp.sync_id, tenant_id=repo.SWEEP_TENANT, partner_id=None,
+                                      trigger="schedule", reason=inp.reason or None, requested_by=None)
+            await repo.mark_running(conn, repo.SWEEP_TENANT, [inp.sync_id], trigger=inp.trigger,
                                     reason=inp.reason or None)
         try:
             tenant_ids = await identity_sync.sweep_directory(
@@ -157,13 +161,34 @@ class IdentitySyncActivities:
             async with self.db.raw() as conn:
                 partner = await repo.tenant_partner(conn, tid)
                 await repo.insert_run(conn, sync_id=inp.sync_id, tenant_id=tid, partner_id=partner,
-                                      trigger="sweep", reason=inp.reason or None, requested_by=None)
+                                      trigger=inp.trigger, reason=inp.reason or None, requested_by=None)
             await start_tenant_sync(self.temporal, self.settings, tid, inp.sync_id, reason=inp.reason,
-                                    trigger="sweep")
+                                    trigger=inp.trigger)
         async with self.db.raw() as conn:
             await repo.finish_runs(conn, repo.SWEEP_TENANT, [inp.sync_id], status="succeeded",
                                    stats={"tenants": tenant_ids}, error=None)
         return SweepResult(tenant_ids=tenant_ids)
+
+    @activity.defn(name="identity.requeue_pending")
+    async def requeue_pending(self, inp: RequeueInput) -> int:
+        """Dispatch sync requests whose run row was committed but whose workflow start or signal failed (Temporal
+        was unavailable: the API answered 503). Idempotent: a tenant entity ignores a ``sync_id`` it has seen, and
+        a sweep already running keeps running."""
+        from services.identity import start_sweep, start_tenant_sync
+
+        async with self.db.raw() as conn:
+            rows = await repo.stranded_runs(conn, older_than_seconds=inp.older_than_seconds, limit=inp.limit)
+        for row in rows:
+            activity.heartbeat(row["sync_id"])
+            if row["tenant_id"] == repo.SWEEP_TENANT:
+                await start_sweep(self.temporal, self.settings, row["sync_id"], partner_id=row["partner_id"],
+                                  reason=row["reason"] or "")
+            else:
+                await start_tenant_sync(self.temporal, self.settings, row["tenant_id"], row["sync_id"],
+                                        reason=row["reason"] or "", trigger=row["trigger"] or "manual")
+        if rows:
+            log.info("re-dispatched stranded sync requests", extra={"count": len(rows)})
+        return len(rows)
 
     async def _invalidate(self, tenant_id: str) -> None:
         """Tell every API process to drop cached principal enrichment for this tenant."""

@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     temporal_tls_cert_file: str = ""  # client certificate for mTLS
     temporal_tls_key_file: str = ""
     temporal_api_key: SecretStr = SecretStr("")
+    # Deadline for each call the API makes to start, signal or query a workflow (worker/client.with_deadline);
+    # past it the request answers 503 service_unavailable naming Temporal.
+    temporal_rpc_timeout_seconds: float = Field(default=4.0, gt=0, le=60)
     housekeeping_interval_seconds: int = 300
     housekeeping_batch_size: int = 500
     housekeeping_batch_pause_ms: int = 0
@@ -95,7 +98,13 @@ class Settings(BaseSettings):
     bootstrap_super_admin: str = ""  # user:usr_<id> (any tenant), or user:<email> (only in OPERATOR_TENANT_ID)
     super_admin_groups: str = ""  # ScaiKey group ids (any tenant), or group names (only in OPERATOR_TENANT_ID)
     operator_tenant_id: str = ""  # the platform operator's ScaiKey tenant (docs/identity.md "Super admins")
-    identity_sync_interval_minutes: int = 60
+    # The identity-sync Schedule sweeps every tenant this often (worker/schedules.py); fractions allowed (tests).
+    identity_sync_interval_minutes: float = Field(default=60, gt=0)
+    # Sync requests stored while Temporal was unavailable are re-dispatched within about this many seconds.
+    identity_sync_requeue_seconds: int = Field(default=60, ge=1, le=3600)
+    # Sweep at once when the worker first creates the identity-sync Schedule (a fresh deployment syncs every
+    # tenant right away instead of at the first interval). None: on, except ENV=test (tests opt in).
+    identity_sync_initial_sweep: bool | None = None
     # Identity sync (docs/identity.md "Credentials"): optional separate credentials for the sync. Unset: the
     # sync uses SCAIKEY_CLIENT_ID/SECRET. A TENANT-scoped app needs SCAIKEY_SYNC_TENANT_SLUG (its token
     # endpoint is /api/v1/auth/tenants/{slug}/oauth/token); without a slug the platform endpoint is used.
@@ -209,6 +218,10 @@ class Settings(BaseSettings):
     @property
     def access_log_enabled(self) -> bool:
         return self.env == "dev" if self.log_access is None else self.log_access
+
+    @property
+    def identity_sync_sweep_on_create(self) -> bool:
+        return self.env != "test" if self.identity_sync_initial_sweep is None else self.identity_sync_initial_sweep
 
     @property
     def audience(self) -> str:

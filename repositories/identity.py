@@ -554,3 +554,12 @@ async def prune_webhook_events(conn: asyncpg.Connection, *, older_than_days: int
     return _count(await conn.execute(
         "DELETE FROM scaikey_webhook_events WHERE event_id IN (SELECT event_id FROM scaikey_webhook_events"
         " WHERE received_at < now() - make_interval(days => $1) LIMIT $2)", older_than_days, limit))
+
+
+async def stranded_runs(conn: asyncpg.Connection, *, older_than_seconds: int, limit: int) -> list[asyncpg.Record]:
+    """Sync requests stored but still ``pending`` after ``older_than_seconds`` (their workflow start or signal
+    failed, e.g. Temporal was unavailable), oldest first (index identity_sync_runs_pending)."""
+    return list(await conn.fetch(
+        "SELECT sync_id, tenant_id, partner_id, trigger, reason FROM identity_sync_runs"
+        " WHERE status = 'pending' AND created_at < now() - make_interval(secs => $1)"
+        " ORDER BY created_at LIMIT $2", float(older_than_seconds), limit))

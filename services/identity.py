@@ -47,7 +47,10 @@ def sweep_workflow_id(settings: Settings, sync_id: str) -> str:
 
 
 def initial_state(settings: Settings, tenant_id: str) -> SyncState:
-    return SyncState(tenant_id=tenant_id, interval_seconds=max(60, settings.identity_sync_interval_minutes * 60),
+    """The entity's own timer is a fallback at 1.5x the Schedule's interval: in steady state the scheduled sweep's
+    signal arrives first and restarts the wait, so a tenant syncs once per interval, not twice."""
+    interval = max(60, int(settings.identity_sync_interval_minutes * 60 * 1.5))
+    return SyncState(tenant_id=tenant_id, interval_seconds=interval,
                      heartbeat_timeout_seconds=settings.identity_sync_heartbeat_seconds,
                      retry_attempts=settings.identity_sync_retry_attempts)
 
@@ -55,24 +58,32 @@ def initial_state(settings: Settings, tenant_id: str) -> SyncState:
 async def start_tenant_sync(temporal: Any, settings: Settings, tenant_id: str, sync_id: str, *, reason: str = "",
                             trigger: str = "manual") -> None:
     """Signal-with-start ``scaikey-sync/<tenant>``: starts the entity if it is not running, then signals it."""
+    from worker.client import with_deadline
     from worker.registry import IDENTITY
 
-    await temporal.start_workflow(
+    await with_deadline(settings, lambda rpc_timeout: temporal.start_workflow(
         SYNC_WORKFLOW, initial_state(settings, tenant_id), id=sync_workflow_id(settings, tenant_id),
         task_queue=settings.task_queue(IDENTITY), start_signal="force_sync",
-        start_signal_args=[ForceSync(sync_id=sync_id, reason=reason, trigger=trigger)],
-    )
+        start_signal_args=[ForceSync(sync_id=sync_id, reason=reason, trigger=trigger)], rpc_timeout=rpc_timeout,
+    ), action="identity_sync.signal_with_start")
 
 
 async def start_sweep(temporal: Any, settings: Settings, sync_id: str, *, partner_id: str | None,
                       reason: str = "") -> None:
+    from temporalio.exceptions import WorkflowAlreadyStartedError
+
+    from worker.client import with_deadline
     from worker.registry import IDENTITY
 
-    await temporal.start_workflow(
-        SWEEP_WORKFLOW, SweepInput(sync_id=sync_id, partner_id=partner_id, reason=reason,
-                                   heartbeat_timeout_seconds=settings.identity_sync_heartbeat_seconds),
-        id=sweep_workflow_id(settings, sync_id), task_queue=settings.task_queue(IDENTITY),
-    )
+    try:
+        await with_deadline(settings, lambda rpc_timeout: temporal.start_workflow(
+            SWEEP_WORKFLOW, SweepInput(sync_id=sync_id, partner_id=partner_id, reason=reason,
+                                       heartbeat_timeout_seconds=settings.identity_sync_heartbeat_seconds),
+            id=sweep_workflow_id(settings, sync_id), task_queue=settings.task_queue(IDENTITY),
+            rpc_timeout=rpc_timeout,
+        ), action="identity_sync.start_sweep")
+    except WorkflowAlreadyStartedError:  # a re-dispatch of a sweep that is already running
+        pass
 
 
 # --------------------------------------------------------------------------------------------- visibility
@@ -130,8 +141,12 @@ async def trigger_sync(db: Database, temporal: Any, settings: Settings, ctx: Req
 
 
 async def _start(coro: Any) -> None:
+    """The run row is committed before this: if Temporal cannot take the request now (503), the row stays
+    ``pending`` and the requeue schedule (worker/schedules.py) dispatches it once Temporal is back."""
     try:
         await coro
+    except AppError:
+        raise
     except Exception as exc:
         log.warning("could not start identity sync workflow", extra={"error": str(exc)})
         raise AppError("service_unavailable", "the workflow engine is unavailable; retry shortly") from None

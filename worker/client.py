@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from pathlib import Path
+from typing import TypeVar
 
 from temporalio.client import Client
 from temporalio.converter import DataConverter
+from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import TLSConfig
 
+from core.errors import AppError
 from core.settings import Settings
+
+log = logging.getLogger("scaivault.temporal")
+_T = TypeVar("_T")
 
 
 def data_converter(settings: Settings) -> DataConverter:
@@ -42,3 +52,26 @@ async def connect(settings: Settings, *, lazy: bool = False) -> Client:
         api_key=api_key,
         lazy=lazy,
     )
+
+
+async def with_deadline(settings: Settings, call: Callable[[timedelta], Awaitable[_T]], *, action: str) -> _T:
+    """Run one client call that starts, signals or queries a workflow on a request's behalf, within
+    TEMPORAL_RPC_TIMEOUT_SECONDS: ``call(rpc_timeout)`` passes the deadline to the SDK (``rpc_timeout=``), and
+    the whole call (including a lazy client's first connect) is also bounded by it plus one second.
+
+    A stalled, unreachable or failing Temporal becomes ``503 service_unavailable`` naming Temporal (retryable);
+    ``WorkflowAlreadyStartedError`` is the caller's to handle and passes through.
+    """
+    seconds = settings.temporal_rpc_timeout_seconds
+    try:
+        return await asyncio.wait_for(call(timedelta(seconds=seconds)), seconds + 1.0)
+    except WorkflowAlreadyStartedError:
+        raise
+    except Exception as exc:
+        timed_out = isinstance(exc, TimeoutError) or "deadline" in str(exc).lower()
+        log.warning("temporal call failed", extra={"action": action, "error": type(exc).__name__,
+                                                   "timed_out": timed_out})
+        why = f"did not answer within {seconds:g}s" if timed_out else "is unavailable"
+        raise AppError("service_unavailable", f"Temporal (the workflow engine) {why}; what this request stored "
+                       "is kept and picked up once Temporal is back, or retry shortly",
+                       {"dependency": "temporal", "action": action}, headers={"Retry-After": "5"}) from None

@@ -50,16 +50,20 @@ def _housekeeping_activities(deps: WorkerDeps) -> list[Callable[..., Any]]:
 
 
 def _identity_workflows() -> list[type]:
-    from workflows.identity_sync import ScaiKeySyncSweepWorkflow, ScaiKeySyncWorkflow
+    from workflows.identity_sync import (
+        ScaiKeySyncScheduledWorkflow,
+        ScaiKeySyncSweepWorkflow,
+        ScaiKeySyncWorkflow,
+    )
 
-    return [ScaiKeySyncWorkflow, ScaiKeySyncSweepWorkflow]
+    return [ScaiKeySyncWorkflow, ScaiKeySyncSweepWorkflow, ScaiKeySyncScheduledWorkflow]
 
 
 def _identity_activities(deps: WorkerDeps) -> list[Callable[..., Any]]:
     from activities.identity_sync import IdentitySyncActivities
 
     acts = IdentitySyncActivities(deps.settings, deps.db, redis=deps.redis, temporal=deps.temporal)
-    return [acts.run_sync, acts.record_failure, acts.sweep]
+    return [acts.run_sync, acts.record_failure, acts.sweep, acts.requeue_pending]
 
 
 def _events_workflows() -> list[type]:

@@ -1,4 +1,13 @@
-"""Idempotent create-or-update of the Temporal Schedules the platform relies on."""
+"""Idempotent create-or-update of the Temporal Schedules the platform relies on (run at every worker start).
+
+* ``<prefix>housekeeping``: every HOUSEKEEPING_INTERVAL_SECONDS.
+* ``<prefix>identity-sync``: every IDENTITY_SYNC_INTERVAL_MINUTES, a sweep that mirrors ScaiKey's partners and
+  tenants and signals-with-start each tenant's ``scaikey-sync/<tenant>`` entity (so a new deployment, and a
+  tenant added in ScaiKey, sync without any manual call). Triggered once when first created
+  (IDENTITY_SYNC_INITIAL_SWEEP; default on except ENV=test).
+* ``<prefix>identity-sync-requeue``: every IDENTITY_SYNC_REQUEUE_SECONDS, re-dispatches sync requests the API
+  stored while Temporal was unavailable (it answered 503 and kept the run row ``pending``).
+"""
 
 from __future__ import annotations
 
@@ -19,14 +28,27 @@ from temporalio.client import (
 )
 
 from core.settings import Settings
-from worker.registry import HOUSEKEEPING
+from worker.registry import HOUSEKEEPING, IDENTITY
 from workflows.types.housekeeping import HousekeepingInput
+from workflows.types.identity import SCHEDULED_WORKFLOW, ScheduledSyncInput
 
 log = logging.getLogger("scaivault.worker")
 
 
 def housekeeping_schedule_id(settings: Settings) -> str:
     return f"{settings.temporal_task_queue_prefix}housekeeping"
+
+
+def identity_sync_schedule_id(settings: Settings) -> str:
+    return f"{settings.temporal_task_queue_prefix}identity-sync"
+
+
+def identity_requeue_schedule_id(settings: Settings) -> str:
+    return f"{settings.temporal_task_queue_prefix}identity-sync-requeue"
+
+
+def _every(seconds: float) -> ScheduleSpec:
+    return ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(seconds=max(1.0, seconds)))])
 
 
 def _housekeeping(settings: Settings) -> Schedule:
@@ -37,22 +59,44 @@ def _housekeeping(settings: Settings) -> Schedule:
             id=housekeeping_schedule_id(settings),
             task_queue=settings.task_queue(HOUSEKEEPING),
         ),
-        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(seconds=settings.housekeeping_interval_seconds))]),
+        spec=_every(settings.housekeeping_interval_seconds),
         policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
     )
 
 
-async def ensure_schedules(client: Client, settings: Settings) -> None:
-    from services.event_relay import ensure_relay
+def _identity(settings: Settings, *, sweep: bool) -> Schedule:
+    sid = identity_sync_schedule_id(settings) if sweep else identity_requeue_schedule_id(settings)
+    return Schedule(
+        action=ScheduleActionStartWorkflow(
+            SCHEDULED_WORKFLOW,
+            ScheduledSyncInput(sweep=sweep, requeue_after_seconds=settings.identity_sync_requeue_seconds,
+                               heartbeat_timeout_seconds=settings.identity_sync_heartbeat_seconds),
+            id=sid,
+            task_queue=settings.task_queue(IDENTITY),
+        ),
+        spec=_every(settings.identity_sync_interval_minutes * 60 if sweep else settings.identity_sync_requeue_seconds),
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+    )
 
-    await ensure_relay(client, settings)
-    sid = housekeeping_schedule_id(settings)
-    schedule = _housekeeping(settings)
+
+async def _ensure(client: Client, sid: str, schedule: Schedule, *, trigger_on_create: bool = False) -> None:
+    """Create the schedule, or update it to ``schedule`` if it exists (settings may have changed)."""
     try:
-        await client.create_schedule(sid, schedule)
+        await client.create_schedule(sid, schedule, trigger_immediately=trigger_on_create)
         log.info("created schedule", extra={"schedule_id": sid})
     except ScheduleAlreadyRunningError:
         async def update(_: ScheduleUpdateInput) -> ScheduleUpdate:
             return ScheduleUpdate(schedule=schedule)
 
         await client.get_schedule_handle(sid).update(update)
+
+
+async def ensure_schedules(client: Client, settings: Settings) -> None:
+    from services.event_relay import ensure_relay
+
+    await ensure_relay(client, settings)
+    await _ensure(client, housekeeping_schedule_id(settings), _housekeeping(settings))
+    # First creation (a fresh deployment): sweep at once, so every tenant's entity runs right after `make dev`.
+    await _ensure(client, identity_sync_schedule_id(settings), _identity(settings, sweep=True),
+                  trigger_on_create=settings.identity_sync_sweep_on_create)
+    await _ensure(client, identity_requeue_schedule_id(settings), _identity(settings, sweep=False))

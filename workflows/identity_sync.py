@@ -7,6 +7,10 @@ continues-as-new when Temporal suggests it, after every handler has finished.
 
 ``ScaiKeySyncSweep`` (id ``<prefix>scaikey-sync-sweep/<sync_id>``): a short workflow for a full sync; one
 activity mirrors partners/tenants and signals-with-start every tenant's entity.
+
+``ScaiKeySyncScheduled``: what the identity-sync Schedules start (worker/schedules.py). It re-dispatches sync
+requests stranded while Temporal was unavailable and, for the sweep schedule (every IDENTITY_SYNC_INTERVAL_MINUTES),
+runs the sweep under a fresh sync id, so new ScaiKey tenants get their entity without any manual call.
 """
 
 from __future__ import annotations
@@ -20,11 +24,15 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from activities.identity_sync import IdentitySyncActivities
     from workflows.types.identity import (
+        SCHEDULED_WORKFLOW,
         SWEEP_WORKFLOW,
         SYNC_WORKFLOW,
         ForceSync,
         RecordFailureInput,
+        RequeueInput,
         RunSyncInput,
+        ScheduledSyncInput,
+        ScheduledSyncResult,
         SweepInput,
         SweepResult,
         SyncState,
@@ -125,3 +133,27 @@ class ScaiKeySyncSweepWorkflow:
             retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1),
                                      maximum_attempts=5),
         )
+
+
+@workflow.defn(name=SCHEDULED_WORKFLOW)
+class ScaiKeySyncScheduledWorkflow:
+    @workflow.run
+    async def run(self, inp: ScheduledSyncInput) -> ScheduledSyncResult:
+        requeued = await workflow.execute_activity_method(
+            IdentitySyncActivities.requeue_pending, RequeueInput(older_than_seconds=inp.requeue_after_seconds),
+            start_to_close_timeout=timedelta(minutes=10), heartbeat_timeout=timedelta(seconds=60),
+            retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30),
+                                     maximum_attempts=3),
+        )
+        if not inp.sweep:
+            return ScheduledSyncResult(requeued=requeued)
+        swept = await workflow.execute_activity_method(
+            IdentitySyncActivities.sweep,
+            SweepInput(sync_id=f"sync_{workflow.uuid4().hex}", reason="schedule", trigger="schedule",
+                       heartbeat_timeout_seconds=inp.heartbeat_timeout_seconds),
+            start_to_close_timeout=timedelta(minutes=30),
+            heartbeat_timeout=timedelta(seconds=inp.heartbeat_timeout_seconds),
+            retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1),
+                                     maximum_attempts=5),
+        )
+        return ScheduledSyncResult(requeued=requeued, tenant_ids=swept.tenant_ids)

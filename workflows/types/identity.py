@@ -7,6 +7,7 @@ from typing import Any
 
 SYNC_WORKFLOW = "ScaiKeySync"
 SWEEP_WORKFLOW = "ScaiKeySyncSweep"
+SCHEDULED_WORKFLOW = "ScaiKeySyncScheduled"  # started by the identity-sync Schedules (worker/schedules.py)
 
 
 @dataclass
@@ -15,7 +16,7 @@ class ForceSync:
 
     sync_id: str
     reason: str = ""
-    trigger: str = "manual"  # manual | webhook | sweep
+    trigger: str = "manual"  # manual | webhook | sweep | schedule
 
 
 @dataclass
@@ -66,6 +67,29 @@ class SweepInput:
     partner_id: str | None = None
     reason: str = ""
     heartbeat_timeout_seconds: int = 30
+    trigger: str = "sweep"  # sweep (requested through the API) | schedule
+
+
+@dataclass(frozen=True)
+class ScheduledSyncInput:
+    """What a Schedule starts: re-dispatch sync requests stranded while Temporal was unavailable, then (``sweep``)
+    a full sweep that discovers tenants and signals-with-start each one's entity."""
+
+    sweep: bool = True
+    requeue_after_seconds: int = 60
+    heartbeat_timeout_seconds: int = 30
+
+
+@dataclass(frozen=True)
+class RequeueInput:
+    older_than_seconds: int = 60
+    limit: int = 500
+
+
+@dataclass(frozen=True)
+class ScheduledSyncResult:
+    requeued: int = 0
+    tenant_ids: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

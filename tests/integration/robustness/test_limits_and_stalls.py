@@ -20,7 +20,7 @@ import orjson
 import pytest
 
 from devstack import services as svc
-from tests.helpers import ADMIN, CI, bearer, client_token, grant
+from tests.helpers import ADMIN, CI, bearer, client_token, grant, reset_emulator
 
 pytestmark = pytest.mark.asyncio
 
@@ -229,3 +229,82 @@ async def test_stalled_redis_opens_the_breaker_and_reads_stop_waiting_for_it(
             assert (await breaker())["calls"]["success"] > later["calls"]["success"]
     finally:
         redis.stop()
+
+
+# ============================================================================================ item 8: sync schedule
+
+
+async def _platform_admin(scaikey: str, client_secret: str) -> dict[str, str]:
+    async with httpx.AsyncClient() as c:
+        r = await c.post(f"{scaikey}/api/v1/platform/oauth/token", data={"grant_type": "client_credentials"},
+                         auth=("scaivault", client_secret))
+    assert r.status_code == 200, r.text
+    return bearer(str(r.json()["access_token"]))
+
+
+async def _entity_running(client: Any, settings: Any, tenant_id: str) -> bool:
+    from temporalio.client import WorkflowExecutionStatus
+    from temporalio.service import RPCError
+
+    from services.identity import sync_workflow_id
+
+    try:
+        desc = await client.get_workflow_handle(sync_workflow_id(settings, tenant_id)).describe()
+    except RPCError:
+        return False
+    return bool(desc.status == WorkflowExecutionStatus.RUNNING)
+
+
+async def test_identity_sync_schedule_starts_every_tenant_entity_and_discovers_new_tenants(
+        scaikey: str, scaikey_client_secret: str, settings_factory: Callable[..., Any],
+        worker_process: Callable[..., Any], api_server_factory: Callable[..., Any]) -> None:
+    from services.identity import sync_workflow_id
+    from worker.client import connect
+    from worker.schedules import identity_requeue_schedule_id, identity_sync_schedule_id
+
+    await reset_emulator(scaikey)
+    settings = settings_factory(identity_sync_interval_minutes=0.1, identity_sync_initial_sweep=True,
+                                identity_sync_heartbeat_seconds=5, audit_seal_interval_seconds=0)
+    client = await connect(settings)
+    try:
+        api = api_server_factory(settings)
+        worker_process(settings)  # creates the Schedules; nobody calls POST /v1/identity/sync in this test
+        for tid in ("tnt_acme_prod", "tnt_acme_dev"):
+            await _until(lambda tid=tid: _entity_running(client, settings, tid), f"entity {tid} running")
+        desc = await client.get_schedule_handle(identity_sync_schedule_id(settings)).describe()
+        assert desc.schedule.spec.intervals[0].every.total_seconds() == 6
+        # The sync ran on its own: the tenant admin sees a scheduled run in the sync history (over HTTP).
+        admin = bearer(await client_token(scaikey, ADMIN))
+        async with httpx.AsyncClient(base_url=api.url, timeout=30) as c:
+            async def scheduled_run() -> bool:
+                r = await c.get("/v1/identity/sync/history", params={"tenant_id": "tnt_acme_prod"}, headers=admin)
+                assert r.status_code == 200, r.text
+                return any(s["trigger"] == "schedule" and s["status"] == "succeeded" for s in r.json()["syncs"])
+
+            await _until(scheduled_run, "a scheduled sync of tnt_acme_prod")
+
+        # A tenant added in ScaiKey gets its entity at the next scheduled sweep, without any manual call.
+        async with httpx.AsyncClient(base_url=scaikey) as sk:
+            r = await sk.post("/api/v1/admin/tenants", headers=await _platform_admin(scaikey, scaikey_client_secret),
+                              json={"id": "tnt_robust_new", "slug": "robust-new", "partner_id": "prt_acme"})
+            assert r.status_code == 201, r.text
+        await _until(lambda: _entity_running(client, settings, "tnt_robust_new"), "entity for the new tenant")
+        handle = client.get_workflow_handle(sync_workflow_id(settings, "tnt_robust_new"))
+
+        async def synced() -> bool:
+            from workflows.types.identity import SyncState
+
+            state = await handle.query("status", result_type=SyncState)
+            return state.last_status == "succeeded"
+
+        await _until(synced, "the new tenant's first sync")
+        # Idempotent at worker start: a second worker updates the existing Schedules instead of failing.
+        worker_process(settings)
+        await client.get_schedule_handle(identity_sync_schedule_id(settings)).describe()
+    finally:
+        for sid in (identity_sync_schedule_id(settings), identity_requeue_schedule_id(settings)):
+            try:
+                await client.get_schedule_handle(sid).delete()
+            except Exception:
+                pass
+        await reset_emulator(scaikey)
