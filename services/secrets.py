@@ -230,6 +230,7 @@ class SecretsService:
         fail_fast = bool(options.get("fail_fast", False))
         include_meta = bool(options.get("include_metadata", False))
         errors: dict[str, dict[str, Any]] = {}
+        failed: list[tuple[str, str]] = []  # (path, error code): one success=false audit entry each
         wanted: list[str] = []
         for p in paths:
             try:
@@ -238,8 +239,10 @@ class SecretsService:
                 wanted.append(p)
             except AppError as exc:
                 if fail_fast:
+                    await self._audit_failed(ctx, [(p, exc.code)], "read", {"batch": True})
                     raise
                 errors[p] = {"code": exc.code, "message": exc.message}
+                failed.append((p, exc.code))
         rows: dict[str, asyncpg.Record] = {}
         if wanted:
             async with self.db.raw() as conn:
@@ -254,8 +257,10 @@ class SecretsService:
                 plaintext = await self._open(owner, p, row["version"], row["ciphertext"])
             except AppError as exc:
                 if fail_fast:
+                    await self._audit_failed(ctx, [(p, exc.code)], "read", {"batch": True})
                     raise
                 errors[p] = {"code": exc.code, "message": exc.message}
+                failed.append((p, exc.code))
                 continue
             item: dict[str, Any] = {"data": orjson.Fragment(plaintext), "version": row["version"],
                                     "secret_type": row["secret_type"]}
@@ -272,6 +277,9 @@ class SecretsService:
             await self.deps.audit.record(ctx, action="read", path=p, permission="read", version=row["version"],
                                          extra={"batch": True})
             self.tracker.touch(row["id"])
+        # Every denied, missing or invalid path is its own failed read, so a batch in which everything failed is
+        # never one successful read in the log (the request-level hook writes nothing once these exist).
+        await self._audit_failed(ctx, failed, "read", {"batch": True})
         body = {"secrets": {p: item for p, (item, _) in out.items()}, "errors": errors}
         return orjson.dumps(body, option=_DUMP)
 
@@ -351,13 +359,20 @@ class SecretsService:
         paths, options = _batch_body(doc, {"expand_wildcards"})
         expand = bool(options.get("expand_wildcards", False))
         errors: dict[str, dict[str, Any]] = {}
+        failed: list[tuple[str, str]] = []  # (path, error code): one success=false audit entry each
         concrete: list[str] = []
+        named: set[str] = set()  # paths the caller wrote out (not found by expanding a wildcard)
         async with self.db.raw() as conn:
             for p in paths:
                 try:
-                    concrete += await self._expand(conn, owner, p) if expand and _is_pattern(p) else [inp.check_path(p)]
+                    if expand and _is_pattern(p):
+                        concrete += await self._expand(ctx, conn, owner, p)
+                    else:
+                        concrete.append(inp.check_path(p))
+                        named.add(p)
                 except AppError as exc:
                     errors[p] = {"code": exc.code, "message": exc.message}
+                    failed.append((p, exc.code))
             concrete = list(dict.fromkeys(concrete))[:MAX_EXPANDED]
             allowed = set(await self.deps.access.filter(ctx, concrete, "list", scope=owner.scope))
             rows = {r["path"]: r for r in await repo.metadata_many(conn, owner, [p for p in concrete if p in allowed])}
@@ -365,15 +380,23 @@ class SecretsService:
         for p in concrete:
             if p in rows:
                 out[p] = self._meta_doc(owner, rows[p])
-            elif p not in allowed:
+            elif p not in named:  # expanded (a wildcard's own base, or deleted meanwhile) but not there: no answer
+                continue
+            elif p not in allowed:  # a path the caller named; expanded paths it may not list are gone already
                 errors[p] = {"code": "access_denied", "message": "No policy permits list on this path"}
+                failed.append((p, "access_denied"))
             else:
                 errors[p] = {"code": "secret_not_found", "message": f"Secret '{p}' not found"}
-        await self.deps.audit.record(ctx, action="list", permission="list",
-                                     extra={"operation": "batch_metadata", "count": len(out)})
+                failed.append((p, "secret_not_found"))
+        await self._audit_failed(ctx, failed, "list", {"operation": "batch_metadata"})
+        if out or not failed:  # a batch in which everything failed is not also one successful listing
+            await self.deps.audit.record(ctx, action="list", permission="list",
+                                         extra={"operation": "batch_metadata", "count": len(out)})
         return orjson.dumps({"secrets": out, "errors": errors}, option=_DUMP)
 
-    async def _expand(self, conn: asyncpg.Connection, owner: Owner, pattern: str) -> list[str]:
+    async def _expand(self, ctx: RequestContext, conn: asyncpg.Connection, owner: Owner, pattern: str) -> list[str]:
+        """The existing paths a wildcard names that the caller may ``list``. The others are dropped silently,
+        exactly as ``GET /v1/secrets?prefix=`` drops them: naming them (even as access_denied) would reveal them."""
         from policy.glob import compile_glob
 
         glob = compile_glob(pattern, field="paths")
@@ -382,7 +405,19 @@ class SecretsService:
         found = await repo.paths_under(conn, owner, prefix, MAX_EXPANDED + 1)
         if base and glob.match(base):
             found.insert(0, base)
-        return [p for p in found if glob.match(p)]
+        matched = [p for p in found if glob.match(p)]
+        return await self.deps.access.filter(ctx, matched, "list", scope=owner.scope) if matched else []  # type: ignore[no-any-return]
+
+    async def _audit_failed(self, ctx: RequestContext, failed: list[tuple[str, str]], action: str,
+                            extra: dict[str, Any]) -> None:
+        """One ``success: false`` entry per failed batch item. A path that is not valid is not recorded as a
+        path (only its error code): nothing unvalidated goes into the audit log. Written concurrently, so they
+        share the audit sink's group commits instead of waiting for one commit each."""
+        if failed:
+            await asyncio.gather(*(
+                self.deps.audit.record(ctx, action=action, path=p if inp.path_problem(p) is None else None,
+                                       permission=action, success=False, error_code=code, extra=extra)
+                for p, code in failed))
 
     # ---------------------------------------------------------------------------------- writes
     def _new(self, ctx: RequestContext, secret_type: str, metadata: dict[str, Any], opts: inp.WriteOptions,

@@ -257,12 +257,18 @@ async def redeliver(state: AppState, ctx: RequestContext, webhook_id: str, deliv
                                         resource_id=webhook_id, conn=conn, extra={"delivery_id": delivery_id})
     from temporalio.common import WorkflowIDReusePolicy
 
+    from worker.client import with_deadline
+
     s = state.settings
-    await state.temporal.start_workflow(
+    temporal = state.temporal
+    # Within TEMPORAL_RPC_TIMEOUT_SECONDS, else 503 naming Temporal; the delivery stays re-opened (pending), so
+    # retrying the call once Temporal is back starts it.
+    await with_deadline(s, lambda rpc_timeout: temporal.start_workflow(
         DELIVERY_WORKFLOW, delivery_input(s, ctx.tenant_id, webhook_id, row["event_id"]),
         id=delivery_workflow_id(s, webhook_id, row["event_id"]), task_queue=s.task_queue("events"),
         id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE, start_signal=REDELIVER_SIGNAL,
-    )
+        rpc_timeout=rpc_timeout,
+    ), action="webhook.redeliver")
     return {"delivery_id": delivery_id, "event_id": row["event_id"], "status": "pending"}
 
 

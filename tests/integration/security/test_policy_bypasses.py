@@ -14,6 +14,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+import orjson
 import pytest
 
 from tests.helpers import ADMIN, PARTNER_ADMIN, bearer, client_token, grant, reset_emulator, user_token
@@ -105,3 +106,103 @@ async def test_partner_binding_does_not_match_a_same_named_group_of_another_tena
     assert r.status_code == 204
     r = await api.get("/v1/partner/secrets/shared/ca", headers=erin)
     assert r.status_code == 403
+
+
+# ------------------------------------------------------------------------------------------- items 5 and 14
+
+
+async def _batch_fixture(stack: Stack) -> tuple[dict[str, str], dict[str, str]]:
+    """sa:dev-admin may do anything; alice may read and list under w/app/ only."""
+    admin = await stack.admin()
+    await grant(stack.client, admin, ["sa:dev-admin"], name="admin-all")
+    await grant(stack.client, admin, ["user:alice@acme.example"], pattern="w/app/**", permissions=("read", "list"),
+                name="alice-app")
+    return admin, await stack.user("alice@acme.example")
+
+
+async def _put(stack: Stack, headers: dict[str, str], path: str) -> None:
+    r = await stack.client.put(f"/v1/secrets/{path}", json={"data": {"v": "value-of-" + path}}, headers=headers)
+    assert r.status_code == 201, r.text
+
+
+async def _audit_rows(stack: Stack, r: httpx.Response) -> list[asyncpg.Record]:
+    return await stack.sql("SELECT action, secret_path, permission, success, error_code, extra_data FROM audit_log"
+                           " WHERE request_id = $1 ORDER BY seq", r.headers["x-request-id"])
+
+
+async def test_expanded_paths_the_caller_may_not_list_are_dropped_silently(stack: Stack) -> None:
+    admin, alice = await _batch_fixture(stack)
+    await _put(stack, admin, "w/app/db")
+    body = {"paths": ["w/*/db", "w/other/**", "w/**", "w/app/**"], "options": {"expand_wildcards": True}}
+    before = await stack.client.post("/v1/secrets/batch/metadata", json=body, headers=alice)
+    assert before.status_code == 200, before.text
+    assert sorted(before.json()["secrets"]) == ["w/app/db"] and before.json()["errors"] == {}
+
+    for path in ("w/other/db", "w/other/payroll-2027", "w/app-legacy/db"):  # alice may not list these
+        await _put(stack, admin, path)
+    after = await stack.client.post("/v1/secrets/batch/metadata", json=body, headers=alice)
+    assert after.status_code == 200, after.text
+    assert after.json() == before.json()  # the same answer as when those paths did not exist
+    assert "other" not in after.text and "legacy" not in after.text
+    listed = (await stack.client.get("/v1/secrets?prefix=w/", headers=alice)).json()["secrets"]
+    assert [s["path"] for s in listed] == list(after.json()["secrets"])  # exactly what a listing shows
+
+    # a path the caller names itself is answered as before: denied whether or not it exists
+    r = await stack.client.post("/v1/secrets/batch/metadata", headers=alice,
+                                json={"paths": ["w/other/db", "w/other/nothing-here"],
+                                      "options": {"expand_wildcards": True}})
+    assert {p: e["code"] for p, e in r.json()["errors"].items()} == {"w/other/db": "access_denied",
+                                                                    "w/other/nothing-here": "access_denied"}
+
+
+async def test_batch_read_audits_every_failed_path(stack: Stack) -> None:
+    admin, alice = await _batch_fixture(stack)
+    for path in ("w/app/db", "w/other/db"):
+        await _put(stack, admin, path)
+
+    # everything fails: one failed entry per path, and no successful read
+    r = await stack.client.post("/v1/secrets/batch", json={"paths": ["w/other/db", "w/app/missing", "Bad/Path"]},
+                                headers=alice)
+    assert r.status_code == 200 and r.json()["secrets"] == {}, r.text
+    rows = await _audit_rows(stack, r)
+    assert sorted((x["action"], x["secret_path"] or "", x["success"], x["error_code"]) for x in rows) == [
+        ("read", "", False, "invalid_path"),  # an invalid path is never written to the log
+        ("read", "w/app/missing", False, "secret_not_found"),
+        ("read", "w/other/db", False, "access_denied"),
+    ]
+
+    # partial success: one entry per path, each with its own outcome
+    r = await stack.client.post("/v1/secrets/batch", json={"paths": ["w/app/db", "w/other/db"]}, headers=alice)
+    assert list(r.json()["secrets"]) == ["w/app/db"]
+    rows = await _audit_rows(stack, r)
+    assert sorted((x["secret_path"], x["success"], x["error_code"]) for x in rows) == [
+        ("w/app/db", True, None), ("w/other/db", False, "access_denied")]
+    assert all(x["permission"] == "read" for x in rows)
+
+    # fail_fast: the failing path is named in the failed entry
+    r = await stack.client.post("/v1/secrets/batch", json={"paths": ["w/other/db"], "options": {"fail_fast": True}},
+                                headers=alice)
+    assert r.status_code == 403
+    rows = await _audit_rows(stack, r)
+    assert [(x["secret_path"], x["success"], x["error_code"]) for x in rows] == [("w/other/db", False, "access_denied")]
+
+
+async def test_batch_metadata_audits_every_failed_path(stack: Stack) -> None:
+    admin, alice = await _batch_fixture(stack)
+    await _put(stack, admin, "w/app/db")
+    await _put(stack, admin, "w/other/db")
+
+    r = await stack.client.post("/v1/secrets/batch/metadata", json={"paths": ["w/other/db", "w/app/nope"]},
+                                headers=alice)
+    assert r.status_code == 200 and r.json()["secrets"] == {}
+    rows = await _audit_rows(stack, r)
+    assert sorted((x["action"], x["secret_path"], x["success"], x["error_code"]) for x in rows) == [
+        ("list", "w/app/nope", False, "secret_not_found"), ("list", "w/other/db", False, "access_denied")]
+
+    r = await stack.client.post("/v1/secrets/batch/metadata", json={"paths": ["w/app/db", "w/other/db"]},
+                                headers=alice)
+    rows = await _audit_rows(stack, r)
+    assert sorted((x["secret_path"] or "", x["success"], x["error_code"]) for x in rows) == [
+        ("", True, None), ("w/other/db", False, "access_denied")]
+    summary = next(x for x in rows if x["success"])
+    assert orjson.loads(summary["extra_data"])["count"] == 1
