@@ -52,9 +52,15 @@ class SubscriptionUpdate(BaseModel):
     filters: Filters | None = None
 
 
+# Event ids are ``evt_<ulid>``; anything outside this alphabet cannot name one of ours and is refused with 422 before
+# it reaches a query (a NUL or an unpaired surrogate made PostgreSQL fail the request with a 500).
+EVENT_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+EventId = Annotated[str, Field(pattern=EVENT_ID_PATTERN)]
+
+
 class AckBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    event_ids: list[str] = Field(min_length=1, max_length=1000)
+    event_ids: list[EventId] = Field(min_length=1, max_length=1000)
 
 
 @router.post("", status_code=201, summary="Create a subscription (owned by the caller)")
@@ -97,7 +103,7 @@ async def delete_subscription(sub_id: str, ctx: Writer, request: Request) -> Res
 @router.get("/{sub_id}/poll", summary="Long-poll un-acked events (owner only)")
 async def poll(sub_id: str, ctx: Poller, request: Request,
                timeout: Annotated[float, Query(ge=0, le=60)] = 30,  # noqa: ASYNC109
-               since_event_id: str | None = None,
+               since_event_id: Annotated[str | None, Query(pattern=EVENT_ID_PATTERN)] = None,
                max_events: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
     ctx.describe("subscription_event", resource_type="subscription", resource_id=sub_id)
     return await subscriptions.poll(app_state(request), ctx, sub_id, wait_seconds=timeout,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 
@@ -64,6 +65,24 @@ async def test_create_validation(stack, alice, body, status, code):
     r = await stack.api.post("/v1/subscriptions", json=full, headers=alice)
     assert r.status_code == status, r.text
     assert r.json()["error"]["code"] == code
+
+
+@pytest.mark.parametrize("bad", ["evt_\x00x", "evt_\ud800", "\u00e4", "evt x", "", "e" * 65])
+async def test_malformed_event_ids_are_a_422_not_a_500(stack, alice, bad):
+    """Found by schemathesis: a NUL or unpaired surrogate in ack's event_ids reached PostgreSQL (500)."""
+    sub = await _create(stack, alice)
+    body = json.dumps({"event_ids": ["evt_ok", bad]})  # a lone surrogate stays a \\ud800 escape
+    r = await stack.api.post(f"/v1/subscriptions/{sub['id']}/ack", content=body, headers={
+        **alice, "Content-Type": "application/json"})
+    assert r.status_code == 422, r.text
+    assert r.json()["error"]["code"] == "validation_error"
+    if bad and "\ud800" not in bad:  # a lone surrogate cannot be put in a URL at all
+        r = await stack.api.get(f"/v1/subscriptions/{sub['id']}/poll",
+                                params={"timeout": 0, "since_event_id": bad}, headers=alice)
+        assert r.status_code == 422, r.text
+    # well-formed ids still work (unknown ones are simply not counted)
+    r = await stack.api.post(f"/v1/subscriptions/{sub['id']}/ack", json={"event_ids": ["evt_nope"]}, headers=alice)
+    assert r.status_code == 200, r.text
 
 
 async def test_scopes_are_required(stack):
