@@ -1,4 +1,4 @@
-"""``scaivault admin grant <email> --role super_admin [--tenant T]`` and ``scaivault admin revoke <email>``.
+"""``scaivault admin grant <email|usr_id> --role super_admin [--tenant T]`` and ``scaivault admin revoke <email>``.
 
 Manual grants (admin_role_source=manual) survive every sync: group election never demotes them. The user must
 already be in the identity cache (run a sync first)."""
@@ -52,7 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     admin = sub.add_parser("admin", help="identity-cache admin roles")
     asub = admin.add_subparsers(dest="admin_command", required=True)
     g = asub.add_parser("grant", help="grant an admin role that survives sync (admin_role_source=manual)")
-    g.add_argument("email")
+    g.add_argument("email", help="the user's email, or its ScaiKey user id (usr_...), which is unique everywhere")
     g.add_argument("--role", required=True, choices=list(ROLES))
     g.add_argument("--tenant", help="tenant id (needed when the email exists in several tenants)")
     g.set_defaults(func=_grant)

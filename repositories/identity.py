@@ -241,7 +241,7 @@ async def elect_super_admins(conn: asyncpg.Connection, tenant_id: str, group_ref
         SELECT DISTINCT m.member_id FROM identity_memberships m
         JOIN identity_groups g ON g.tenant_id = m.tenant_id AND g.id = m.group_id AND g.deleted_at IS NULL
         WHERE m.tenant_id = $1 AND m.member_type = 'user' AND m.deleted_at IS NULL
-          AND (g.id = ANY($2::text[]) OR g.name = ANY($2::text[]))
+          AND (g.id = ANY($2::text[]) OR ($3::bool AND g.name = ANY($2::text[])))
     """
     refs = list(group_refs)
     promoted = _count(await conn.execute(
@@ -258,7 +258,8 @@ async def elect_super_admins(conn: asyncpg.Connection, tenant_id: str, group_ref
 async def apply_bootstrap(conn: asyncpg.Connection, tenant_id: str, emails: Sequence[str],
                           ids: Sequence[str]) -> int:
     """BOOTSTRAP_SUPER_ADMIN: matching live users become super_admin (source=bootstrap) unless a manual grant
-    already made them one. Group-sourced super admins are re-labelled bootstrap, so groups never demote them."""
+    already made them one. Group-sourced super admins are re-labelled bootstrap, so groups never demote them.
+    The caller passes ``emails`` only for the operator tenant (an email is unique per tenant, not globally)."""
     if not emails and not ids:
         return 0
     return _count(await conn.execute(
@@ -297,10 +298,10 @@ async def set_admin_role(conn: asyncpg.Connection, tenant_id: str, user_id: str,
 
 async def find_users_by_email(conn: asyncpg.Connection, email: str,
                               tenant_id: str | None) -> list[asyncpg.Record]:
-    """Operator lookup for the CLI (``tenant_id`` None searches every tenant)."""
+    """Operator lookup for the CLI by email or ScaiKey user id (``tenant_id`` None searches every tenant)."""
     return list(await conn.fetch(
         "SELECT tenant_id, id, email, admin_role, admin_role_source, deleted_at FROM identity_users"
-        " WHERE lower(email) = lower($1) AND ($2::text IS NULL OR tenant_id = $2) ORDER BY tenant_id",
+        " WHERE (lower(email) = lower($1) OR id = $1) AND ($2::text IS NULL OR tenant_id = $2) ORDER BY tenant_id",
         email, tenant_id))
 
 

@@ -201,10 +201,15 @@ async def reconcile_admins(conn: Any, settings: Settings, tenant_id: str, stats:
     if stats is not None:
         stats.update(super_admins_group_promoted=promoted, super_admins_group_demoted=demoted,
                      super_admin_count=count)
+        if emails and not settings.operator_tenant_id:
+            stats["warnings"].append(
+                "BOOTSTRAP_SUPER_ADMIN lists emails but OPERATOR_TENANT_ID is unset: emails match nobody (use "
+                "user:usr_<id>, or set OPERATOR_TENANT_ID to the operator's ScaiKey tenant)")
         if count == 0:
             stats["warnings"].append(
                 "no super admin left in this tenant: grant one with `scaivault admin grant <email> --role "
-                "super_admin`, or set SUPER_ADMIN_GROUPS to a ScaiKey group")
+                "super_admin`, or set SUPER_ADMIN_GROUPS to a ScaiKey group id (a name counts only in "
+                "OPERATOR_TENANT_ID)")
     return count
 
 

@@ -67,6 +67,10 @@ async def test_super_admin_names_and_emails_only_count_in_the_operator_tenant(id
         assert (await stack.sync_and_wait(h, tenant_id=TENANT))["status"] == "succeeded"
         assert await _roles(stack, h, "usr_carol") == ["super_admin"]
         assert await _roles(stack, h, "usr_bob") == ["super_admin"]
+        # the operator CLI takes a user id too (unique everywhere, unlike an email)
+        from cli.identity import grant as cli_grant
+        assert await cli_grant(stack.settings, "usr_alice", "super_admin", None) == 0
+        assert await _roles(stack, h, "usr_alice") == ["super_admin"]
 
 
 # --------------------------------------------------------------------------------------------- item 2
@@ -89,6 +93,25 @@ async def test_pat_of_a_deleted_user_is_refused_at_once_and_revoked(identity_sta
         r = await stack.api.get(f"/v1/auth/tokens/{pat_id}", headers=h)
         assert r.status_code == 200, r.text
         assert r.json()["revoked_at"] is not None
+
+
+async def test_pat_of_a_user_the_sync_removed_is_refused(identity_stack, emu):
+    async with identity_stack() as stack:
+        h = await stack.token(ADMIN)
+        assert (await stack.sync_and_wait(h, tenant_id=TENANT))["status"] == "succeeded"
+        bob_jwt = bearer(await user_token(emu.url, "bob@acme.example", scope="secrets:read"))
+        r = await stack.api.post("/v1/auth/tokens", json={"name": "laptop", "scopes": ["secrets:read"]},
+                                 headers=bob_jwt)
+        assert r.status_code == 201, r.text
+        pat = bearer(r.json()["token"])
+        assert (await stack.api.get("/v1/auth/whoami", headers=pat)).status_code == 200
+
+        await emu.admin("DELETE", "/api/v1/admin/users/usr_bob")  # no webhook: only the sync learns of it
+        done = await stack.sync_and_wait(h, tenant_id=TENANT)
+        assert done["stats"]["users_soft_deleted"] == 1, done["stats"]
+        r = await stack.api.get("/v1/auth/whoami", headers=pat)
+        assert r.status_code == 401, r.text
+        assert r.json()["error"]["details"]["reason"] == "user_deleted"
 
 
 async def test_pat_roles_groups_and_status_are_resolved_live(identity_stack, emu):
