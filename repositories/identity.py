@@ -14,6 +14,9 @@ from typing import Any
 import asyncpg
 import orjson
 
+from crypto.keyring import KeyHierarchy
+from repositories.tenants import move_tenant
+
 SWEEP_TENANT = "*"  # tenant_id of the row that records a full (all-tenants) sweep
 
 
@@ -63,12 +66,22 @@ async def upsert_partner(conn: asyncpg.Connection, *, id: str, name: str, slug: 
 
 
 async def upsert_tenant(conn: asyncpg.Connection, *, id: str, partner_id: str, name: str, slug: str | None,
-                        status: str, deleted: bool = False) -> None:
+                        status: str, keyring: KeyHierarchy, deleted: bool = False) -> None:
+    """Insert or refresh a tenant. A changed partner goes through ``move_tenant`` (re-wraps the tenant's keys under
+    the new partner) in the same transaction as the rest of the row; the upsert itself never moves a tenant."""
+    async with conn.transaction():  # a savepoint inside the caller's transaction, else its own
+        await move_tenant(conn, keyring, id, partner_id)
+        await _upsert_tenant_row(conn, id=id, partner_id=partner_id, name=name, slug=slug, status=status,
+                                 deleted=deleted)
+
+
+async def _upsert_tenant_row(conn: asyncpg.Connection, *, id: str, partner_id: str, name: str, slug: str | None,
+                             status: str, deleted: bool) -> None:
     await conn.execute("INSERT INTO partners (id) VALUES ($1) ON CONFLICT (id) DO NOTHING", partner_id)
     await conn.execute(
         "INSERT INTO tenants (id, partner_id, name, slug, status, last_synced_at, deleted_at)"
         " VALUES ($1, $2, $3, $4, $5, now(), CASE WHEN $6 THEN now() END)"
-        " ON CONFLICT (id) DO UPDATE SET partner_id = EXCLUDED.partner_id,"
+        " ON CONFLICT (id) DO UPDATE SET"
         " name = COALESCE(NULLIF(EXCLUDED.name, ''), tenants.name), slug = COALESCE(EXCLUDED.slug, tenants.slug),"
         " status = EXCLUDED.status, last_synced_at = now(),"
         " deleted_at = CASE WHEN $6 THEN COALESCE(tenants.deleted_at, now()) END",

@@ -3,6 +3,11 @@
 Contract (see the keyring docstring): ``get_*(owner, None)`` is the highest version; inserts are race-safe
 (``ON CONFLICT DO NOTHING`` then a re-read returning the stored row) and durable when they return: every
 call takes its own pooled connection in autocommit mode, never a request transaction.
+
+Tenant keys and partner moves (issue 11 item 9): ``insert_tenant_key`` reads the tenant's partner under a share
+lock and refuses (:class:`PartnerChanged`) a key wrapped under another partner, so a key created while a move
+commits is never left under the old partner; :func:`rewrap_tenant_keys` is the move's half, run inside the
+transaction that changes ``tenants.partner_id`` (repositories/tenants.py ``move_tenant``).
 """
 
 from __future__ import annotations
@@ -11,8 +16,8 @@ from collections.abc import Sequence
 
 import asyncpg
 
-from crypto.errors import KeyNotFound
-from crypto.keyring import WrappedKey
+from crypto.errors import KeyNotFound, PartnerChanged
+from crypto.keyring import KeyHierarchy, WrappedKey
 from db.engine import Database
 
 _TABLES = {"partner": ("partner_keys", "partner_id"), "tenant": ("tenant_keys", "tenant_id")}
@@ -85,7 +90,41 @@ class SqlKeyStore:
         return await self._get("tenant", tenant_id, version)
 
     async def insert_tenant_key(self, key: WrappedKey) -> WrappedKey:
-        return await self._insert("tenant", key)
+        async with self.db.raw() as conn, conn.transaction():
+            # FOR SHARE waits for a move in progress (it holds FOR UPDATE) and then sees its result.
+            partner = await conn.fetchval("SELECT partner_id FROM tenants WHERE id = $1 FOR SHARE", key.owner_id)
+            if partner is not None and key.wrapping_partner is not None and partner != key.wrapping_partner:
+                raise PartnerChanged(key.owner_id, partner)
+            await conn.execute(
+                "INSERT INTO tenant_keys (tenant_id, version, wrapped, kms_key_id, created_at)"
+                " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                key.owner_id, key.version, key.wrapped, key.kms_key_id, key.created_at,
+            )
+            stored = _row(await conn.fetchrow(_select("tenant", True), key.owner_id, key.version))
+        if stored is None:  # pragma: no cover - the row was just inserted or already present
+            raise KeyNotFound(f"tenant key {key.owner_id} v{key.version} vanished after insert")
+        return stored
+
+
+async def rewrap_tenant_keys(conn: asyncpg.Connection, keyring: KeyHierarchy, tenant_id: str,
+                             new_partner_id: str) -> int:
+    """Re-wrap every key version of ``tenant_id`` under ``new_partner_id`` on ``conn`` (the caller's transaction,
+    which moves the tenant: both commit or neither). Rows already under that partner are left alone. Returns how
+    many rows changed."""
+    if not conn.is_in_transaction():
+        raise RuntimeError("rewrap_tenant_keys must run inside the transaction that moves the tenant")
+    recs = await conn.fetch(
+        "SELECT tenant_id AS owner_id, version, wrapped, kms_key_id, created_at FROM tenant_keys"
+        " WHERE tenant_id = $1 ORDER BY version FOR UPDATE", tenant_id)
+    changed = 0
+    for row in (r for r in map(_row, recs) if r is not None):
+        if row.wrapping_partner == new_partner_id:
+            continue
+        new = await keyring.rewrap_tenant_key(row, new_partner_id)
+        await conn.execute("UPDATE tenant_keys SET wrapped = $3, kms_key_id = $4 WHERE tenant_id = $1 AND version = $2",
+                           tenant_id, row.version, new.wrapped, new.kms_key_id)
+        changed += 1
+    return changed
 
 
 async def root_wrapping_status(conn: asyncpg.Connection, current_kms_key_id: str) -> dict[str, object]:

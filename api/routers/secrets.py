@@ -33,7 +33,7 @@ from starlette.responses import Response
 from api.context import RequestContext
 from api.deps import authorized
 from api.middleware import FastRoute
-from auth.tenancy import UNASSIGNED_PARTNER
+from auth.tenancy import UNASSIGNED_PARTNER, is_placeholder_partner
 from core.errors import AppError
 from repositories.secrets import Owner
 from services import secret_input as inp
@@ -62,7 +62,8 @@ def _service(request: Request) -> Any:
 def _owner(ctx: RequestContext, partner: bool) -> Owner:
     if not partner:
         return Owner("tenant", ctx.tenant_id, ctx.partner_id or UNASSIGNED_PARTNER)
-    if not ctx.partner_id:
+    if not ctx.partner_id or is_placeholder_partner(ctx.partner_id):
+        # A placeholder partner is no partner: never a namespace two tenants could share (issue 11 item 9).
         raise AppError("forbidden", "this tenant has no partner, so there are no partner secrets")
     return Owner("partner", ctx.partner_id, ctx.partner_id)
 

@@ -8,6 +8,8 @@ with SIGCONT in a ``finally``.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import os
 import signal
 import time
@@ -308,3 +310,71 @@ async def test_identity_sync_schedule_starts_every_tenant_entity_and_discovers_n
             except Exception:
                 pass
         await reset_emulator(scaikey)
+
+
+# ============================================================================================ item 10: stalled Temporal
+
+
+async def test_stalled_temporal_answers_503_fast_and_the_stored_request_runs_once_it_is_back(
+        scaikey: str, settings_factory: Callable[..., Any], api_server_factory: Callable[..., Any],
+        worker_process: Callable[..., Any], tmp_path: Any) -> None:
+    await reset_emulator(scaikey)
+    temporal = svc.start_temporal(tmp_path / "temporal", svc.free_port())
+    try:
+        settings = settings_factory(temporal_address=temporal.address, temporal_rpc_timeout_seconds=3,
+                                    identity_sync_requeue_seconds=2, identity_sync_heartbeat_seconds=5,
+                                    audit_seal_interval_seconds=0, scaikey_webhook_secret=WEBHOOK_SECRET)
+        api = api_server_factory(settings)
+        worker_process(settings)
+        admin = bearer(await client_token(scaikey, ADMIN))
+        ci = bearer(await client_token(scaikey, CI))
+        # Generous client timeout: the old code hung for more than 20 s here.
+        async with httpx.AsyncClient(base_url=api.url, timeout=20) as c:
+            await grant(c, admin, ["sa:ci-deployer"], pattern="tstall/**")
+            async def finished(sync_id: str) -> dict[str, Any] | None:
+                r = await c.get(f"/v1/identity/sync/{sync_id}", headers=admin)
+                assert r.status_code == 200, r.text
+                body = dict(r.json())
+                return body if body["status"] in ("succeeded", "failed", "skipped") else None
+
+            r = await c.post("/v1/identity/sync", params={"tenant_id": "tnt_acme_prod"}, headers=admin)
+            assert r.status_code == 202, r.text  # Temporal answers: accepted as usual
+            first = r.json()["sync_id"]
+            await _until(lambda: finished(first), "the first sync")
+            with _stopped(temporal.pid):
+                r = await c.post("/v1/identity/sync", params={"tenant_id": "tnt_acme_prod"}, headers=admin)
+                assert r.status_code == 503, r.text
+                err = r.json()["error"]
+                assert err["code"] == "service_unavailable" and "Temporal" in err["message"]
+                assert err["details"] == {"dependency": "temporal", "action": "identity_sync.signal_with_start"}
+                assert r.headers["retry-after"] == "5"
+                # A partner-wide sweep request too (start_workflow of the sweep).
+                r = await c.post("/v1/identity/sync", params={"partner_id": "prt_acme"}, headers=admin)
+                assert r.status_code == 503, r.text
+                assert r.json()["error"]["details"]["action"] == "identity_sync.start_sweep"
+                # The ScaiKey webhook receiver stores the event and answers; its resync signal is bounded too.
+                raw = orjson.dumps({"event_id": "evt_robust_stall", "event_type": "user.updated",
+                                    "tenant_id": "tnt_acme_prod", "data": {}})
+                ts = int(time.time())
+                sig = hmac.new(WEBHOOK_SECRET.encode(), f"{ts}.".encode() + raw, hashlib.sha256).hexdigest()
+                r = await c.post("/v1/identity/webhooks/scaikey", content=raw,
+                                 headers={"X-ScaiKey-Signature": f"t={ts},v1={sig}",
+                                          "Content-Type": "application/json"})
+                assert r.status_code == 200, r.text
+                assert r.json()["handled"] is True
+                # Secret writes and reads keep working without Temporal (the outbox holds their events).
+                r = await c.put("/v1/secrets/tstall/x", json={"data": {"v": "1"}}, headers=ci)
+                assert r.status_code == 201, r.text
+                assert (await c.get("/v1/secrets/tstall/x", headers=ci)).status_code == 200
+                # The refused request's sync record was kept, pending.
+                r = await c.get("/v1/identity/sync/history", params={"tenant_id": "tnt_acme_prod"}, headers=admin)
+                pending = [s for s in r.json()["syncs"] if s["status"] == "pending"]
+                assert len(pending) == 1, r.json()
+                stranded = pending[0]["sync_id"]
+
+            # Once Temporal is back, the requeue Schedule dispatches the stored request; nobody retries it.
+            result = await _until(lambda: finished(stranded), "the stranded sync to run after SIGCONT", timeout=120)
+            assert result["status"] == "succeeded", result
+            assert result["tenants"][0]["trigger"] == "manual"
+    finally:
+        temporal.stop()
