@@ -14,8 +14,9 @@ from auth.principal import Principal
 from core.errors import AppError
 from db.engine import Database
 from repositories import tenants as repo
+from repositories.tenants import UNASSIGNED_PARTNER, is_placeholder_partner
 
-UNASSIGNED_PARTNER = "ptn_unassigned"
+__all__ = ["UNASSIGNED_PARTNER", "TenantResolver", "is_placeholder_partner"]
 
 
 class TenantResolver:
@@ -53,7 +54,7 @@ class TenantResolver:
             )
         found = await self._lookup(tenant_id)
         if found is None:
-            partner = principal.partner_id or UNASSIGNED_PARTNER
+            partner = principal.partner_id  # None: the tenant's own placeholder partner (repositories/tenants.py)
             async with self.db.raw() as conn:
                 row = await repo.ensure_tenant(conn, tenant_id, partner)
             self._cache[tenant_id] = (time.monotonic() + self.ttl, row["partner_id"], True)

@@ -5,6 +5,7 @@
     CryptoError                 anything raised on purpose by crypto/
     ├── DecryptError            ciphertext is corrupt, tampered, bound to another context, or the key is wrong
     │   └── KeyNotFound         the key version a blob names does not exist (in the store or the keyring)
+    ├── PartnerChanged          a new tenant key was wrapped under a partner the tenant no longer belongs to
     ├── KmsUnavailable          the KMS could not be reached / refused (maps to 503 ``kms_unavailable``)
     └── KmsConfigError          the KMS settings are missing or invalid (refuse to start)
 
@@ -29,6 +30,16 @@ class DecryptError(CryptoError):
 
 class KeyNotFound(DecryptError):
     """A blob refers to a key (owner, version) that does not exist."""
+
+
+class PartnerChanged(CryptoError):
+    """A tenant key insert raced a move of the tenant to another partner; ``partner_id`` is the tenant's partner
+    now. The keyring re-wraps under it and retries (never reaches a client)."""
+
+    def __init__(self, tenant_id: str, partner_id: str) -> None:
+        super().__init__(f"tenant {tenant_id} now belongs to partner {partner_id}")
+        self.tenant_id = tenant_id
+        self.partner_id = partner_id
 
 
 class KmsUnavailable(CryptoError):

@@ -23,6 +23,15 @@ it, the :class:`InMemoryKeyStore` does):
   transaction that could roll back. The store object is process-wide (holds a sessionmaker, not a session).
 * ``update_partner_key_wrapping`` replaces only ``wrapped`` and ``kms_key_id`` of one row (root rotation);
   partner and tenant keys themselves never change.
+* ``insert_tenant_key`` may raise :class:`PartnerChanged` when the tenant has meanwhile moved to another partner
+  (the SQL store checks the tenants row under a share lock); the keyring then wraps under that partner.
+
+**Which partner wraps a tenant key** is recorded on the row (``kms_key_id = "partner:<partner_id>"``) and
+unwrapping always uses that recorded partner, never the tenant's partner of the moment: a tenant whose partner
+changes keeps reading its secrets even while caches still hold the old partner. Moving a tenant re-wraps its
+rows under the new partner (:meth:`KeyHierarchy.rewrap_tenant_key`, called by repositories/tenants.py
+``move_tenant`` inside the transaction that moves the tenant). The tenant key itself does not change, so no
+payload is re-encrypted and no cached tenant key becomes wrong. See docs/crypto.md "Tenants changing partner".
 """
 
 from __future__ import annotations
@@ -35,7 +44,7 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from crypto import aead, envelope
-from crypto.errors import DecryptError, KeyNotFound
+from crypto.errors import DecryptError, KeyNotFound, PartnerChanged
 from crypto.kms import KmsProvider
 
 # ------------------------------------------------------------------------------------- types
@@ -50,6 +59,12 @@ class WrappedKey:
     wrapped: bytes = field(repr=False)  # KMS blob (partner) or envelope.wrap_key blob (tenant)
     kms_key_id: str  # partner rows: root key id that wrapped it; tenant rows: "partner:<partner_id>"
     created_at: datetime
+
+    @property
+    def wrapping_partner(self) -> str | None:
+        """Tenant rows: the partner whose key wrapped this one (recorded as ``partner:<id>``)."""
+        prefix = "partner:"
+        return self.kms_key_id[len(prefix):] if self.kms_key_id.startswith(prefix) else None
 
     def __repr__(self) -> str:
         return (
@@ -215,6 +230,21 @@ class KeyHierarchy:
             rewrapped += 1
         return RootRotationReport(self.kms.key_id, rewrapped, skipped)
 
+    async def rewrap_tenant_key(self, row: WrappedKey, new_partner_id: str) -> WrappedKey:
+        """``row`` re-wrapped under ``new_partner_id``'s current key (the tenant key is unchanged).
+
+        Unwraps with the partner recorded on the row, wraps under the new partner (its key is created if
+        missing, durably, like any first use), and checks the new wrapping opens to the same key before
+        returning it. The caller stores it in the transaction that moves the tenant.
+        """
+        key = await self._unwrap_tenant(row, new_partner_id)
+        parent = await self.partner_key(new_partner_id)
+        aad = envelope.aad_for_tenant_key(row.owner_id, new_partner_id, row.version)
+        blob = envelope.wrap_key(key, parent.key, parent.version, aad)
+        if envelope.unwrap_key(blob, parent.key, aad) != key:  # pragma: no cover - defensive
+            raise DecryptError(f"re-wrapped tenant key {row.owner_id} v{row.version} did not verify")
+        return replace(row, wrapped=blob, kms_key_id=f"partner:{new_partner_id}")
+
     def invalidate(self, owner_id: str | None = None) -> None:
         """Drop cached keys of one partner or tenant (all of them when ``owner_id`` is None)."""
         if owner_id is None:
@@ -314,18 +344,27 @@ class KeyHierarchy:
         return self._remember("t", tenant_id, Kek(row.version, key), current=version is None)
 
     async def _unwrap_tenant(self, row: WrappedKey, partner_id: str) -> bytes:
+        """Unwrap with the partner recorded on the row; ``partner_id`` only for rows that record none."""
+        partner_id = row.wrapping_partner or partner_id
         parent = await self.partner_key(partner_id, envelope.peek_kek_version(row.wrapped), create=False)
         aad = envelope.aad_for_tenant_key(row.owner_id, partner_id, row.version)
         return envelope.unwrap_key(row.wrapped, parent.key, aad)
 
     async def _create_tenant(self, tenant_id: str, partner_id: str, version: int) -> Kek:
-        parent = await self.partner_key(partner_id)
         key = aead.new_key()
-        blob = envelope.wrap_key(
-            key, parent.key, parent.version, envelope.aad_for_tenant_key(tenant_id, partner_id, version)
-        )
-        row = WrappedKey(tenant_id, version, blob, f"partner:{partner_id}", _now())
-        stored = await self.store.insert_tenant_key(row)
+        for _attempt in range(3):
+            parent = await self.partner_key(partner_id)
+            blob = envelope.wrap_key(
+                key, parent.key, parent.version, envelope.aad_for_tenant_key(tenant_id, partner_id, version)
+            )
+            row = WrappedKey(tenant_id, version, blob, f"partner:{partner_id}", _now())
+            try:
+                stored = await self.store.insert_tenant_key(row)
+                break
+            except PartnerChanged as moved:  # the tenant moved meanwhile: wrap under its partner now
+                partner_id = moved.partner_id
+        else:
+            raise DecryptError(f"tenant {tenant_id} keeps changing partner; tenant key not created")
         if stored.wrapped != blob:  # lost the race: use the winner's key
             key = await self._unwrap_tenant(stored, partner_id)
         return self._remember("t", tenant_id, Kek(stored.version, key), current=True)

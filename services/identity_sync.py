@@ -26,6 +26,8 @@ from core.settings import Settings
 from db.engine import Database
 from repositories import identity as repo
 from repositories.identity import GroupIn, MembershipIn, UserIn
+from repositories.tenants import placeholder_partner
+from services.keys import keyring_for
 
 log = logging.getLogger("scaivault.identity")
 
@@ -239,11 +241,13 @@ async def refresh_tenant_row(db: Database, client: ScaiKeyClient, tenant_id: str
     except ScaiKeyStatusError:
         return
     async with db.raw() as conn:
-        await _upsert_tenant(conn, t)
+        await _upsert_tenant(conn, keyring_for(client.settings, db), t)
 
 
-async def _upsert_tenant(conn: Any, t: dict[str, Any]) -> None:
-    await repo.upsert_tenant(conn, id=str(t["id"]), partner_id=str(t.get("partner_id") or "ptn_unassigned"),
+async def _upsert_tenant(conn: Any, keyring: Any, t: dict[str, Any]) -> None:
+    """A partner change re-wraps the tenant's keys in the same transaction (repositories/tenants.py move_tenant)."""
+    await repo.upsert_tenant(conn, id=str(t["id"]), keyring=keyring,
+                             partner_id=str(t.get("partner_id") or placeholder_partner(str(t["id"]))),
                              name=str(t.get("name") or ""), slug=t.get("slug"),
                              status=str(t.get("status") or "ACTIVE").upper(), deleted=bool(t.get("deleted")))
 
@@ -266,7 +270,8 @@ async def sweep_directory(db: Database, admin: ScaiKeyClient, fallback: ScaiKeyC
         async with db.raw() as conn:
             if await repo.tenant_partner(conn, tid) is None:
                 await repo.upsert_tenant(conn, id=str(tid), partner_id=str(claims.get("partner_id") or
-                                         "ptn_unassigned"), name="", slug=fallback.tenant_slug, status="ACTIVE")
+                                         placeholder_partner(str(tid))), name="", slug=fallback.tenant_slug,
+                                         status="ACTIVE", keyring=keyring_for(admin.settings, db))
         return [str(tid)]
     partners: list[dict[str, Any]] = []
     try:
@@ -280,7 +285,7 @@ async def sweep_directory(db: Database, admin: ScaiKeyClient, fallback: ScaiKeyC
             await repo.upsert_partner(conn, id=str(p["id"]), name=str(p.get("name") or ""), slug=p.get("slug"),
                                       region=p.get("region"), status=str(p.get("status") or "ACTIVE").upper())
         for t in tenants:
-            await _upsert_tenant(conn, t)
+            await _upsert_tenant(conn, keyring_for(admin.settings, db), t)
     return [str(t["id"]) for t in tenants if str(t.get("status") or "ACTIVE").upper() != "DELETED"]
 
 

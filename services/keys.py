@@ -5,12 +5,17 @@
 (the ``scaivault kms`` CLI, an admin endpoint, a workflow) calls :func:`broadcast_rotation`; every API
 process then drops that owner's cached keys. Without Redis the cache TTL bounds staleness, which is safe:
 old key versions stay readable and new seals simply keep using the previous version until the TTL ends.
+
+:func:`keyring_for` gives code outside a request (identity sync in the worker, the ScaiKey webhook receiver) the
+process's keyring for a database: the API's component when there is one, otherwise one built once from settings.
+Moving a tenant to another partner needs it (the move re-wraps the tenant's keys, repositories/tenants.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -29,9 +34,20 @@ CHANNEL = "scaivault:keyring:invalidate"
 ALL = "*"
 
 
+_SHARED: weakref.WeakKeyDictionary[Database, KeyHierarchy] = weakref.WeakKeyDictionary()
+
+
 def build_keyring(settings: Settings, db: Database, kms: KmsProvider | None = None) -> KeyHierarchy:
     return KeyHierarchy(kms or build_kms(settings), SqlKeyStore(db),
                         cache_ttl_seconds=float(settings.key_cache_ttl_seconds))
+
+
+def keyring_for(settings: Settings, db: Database) -> KeyHierarchy:
+    """This process's keyring over ``db`` (registered by :func:`setup_keyring`, else built once and kept)."""
+    keyring = _SHARED.get(db)
+    if keyring is None:
+        keyring = _SHARED[db] = build_keyring(settings, db)
+    return keyring
 
 
 async def broadcast_rotation(redis: aioredis.Redis, owner_id: str = ALL) -> bool:
@@ -87,6 +103,7 @@ async def setup_keyring(state: Any) -> Callable[[], Awaitable[None]]:
     keyring = build_keyring(state.settings, state.db, kms)
     listener = KeyringListener(keyring, state.settings.redis_url)
     state.components["keyring"] = keyring
+    _SHARED[state.db] = keyring
     state.components["keyring_listener"] = listener
     listener.start()
     return listener.stop

@@ -25,8 +25,10 @@ from core.settings import Settings
 from db.engine import Database
 from repositories import identity as repo
 from repositories.tenants import placeholder_partner
+from repositories.tenants import placeholder_partner
 from services import pats
 from services.identity_sync import reconcile_admins
+from services.keys import keyring_for
 from services.keys import keyring_for
 
 TOLERANCE_SECONDS = 300
@@ -152,7 +154,7 @@ async def apply(db: Database, settings: Settings, ev: WebhookEvent) -> Outcome:
         if not handled:
             return Outcome(handled=False)
         if ev.event_type in DIRECTORY_EVENTS:
-            return await _directory(conn, ev)
+            return await _directory(conn, ev, keyring_for(settings, db))
         if not ev.tenant_id:
             return Outcome(handled=True)  # nothing tenant-scoped to attach it to
         if ev.event_type in USER_EVENTS:
@@ -162,7 +164,7 @@ async def apply(db: Database, settings: Settings, ev: WebhookEvent) -> Outcome:
         return await _group(conn, settings, ev)
 
 
-async def _directory(conn: Any, ev: WebhookEvent) -> Outcome:
+async def _directory(conn: Any, ev: WebhookEvent, keyring: Any) -> Outcome:
     d = ev.data
     deleted = ev.event_type.endswith(".deleted")
     status = str(d.get("status") or "ACTIVE").upper()
@@ -175,9 +177,10 @@ async def _directory(conn: Any, ev: WebhookEvent) -> Outcome:
     tid = d.get("id") or ev.resource_id or ev.tenant_id
     if tid:
         partner = d.get("partner_id") or ev.partner_id or await repo.tenant_partner(conn, str(tid)) \
-            or "ptn_unassigned"
+            or placeholder_partner(str(tid))
+        # A new partner re-wraps the tenant's keys in this transaction (repositories/tenants.py move_tenant).
         await repo.upsert_tenant(conn, id=str(tid), partner_id=str(partner), name=str(d.get("name") or ""),
-                                 slug=d.get("slug"), status=status, deleted=deleted)
+                                 slug=d.get("slug"), status=status, deleted=deleted, keyring=keyring)
         ev.tenant_id = str(tid)
     return Outcome(handled=True, invalidate_tenant=True,
                    resync_reason="webhook:tenant.created" if ev.event_type == "tenant.created" else None)

@@ -1,5 +1,6 @@
 import asyncio
 import os
+from dataclasses import replace
 
 import pytest
 
@@ -134,11 +135,26 @@ async def test_partner_key_rotation_and_partner_scoped_secrets(hierarchy: KeyHie
 
 
 async def test_tenant_key_bound_to_its_partner(hierarchy: KeyHierarchy, store) -> None:
-    await hierarchy.tenant_key("tnt_a", "ptn_x")
+    """Unwrapping uses the partner recorded on the row (issue 11 item 9), and that record is bound by the AAD:
+    a row relabelled to another partner does not open."""
+    t1 = await hierarchy.tenant_key("tnt_a", "ptn_x")
     await hierarchy.partner_key("ptn_y")
     fresh = KeyHierarchy(hierarchy.kms, store)
+    assert await fresh.tenant_key("tnt_a", "ptn_y") == t1  # caller's partner is stale: the row's wins
+    row = store.tenant[("tnt_a", 1)]
+    store.tenant[("tnt_a", 1)] = replace(row, kms_key_id="partner:ptn_y")
     with pytest.raises(DecryptError):
-        await fresh.tenant_key("tnt_a", "ptn_y")
+        await KeyHierarchy(hierarchy.kms, store).tenant_key("tnt_a", "ptn_y")
+
+
+async def test_rewrap_tenant_key_moves_it_under_the_new_partner(hierarchy: KeyHierarchy, store) -> None:
+    t1 = await hierarchy.tenant_key("tnt_a", "ptn_x")
+    row = store.tenant[("tnt_a", 1)]
+    moved = await hierarchy.rewrap_tenant_key(row, "ptn_y")
+    assert moved.wrapping_partner == "ptn_y" and moved.wrapped != row.wrapped and moved.version == 1
+    store.tenant[("tnt_a", 1)] = moved
+    assert await KeyHierarchy(hierarchy.kms, store).tenant_key("tnt_a", "ptn_y") == t1  # same key
+    assert ("ptn_y", 1) in store.partner  # the new partner's key was created on first use
 
 
 async def test_rotate_root_rewraps_partner_keys_and_keeps_data_readable(
