@@ -39,7 +39,7 @@ ADMIN_B = "m-admin-dev"           # tenant_admin of tnt_acme_dev
 ADMIN_G = "m-admin-globex"        # tenant_admin of tnt_globex
 PARTNER_GLOBEX = "m-partner-globex"  # partner_admin of prt_globex (home tnt_globex)
 
-FAST = {
+FAST: dict[str, Any] = {
     "webhook_allow_private": True,
     "webhook_retry_schedule": "300ms,300ms,300ms",
     "webhook_timeout_seconds": 3,
@@ -61,12 +61,15 @@ def make_settings(services: TestServices, db_url: str, scaikey: str, client_secr
 
     # hundreds of probes from a handful of identities within a minute: no bucket may run dry
     overrides = ",".join(f"{c}=1000000" for c in DEFAULT_LIMITS)
-    return Settings(
-        env="test", database_url=db_url, redis_url=services.redis_url, temporal_address=services.temporal_address,
-        temporal_namespace="default", temporal_task_queue_prefix=f"m{pysecrets.token_hex(4)}-",
-        kms_provider="local", kms_local_key=_b64key(), token_hmac_key=_b64key(), audit_hmac_key=_b64key(),
-        temporal_codec_key=_b64key(), scaikey_client_secret=client_secret, scaikey_base_url=scaikey,
-        scaikey_audience="scaivault", scaikey_client_id="scaivault", **{**FAST, "rate_limit_overrides": overrides})
+    values: dict[str, Any] = {
+        "env": "test", "database_url": db_url, "redis_url": services.redis_url,
+        "temporal_address": services.temporal_address, "temporal_namespace": "default",
+        "temporal_task_queue_prefix": f"m{pysecrets.token_hex(4)}-", "kms_provider": "local",
+        "kms_local_key": _b64key(), "token_hmac_key": _b64key(), "audit_hmac_key": _b64key(),
+        "temporal_codec_key": _b64key(), "scaikey_client_secret": client_secret, "scaikey_base_url": scaikey,
+        "scaikey_audience": "scaivault", "scaikey_client_id": "scaivault", **FAST,
+        "rate_limit_overrides": overrides}
+    return Settings(**values)
 
 
 def seed_document() -> dict[str, Any]:
