@@ -18,21 +18,25 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qsl
 
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.errors import app_error_response
+from api.errors import app_error_response, error_response
 from core import metrics
 from core.errors import AppError
 from core.ids import ulid
 from core.logging import request_id_var
 
 log = logging.getLogger("scaivault.access")
-_RID_OK = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
-_TENANT_PREFIX = re.compile(r"^/v1/t/([A-Za-z0-9_\-]{1,128})(/.*)$")
+# Used with fullmatch (``$`` would also accept a trailing newline; ``.`` would stop at one).
+_RID_OK = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+_TENANT_PREFIX = re.compile(r"/v1/t/([A-Za-z0-9_\-]{1,128})(/.*)", re.DOTALL)
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
+_PATH_QUERY = frozenset({"prefix"})  # query parameters that carry a secret path (the secrets list)
 # Metric children by label values (bounded: route templates, not raw paths).
 _ACTIVE: dict[str, Any] = {}
 _SERIES: dict[tuple[str, str, str, int], tuple[Any, Any]] = {}
@@ -43,6 +47,28 @@ def _category(path: str) -> str:
     if len(parts) > 2 and parts[1] == "v1":
         return parts[2] or "root"
     return parts[1] if len(parts) > 1 and parts[1] else "root"
+
+
+def hostile_url(path: str, query: bytes) -> Response | None:
+    """The answer to a URL no route can take, or None. A control character (NUL, CR, LF, TAB, DEL, ...) in the
+    decoded path is ``400 invalid_path``; in a query name or value ``422 validation_error`` naming it (``400
+    invalid_path`` for the secrets list's ``prefix``). Refused here,
+    before routing and authentication, for every route: Starlette's route patterns (``^...$`` with ``re.match``,
+    ``.`` for ``{x:path}``) would route ``/v1/secrets/app/x%0A`` as ``app/x``, and PostgreSQL refuses NUL, so such
+    a value could only be silently rewritten or end in a 5xx (issue 12)."""
+    if _CONTROL.search(path) is not None:
+        return error_response(400, "invalid_path", "the request path contains a control character (NUL, CR, LF, "
+                              "TAB, ...)", {"reason": "control character in the URL path"})
+    if query and (b"%" in query or _CONTROL.search(query.decode("latin-1")) is not None):
+        for name, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
+            if _CONTROL.search(name) is not None or _CONTROL.search(value) is not None:
+                if name in _PATH_QUERY:
+                    return error_response(400, "invalid_path", f"{name} contains a control character",
+                                          {"field": name, "reason": "control character"})
+                message = "must not contain control characters (NUL, CR, LF, TAB, ...)"
+                return error_response(422, "validation_error", f"query parameter {name!r}: {message}",
+                                      {"fields": [{"field": name, "message": message}]})
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +112,7 @@ class RequestContextMiddleware:
         for k, v in scope["headers"]:
             if k == b"x-request-id":
                 candidate = v.decode("latin-1")
-                if _RID_OK.match(candidate):
+                if _RID_OK.fullmatch(candidate):
                     rid = candidate
                 break
         if rid is None:
@@ -95,7 +121,7 @@ class RequestContextMiddleware:
         state: dict[str, Any] = scope.setdefault("state", {})
         state["request_id"] = rid
         path: str = scope["path"]
-        m = _TENANT_PREFIX.match(path)
+        m = _TENANT_PREFIX.fullmatch(path)
         if m:
             state["path_tenant"] = m.group(1)
             new_path = "/v1" + m.group(2)
@@ -148,7 +174,10 @@ class RequestContextMiddleware:
         active.inc()
         fast = self._fast(scope["method"], path) if self.fast_routes else None
         try:
-            if fast is not None and "app" in scope:
+            refused = hostile_url(path, scope.get("query_string") or b"")
+            if refused is not None:
+                await refused(scope, receive, send_wrapper)
+            elif fast is not None and "app" in scope:
                 await self._serve_fast(fast, path, scope, receive, send_wrapper)
             else:
                 await self.app(scope, receive, send_wrapper)

@@ -82,8 +82,9 @@ class ErrorEnvelope(BaseModel):
 
 
 SecretType = enum.StrEnum("SecretType", [(t, t) for t in inp.SECRET_TYPES])  # type: ignore[misc]
-SecretType.__doc__ = ("kv: flat string values; json: any object; certificate: cert_pem (+ key_pem, chain_pem); "
-                      "ssh_key: private_key and/or public_key; api_key: key (+ other fields).")
+SecretType.__doc__ = ("A hint for consumers; storage is identical and any non-empty object is accepted for every type. "
+                      "Conventions: kv {\"key\": \"value\"}; json: any object; certificate: cert_pem, key_pem, "
+                      "chain_pem; ssh_key: private_key, public_key; api_key: key.")
 Tag = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:/\-]{0,63}$")]
 Duration = Annotated[str | int, Field(description="A duration like `90d`, `48h`, `15m`, `30s`, `2w`, or seconds",
                                       examples=["90d"])]
@@ -131,8 +132,8 @@ class SecretWrite(BaseModel):
     """PUT body: a new version."""
 
     model_config = ConfigDict(extra="forbid")
-    data: dict[str, Any] = Field(min_length=1, description="The secret value (at most 128 KiB as JSON), shaped "
-                                 "by `secret_type`")
+    data: dict[str, Any] = Field(min_length=1, description="The secret value: any non-empty JSON object (at most "
+                                 "128 KiB as JSON), whatever the `secret_type`")
     secret_type: SecretType | None = Field(None, description="Defaults to `kv` on create; unchanged on update")
     metadata: SecretMetadataIn | None = Field(None, description="Replaces the stored metadata when present")
     options: SecretOptions | None = None
@@ -145,6 +146,22 @@ class SecretPatch(BaseModel):
     metadata: dict[str, Any] | None = Field(None, description="Shallow merge; a key set to null is removed")
     options: SecretOptionsPatch | None = Field(None, description="As for PUT, without `cas`; lowering "
                                                "`max_versions` prunes at once")
+
+
+class CertificateHints(BaseModel):
+    """Parsed from the first certificate in `data.cert_pem` (a hint; absent when it does not parse)."""
+
+    subject: str = Field(description="RFC 4514, e.g. `CN=api.example.com`")
+    issuer: str
+    serial_number: str = Field(description="Lower-case hex")
+    not_before: Timestamp
+    not_after: Timestamp
+    fingerprint_sha256: str = Field(description="Of the DER encoding, lower-case hex")
+
+
+Parsed = Annotated[CertificateHints | SkipJsonSchema[None],
+                   Field(description="`certificate` secrets whose `cert_pem` parses: its validity and names",
+                         json_schema_extra=_optional)]
 
 
 class Secret(BaseModel):
@@ -160,6 +177,7 @@ class Secret(BaseModel):
     expires_at: Timestamp | None = Field(description="Expiry of the version read")
     rotation_policy_id: str | None
     scope: PartnerScope = None
+    parsed: Parsed = None
 
 
 class SecretWritten(BaseModel):
@@ -259,6 +277,7 @@ class BatchSecret(BaseModel):
     secret_type: SecretType
     metadata: SecretMetadata | SkipJsonSchema[None] = Field(None, description="With `include_metadata` only",
                                                             json_schema_extra=_optional)
+    parsed: Parsed = None
 
 
 class BatchReadResult(BaseModel):
@@ -512,11 +531,25 @@ def _route_requirements(app: FastAPI) -> dict[tuple[str, str], list[str] | None]
     return out
 
 
+# What FastAPI cannot see in a handler: a response that is not JSON, errors a public operation raises.
+_TEXT_PLAIN = {"text/plain": {"schema": {"type": "string"}}}
+RESPONSE_FIXES: dict[tuple[str, str], dict[str, Any]] = {
+    ("get", "/v1/metrics"): {"200": {"description": "Prometheus metrics, text exposition format 0.0.4",
+                                     "content": _TEXT_PLAIN}},
+}
+PUBLIC_ERRORS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("post", "/v1/identity/webhooks/scaikey"): ("invalid_request", "invalid_signature", "payload_too_large",
+                                                "webhook_secret_not_configured"),
+}
+
+
 def _fix_generated(paths: dict[str, Any], requirements: dict[tuple[str, str], list[str] | None]) -> None:
     """Make FastAPI's operations true to the app: envelope errors, bearer security (with the scope) where needed."""
     for path, item in paths.items():
         for method, op in item.items():
             responses = op.setdefault("responses", {})
+            responses.update(copy.deepcopy(RESPONSE_FIXES.get((method, path), {})))
+            responses.update(_error_responses(PUBLIC_ERRORS.get((method, path), ())))
             if "422" in responses:
                 responses["422"] = {"description": "Validation error (`validation_error`, `details.fields`)",
                                     "content": _json_ref("ErrorEnvelope")}

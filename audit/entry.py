@@ -58,13 +58,54 @@ class AuditEntry:
     extra_data: dict[str, Any] = field(default_factory=dict)
 
     def as_row(self) -> tuple[Any, ...]:
-        """Values in COLUMNS order; extra_data as JSON text (cast to jsonb in SQL)."""
+        """Values in COLUMNS order, each one PostgreSQL can store (``pg_text``); extra_data as JSON text (cast to
+        jsonb in SQL, see ``pg_json``). One entry can therefore never fail a group-commit batch by its content."""
+        t = pg_text
         return (
-            self.id, self.tenant_id, self.partner_id, self.ts, self.request_id, self.correlation_id,
-            self.identity_id, self.identity_type, self.action, self.resource_type, self.resource_id,
-            self.secret_path, self.permission, self.version, self.success, self.error_code, self.source_ip,
-            self.user_agent, self.duration_ms, orjson.dumps(self.extra_data).decode(),
+            t(self.id), t(self.tenant_id), t(self.partner_id), self.ts, t(self.request_id), t(self.correlation_id),
+            t(self.identity_id), t(self.identity_type), t(self.action), t(self.resource_type), t(self.resource_id),
+            t(self.secret_path), t(self.permission), self.version, self.success, t(self.error_code),
+            t(self.source_ip), t(self.user_agent), self.duration_ms, pg_json(self.extra_data),
         )
+
+
+_NUL_ESCAPE = "\\u0000"  # the six characters \u0000, as JSON would write a NUL
+
+
+def pg_text(value: Any) -> Any:
+    """``value`` as a PostgreSQL text column can hold it: NUL (refused by text and jsonb) becomes the six
+    characters ``\\u0000``, and lone surrogates (not encodable as UTF-8) become ``\\udXXX``. Anything already
+    storable, and non-strings, are returned as they are (the common case costs two scans of short strings)."""
+    if not isinstance(value, str):
+        return value
+    if "\x00" in value:
+        value = value.replace("\x00", _NUL_ESCAPE)
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            value = value.encode("utf-8", "backslashreplace").decode("utf-8")
+    return value
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, str):
+        return pg_text(value)
+    if isinstance(value, dict):
+        return {pg_text(str(k)): _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    return value
+
+
+def pg_json(value: dict[str, Any]) -> str:
+    """``value`` as JSON text that jsonb accepts: jsonb refuses the ``\\u0000`` escape, and orjson refuses lone
+    surrogates, so strings (keys too) holding either are passed through ``pg_text`` first."""
+    try:
+        text = orjson.dumps(value).decode()
+    except orjson.JSONEncodeError:
+        return orjson.dumps(_clean(value)).decode()
+    return orjson.dumps(_clean(value)).decode() if _NUL_ESCAPE in text else text
 
 
 def iso(ts: datetime) -> str:

@@ -13,6 +13,13 @@ nothing reached the server). A failure once the COPY was sent has an unknown out
 (503) instead: the entries may have committed, which over-audits requests that got 503 but never loses or
 duplicates one. That is why audit_log needs no UNIQUE (id) index (one index less on every insert) and the
 group commit can use COPY, which has no ON CONFLICT.
+
+One bad row never fails the others: when the server refuses the COPY because of a row's content (SQLSTATE
+class 22 data exception, 23 integrity violation, 54 limit exceeded) or a row cannot be encoded, the outcome is
+known (the COPY's transaction rolled back, nothing committed), so the batch is split in halves and each half is
+sent again, down to single rows: only the offending row's waiter gets ``AuditUnavailable`` (about 2·log2(n)
+extra COPYs for one bad row in n). The recorder already makes every value storable (``audit.entry.pg_text``);
+this is the second line of defence.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import asyncpg
+from asyncpg.exceptions import _base as asyncpg_errors
 
 from core import metrics
 from repositories import audit as repo
@@ -32,6 +40,20 @@ log = logging.getLogger("scaivault.audit")
 
 _CONNECTION_ERRORS = (asyncpg.InterfaceError, asyncpg.ConnectionDoesNotExistError, OSError,
                       asyncpg.CannotConnectNowError)
+
+
+# SQLSTATE classes of a refusal caused by one row's content (the COPY rolled back, nothing committed).
+_ROW_ERROR_CLASSES = ("22", "23", "54")
+
+
+def _is_row_error(exc: BaseException) -> bool:
+    if isinstance(exc, asyncpg.PostgresError):
+        return str(getattr(exc, "sqlstate", "") or "")[:2] in _ROW_ERROR_CLASSES
+    # asyncpg encodes COPY records client side: a value it cannot encode fails before anything commits
+    if isinstance(exc, asyncpg_errors.DataError):  # client side; also an InterfaceError
+        return True
+    return isinstance(exc, (UnicodeError, ValueError, TypeError, OverflowError)) and not isinstance(
+        exc, _CONNECTION_ERRORS)
 
 
 class AuditUnavailable(Exception):
@@ -109,23 +131,38 @@ class GroupCommitSink:
     async def _write(self, batch: list[tuple[Sequence[Any], asyncio.Future[None]]]) -> None:
         rows = [row for row, _ in batch]
         t0 = time.perf_counter()
-        error: str | None = None
-        try:
-            await self._write_rows(await self._connection(), rows)
-        except Exception as exc:  # every failure fails the waiters closed
-            error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
-            log.error("audit batch failed", extra={"entries": len(rows), "error": error})
-            if isinstance(exc, (*_CONNECTION_ERRORS, asyncpg.PostgresError)):
-                await self._close()  # start clean (also drops cached statements after schema changes)
+        failed = await self._commit(rows, 0)
         metrics.AUDIT_WRITE_LATENCY.observe(time.perf_counter() - t0)
         metrics.AUDIT_BATCH_SIZE.observe(len(rows))
-        for _, fut in batch:
+        for i, (_, fut) in enumerate(batch):
             if fut.done():
                 continue
+            error = failed.get(i)
             if error is None:
                 fut.set_result(None)
             else:
                 fut.set_exception(AuditUnavailable(error))
+
+    async def _commit(self, rows: list[Sequence[Any]], offset: int) -> dict[int, str]:
+        """Write ``rows`` (positions ``offset``...); returns position -> error for the rows that did not commit."""
+        try:
+            await self._write_rows(await self._connection(), rows)
+            return {}
+        except Exception as exc:  # every failure fails its waiters closed
+            error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+            row_error = _is_row_error(exc)
+            if row_error and not isinstance(exc, asyncpg.PostgresError):
+                await self._close()  # refused while encoding, client side: start the retries on a clean connection
+            if row_error and len(rows) > 1:
+                # Nothing committed: send each half again, so that only the offending row(s) fail.
+                mid = len(rows) // 2
+                failed = await self._commit(rows[:mid], offset)
+                failed.update(await self._commit(rows[mid:], offset + mid))
+                return failed
+            log.error("audit batch failed", extra={"entries": len(rows), "error": error})
+            if not row_error and isinstance(exc, (*_CONNECTION_ERRORS, asyncpg.PostgresError)):
+                await self._close()  # start clean (also drops cached statements after schema changes)
+            return {offset + i: error for i in range(len(rows))}
 
     async def _connection(self) -> asyncpg.Connection:
         """The writer's connection; a connection already known to be closed is replaced before sending."""

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from core.errors import AppError
 
-_RE = re.compile(r"^\s*(\d{1,9})\s*([smhdw])\s*$")
+_RE = re.compile(r"\s*([0-9]{1,9})\s*([smhdw])\s*", re.ASCII)  # fullmatch: no `$` before a newline
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
@@ -16,7 +16,7 @@ def parse_duration(value: str | int, *, field: str = "duration") -> timedelta:
         if value < 0:
             raise AppError("invalid_duration", f"{field} must not be negative", {"field": field})
         return timedelta(seconds=value)
-    m = _RE.match(str(value))
+    m = _RE.fullmatch(str(value))
     if not m:
         raise AppError(
             "invalid_duration",

@@ -20,7 +20,7 @@ RANDOM_LEN = 32
 CHECKSUM_LEN = 6
 DISPLAY_PREFIX_LEN = len(PREFIX) + 8
 ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-_PAT_RE = re.compile(rf"^{PREFIX}[0-9A-Za-z]{{{RANDOM_LEN},}}$")
+_PAT_RE = re.compile(rf"{PREFIX}[0-9A-Za-z]{{{RANDOM_LEN},}}")  # fullmatch: `$` accepts a final newline
 _MIN_LEN = len(PREFIX) + RANDOM_LEN + CHECKSUM_LEN
 
 
@@ -45,7 +45,7 @@ def generate_pat() -> tuple[str, str]:
 
 def looks_like_pat(s: str) -> bool:
     """Shape check only: ``skt_`` followed by at least 38 base62 characters."""
-    return len(s) >= _MIN_LEN and _PAT_RE.match(s) is not None
+    return len(s) >= _MIN_LEN and _PAT_RE.fullmatch(s) is not None
 
 
 def checksum_ok(s: str) -> bool:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -11,6 +10,7 @@ import orjson
 
 from api.context import RequestContext
 from audit.entry import iso, public
+from core.cursor import decode_seq_cursor, encode_seq_cursor
 from core.errors import AppError
 from db.engine import Database
 from repositories import audit as repo
@@ -21,20 +21,11 @@ SUMMARY_WINDOW = timedelta(days=30)
 
 
 def encode_cursor(seq: int | None) -> str | None:
-    return None if seq is None else base64.urlsafe_b64encode(orjson.dumps({"id": seq})).decode().rstrip("=")
+    return encode_seq_cursor(seq)
 
 
 def decode_cursor(cursor: str | None) -> int | None:
-    if not cursor:
-        return None
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        value = orjson.loads(raw)["id"]
-        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-            raise ValueError
-        return value
-    except Exception:
-        raise AppError("invalid_cursor", "cursor is malformed or expired") from None
+    return decode_seq_cursor(cursor)
 
 
 def make_filter(*, since: datetime | None, until: datetime | None, action: str | None, **kw: Any) -> LogFilter:
@@ -47,9 +38,16 @@ def make_filter(*, since: datetime | None, until: datetime | None, action: str |
 
 
 def _utc(ts: datetime | None) -> datetime | None:
+    """UTC (naive means UTC). The API's query types (api/params.py) already refuse datetimes that overflow."""
     if ts is None:
         return None
-    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts
+    if ts.tzinfo is None:
+        return ts.replace(tzinfo=UTC)
+    try:
+        return ts.astimezone(UTC)
+    except OverflowError:
+        raise AppError("validation_error", "datetime is outside the supported range once converted to UTC",
+                       {"fields": [{"field": "from", "message": "out of range"}]}) from None
 
 
 async def list_logs(db: Database, ctx: RequestContext, f: LogFilter, *, cursor: str | None,
@@ -68,6 +66,29 @@ async def export_lines(db: Database, tenant_id: str, f: LogFilter) -> AsyncItera
     async with db.raw() as conn, conn.transaction(readonly=True):
         async for row in repo.stream_logs(conn, tenant_id, f):
             yield orjson.dumps(public(row)) + b"\n"
+
+
+async def export_stream(db: Database, tenant_id: str, f: LogFilter) -> AsyncIterator[bytes]:
+    """``export_lines`` with its first line already fetched: the query has run (and any error is raised here,
+    as an error response) before the 200 and the first byte are sent, so a stream never dies at its start."""
+    lines = export_lines(db, tenant_id, f)
+    try:
+        first = await anext(lines, None)
+    except BaseException:
+        await lines.aclose()
+        raise
+
+    async def body() -> AsyncIterator[bytes]:
+        try:
+            if first is None:
+                return
+            yield first
+            async for line in lines:
+                yield line
+        finally:
+            await lines.aclose()
+
+    return body()
 
 
 async def secret_trail(db: Database, ctx: RequestContext, path: str, f: LogFilter, *, cursor: str | None,
@@ -96,10 +117,18 @@ async def identity_trail(db: Database, ctx: RequestContext, identity_id: str, f:
         "paths_touched": paths}}
 
 
+def _window_start(until: datetime) -> datetime:
+    """``until`` minus the summary window, clamped at the earliest datetime (``to=0001-01-05`` is valid)."""
+    try:
+        return until - SUMMARY_WINDOW
+    except OverflowError:
+        return datetime.min.replace(tzinfo=UTC)
+
+
 async def summary(db: Database, ctx: RequestContext, since: datetime | None,
                   until: datetime | None) -> dict[str, Any]:
     until = _utc(until) or datetime.now(UTC)
-    since = _utc(since) or (until - SUMMARY_WINDOW)
+    since = _utc(since) or _window_start(until)
     if since >= until:
         raise AppError("validation_error", "'from' must be before 'to'",
                        {"fields": [{"field": "from", "message": "must be before 'to'"}]})

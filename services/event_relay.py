@@ -43,7 +43,7 @@ log = logging.getLogger("scaivault.events")
 
 NOTIFY_CHANNEL = "scaivault_events"
 SUBSCRIPTION_CHANNEL = "scaivault:subscription-events"
-_DELAY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
+_DELAY = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|s|m|h|d)\s*", re.ASCII)  # fullmatch
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 
 
@@ -51,7 +51,7 @@ def retry_delays_ms(schedule: str) -> list[int]:
     """``"1m,5m,30m"`` -> ``[60000, 300000, 1800000]``; raises ValueError on a bad entry."""
     out = []
     for part in (p for p in schedule.split(",") if p.strip()):
-        m = _DELAY.match(part)
+        m = _DELAY.fullmatch(part)
         if not m:
             raise ValueError(f"WEBHOOK_RETRY_SCHEDULE entry {part.strip()!r} is not like 200ms, 30s, 5m, 2h or 1d")
         out.append(int(float(m.group(1)) * _UNIT_MS[m.group(2)]))

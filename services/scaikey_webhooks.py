@@ -91,7 +91,8 @@ def verify(settings: Settings, raw: bytes, signature: str | None, timestamp_head
         raise AppError("invalid_signature", "webhook timestamp is outside the 300 s tolerance",
                        {"reason": "stale_timestamp"})
     expected = hmac.new(secret.encode(), f"{ts}.".encode() + raw, hashlib.sha256).hexdigest()
-    if not any(hmac.compare_digest(expected, s) for s in sigs):
+    # bytes: compare_digest refuses str with non-ASCII characters (a TypeError, i.e. a 500, for `v1=é`)
+    if not any(hmac.compare_digest(expected.encode(), s.encode()) for s in sigs):
         raise AppError("invalid_signature", "webhook signature does not match")
 
 

@@ -7,11 +7,9 @@ Pure functions, no I/O. Errors use the documented codes: ``invalid_path`` (400),
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, timedelta
 from typing import Any
 
 import orjson
@@ -73,84 +71,55 @@ def check_prefix(prefix: str) -> str:
 
 
 # ------------------------------------------------------------------------------------ data shapes
-
-_PEM_BLOCK = re.compile(
-    r"-----BEGIN ([A-Z0-9 ]+)-----\r?\n((?:[A-Za-z0-9+/=]+\r?\n|[A-Za-z0-9-]+: [^\n]*\r?\n|\r?\n)+)-----END \1-----"
-)
-_PRIVATE_KEY_LABELS = {"PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE KEY", "ENCRYPTED PRIVATE KEY",
-                       "DSA PRIVATE KEY", "OPENSSH PRIVATE KEY"}
-_SSH_PUBLIC = re.compile(
-    r"(ssh-ed25519|ssh-rsa|ssh-dss|ecdsa-sha2-nistp(?:256|384|521)|sk-ssh-ed25519@openssh\.com|"
-    r"sk-ecdsa-sha2-nistp256@openssh\.com) ([A-Za-z0-9+/]+={0,2})(?: [^\r\n]*)?\s*"
-)
+# ``secret_type`` is a hint for consumers; storage is identical for every type (spec core.md §6.1): any non-empty
+# JSON object is stored as sent, whatever its type. What a type adds is on the way out: ``read_hints`` parses
+# what it can (a certificate's validity, subject, ...) so a consumer need not, and adds nothing when it cannot.
 
 
-def _pem_blocks(text: str) -> list[str]:
-    """Labels of the PEM blocks in ``text``; raises ValueError when the text is not only PEM blocks."""
-    labels: list[str] = []
-    pos = 0
-    stripped = text.strip() + "\n"
-    for m in _PEM_BLOCK.finditer(stripped):
-        if stripped[pos:m.start()].strip():
-            raise ValueError("text outside PEM blocks")
-        body = "".join(line for line in m.group(2).splitlines() if ":" not in line)
-        try:
-            base64.b64decode(body, validate=True)
-        except (binascii.Error, ValueError):
-            raise ValueError("PEM body is not base64") from None
-        labels.append(m.group(1))
-        pos = m.end()
-    if not labels or stripped[pos:].strip():
-        raise ValueError("no PEM block")
-    return labels
+def _x509_name(name: Any) -> str:
+    return str(name.rfc4514_string())
 
 
-def _require_pem(data: dict[str, Any], key: str, allowed: set[str], required: bool, many: bool) -> None:
-    value = data.get(key)
-    if value is None:
-        if required:
-            raise field_error(f"data.{key}", "is required")
-        return
-    if not isinstance(value, str):
-        raise field_error(f"data.{key}", "must be a PEM string")
+def _utc_iso(ts: Any) -> str:
+    return str(ts.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"))
+
+
+def _certificate_hints(data: dict[str, Any]) -> dict[str, Any] | None:
+    pem = data.get("cert_pem")
+    if not isinstance(pem, str) or "-----BEGIN CERTIFICATE-----" not in pem:
+        return None
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
     try:
-        labels = _pem_blocks(value)
-    except ValueError as exc:
-        raise field_error(f"data.{key}", f"is not PEM ({exc})") from None
-    if any(label not in allowed for label in labels) or (not many and len(labels) != 1):
-        want = " or ".join(sorted(allowed))
-        raise field_error(f"data.{key}", f"must contain {'PEM blocks' if many else 'one PEM block'} of {want}")
+        cert = x509.load_pem_x509_certificate(pem.encode("utf-8", "surrogatepass"))  # the first one in the text
+        hints = {
+            "subject": _x509_name(cert.subject),
+            "issuer": _x509_name(cert.issuer),
+            "serial_number": format(cert.serial_number, "x"),
+            "not_before": _utc_iso(cert.not_valid_before_utc),
+            "not_after": _utc_iso(cert.not_valid_after_utc),
+            "fingerprint_sha256": cert.fingerprint(hashes.SHA256()).hex(),
+        }
+    except Exception:  # any malformed PEM/DER/extension: no hints, the stored data is served as it is
+        return None
+    return hints
 
 
-def _check_certificate(data: dict[str, Any]) -> None:
-    _require_pem(data, "cert_pem", {"CERTIFICATE"}, required=True, many=True)
-    _require_pem(data, "key_pem", _PRIVATE_KEY_LABELS - {"OPENSSH PRIVATE KEY"}, required=False, many=False)
-    _require_pem(data, "chain_pem", {"CERTIFICATE"}, required=False, many=True)
+_HINTS = {"certificate": _certificate_hints}
 
 
-def _check_ssh_key(data: dict[str, Any]) -> None:
-    if "private_key" not in data and "public_key" not in data:
-        raise field_error("data.private_key", "ssh_key secrets need private_key and/or public_key")
-    _require_pem(data, "private_key", _PRIVATE_KEY_LABELS, required=False, many=False)
-    pub = data.get("public_key")
-    if pub is not None and (not isinstance(pub, str) or _SSH_PUBLIC.fullmatch(pub) is None):
-        raise field_error("data.public_key", "must be an OpenSSH public key line ('ssh-ed25519 AAAA... comment')")
-
-
-def _check_api_key(data: dict[str, Any]) -> None:
-    key = data.get("key")
-    if not isinstance(key, str) or not key:
-        raise field_error("data.key", "api_key secrets need a non-empty string 'key'")
-
-
-def _check_kv(data: dict[str, Any]) -> None:
-    for k, v in data.items():
-        if not isinstance(v, str):
-            raise field_error(f"data.{k}", "kv secrets hold flat string values (use secret_type json for nesting)")
-
-
-_TYPE_CHECKS = {"kv": _check_kv, "json": lambda d: None, "certificate": _check_certificate,
-                "ssh_key": _check_ssh_key, "api_key": _check_api_key}
+def read_hints(secret_type: str, plaintext: bytes) -> dict[str, Any] | None:
+    """Parsed fields a read of a ``secret_type`` secret adds as ``parsed`` (None: nothing to add). Only types
+    with a parser pay for the JSON parse; nothing here can fail a read."""
+    parse = _HINTS.get(secret_type)
+    if parse is None:
+        return None
+    try:
+        data = orjson.loads(plaintext)
+    except orjson.JSONDecodeError:
+        return None
+    return parse(data) if isinstance(data, dict) else None
 
 
 def check_secret_type(value: Any) -> str:
@@ -161,15 +130,15 @@ def check_secret_type(value: Any) -> str:
 
 
 def check_data(data: Any, secret_type: str) -> bytes:
-    """Validate ``data`` for ``secret_type``; returns its canonical JSON bytes (what gets sealed)."""
+    """Validate ``data`` (any non-empty JSON object, for every ``secret_type``); returns its canonical JSON bytes
+    (what gets sealed)."""
     if not isinstance(data, dict):
         raise field_error("data", "must be a JSON object")
     if not data:
         raise field_error("data", "must not be empty")
     if any(not k for k in data):
         raise field_error("data", "field names must not be empty")
-    _TYPE_CHECKS[secret_type](data)
-    encoded = orjson.dumps(data)
+    encoded = orjson.dumps(data)  # the same for every secret_type: the type is a hint (§6.1)
     if len(encoded) > MAX_DATA_BYTES:
         raise AppError("payload_too_large", f"data is larger than {MAX_DATA_BYTES} bytes",
                        {"limit": MAX_DATA_BYTES})
@@ -202,10 +171,23 @@ def check_metadata(value: Any, *, partial: bool = False) -> dict[str, Any]:
         elif key == "custom" and not isinstance(v, dict):
             raise field_error("metadata.custom", "must be a JSON object")
         out[key] = v
-    if len(orjson.dumps(out)) > MAX_METADATA_BYTES:
+    encoded = orjson.dumps(out)
+    if b"\\u0000" in encoded and _has_nul(out):  # jsonb cannot store NUL: refuse it here, not with a 5xx
+        raise field_error("metadata", "must not contain NUL characters (in keys or values)")
+    if len(encoded) > MAX_METADATA_BYTES:
         raise AppError("payload_too_large", f"metadata is larger than {MAX_METADATA_BYTES} bytes",
                        {"limit": MAX_METADATA_BYTES})
     return out
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any("\x00" in k or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
 
 
 def merge_metadata(stored: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
@@ -326,10 +308,8 @@ def reject_unknown(doc: dict[str, Any], allowed: set[str]) -> None:
 def parse_version(raw: str | None) -> int | None:
     if raw is None or raw == "":
         return None
-    try:
-        v = int(raw)
-    except ValueError:
-        v = 0
+    # ASCII digits only: int() would also take " 3\n" or other scripts' digits
+    v = int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 10 else 0
     if not 1 <= v <= 2**31 - 1:
         raise field_error("version", "must be a positive integer")
     return v

@@ -3,7 +3,6 @@ redelivery. Spec lifecycle.md §5.3-5.5."""
 
 from __future__ import annotations
 
-import base64
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -11,6 +10,7 @@ import orjson
 
 from api.context import RequestContext
 from api.state import AppState
+from core.cursor import decode_id_cursor, encode_id_cursor
 from core.durations import parse_duration
 from core.errors import AppError
 from core.ids import new_id
@@ -273,16 +273,9 @@ async def redeliver(state: AppState, ctx: RequestContext, webhook_id: str, deliv
 
 
 def encode_cursor(value: str) -> str:
-    return base64.urlsafe_b64encode(value.encode()).decode()
+    return encode_id_cursor(value) or ""
 
 
 def decode_cursor(value: str | None, prefix: str) -> str | None:
-    if not value:
-        return None
-    try:
-        out = base64.urlsafe_b64decode(value.encode()).decode()
-    except Exception:
-        raise AppError("invalid_cursor", "cursor is malformed or expired") from None
-    if not out.startswith(prefix):
-        raise AppError("invalid_cursor", "cursor is malformed or expired")
-    return out
+    """The id in a list cursor (core/cursor.py: strict base64url, a ``prefix`` id PostgreSQL can hold)."""
+    return decode_id_cursor(value, prefix)

@@ -89,6 +89,14 @@ def _bad_op(request: Request, op: str, allowed: dict[str, list[str]]) -> AppErro
     return AppError("not_found", f"unknown secret operation ':{op}'", {"operation": op})
 
 
+def _described(ctx: RequestContext, action: str, path: str) -> RequestContext:
+    """Declare the action for the audit trail, then the path once it is valid: a path that breaks §6.2 (NUL,
+    CR/LF, anything outside the alphabet) is ``400 invalid_path`` before anything about it is described."""
+    ctx.describe(action, permission=action)
+    ctx.resource_path = inp.check_path(path)
+    return ctx
+
+
 _OPS = {"GET": ["metadata", "versions"], "PATCH": ["metadata"], "POST": ["restore", "destroy"]}
 
 
@@ -99,14 +107,12 @@ def _get(partner: bool) -> Callable[[Request], Awaitable[Response]]:
     async def get(request: Request) -> Response:
         path, op = _split(request)
         if op is None:  # the hot path: value read
-            ctx = await _READ(request)
-            ctx.describe("read", path=path, permission="read")
+            ctx = _described(await _READ(request), "read", path)
             version = inp.parse_version(request.query_params.get("version")) if request.scope["query_string"] else None
             return _json(await _service(request).read(ctx, _owner(ctx, partner), path, version))
         if op not in ("metadata", "versions"):
             raise _bad_op(request, op, _OPS)
-        ctx = await _LIST(request)
-        ctx.describe("list", path=path, permission="list")
+        ctx = _described(await _LIST(request), "list", path)
         svc = _service(request)
         if op == "metadata":
             include_deleted = request.query_params.get("include_deleted", "").lower() in _TRUE
@@ -119,8 +125,7 @@ def _get(partner: bool) -> Callable[[Request], Awaitable[Response]]:
 async def _change(request: Request, partner: bool, authorize: Callable[[Request], Awaitable[RequestContext]],
                   action: str, path: str) -> RequestContext:
     """The prologue every change shares: authorize, describe for the audit trail, partner-admin rule."""
-    ctx = await authorize(request)
-    ctx.describe(action, path=path, permission=action)
+    ctx = _described(await authorize(request), action, path)
     if partner:
         _require_partner_admin(ctx)
     return ctx
@@ -187,7 +192,8 @@ def _list(partner: bool) -> Callable[[Request], Awaitable[Response]]:
         ctx = await _LIST(request)
         q = request.query_params
         prefix = q.get("prefix", "")
-        ctx.describe("list", path=prefix or None, permission="list")
+        ctx.describe("list", permission="list")
+        ctx.resource_path = inp.check_prefix(prefix) or None  # described once valid
         raw_limit = q.get("limit")
         try:
             limit = int(raw_limit) if raw_limit else 100
