@@ -41,6 +41,7 @@ from repositories import pats as pat_repo
 log = logging.getLogger("scaivault.auth")
 REVOCATION_CHANNEL = "scaivault:revocations"
 PAT_CACHE_TTL = 30.0
+PROBE_INTERVAL = 10.0  # readiness re-checks refused introspection credentials at most this often
 _MAX_CACHE = 50_000
 
 StatusCheck = Callable[[Principal], Awaitable[None]]
@@ -110,6 +111,7 @@ class Authenticator:
         self.fail_closed = settings.introspection_fail_closed
         self.introspection_error: str | None = None  # set while ScaiKey answers 4xx to introspection
         self._introspection_logged_at = -1e9
+        self._last_probe = time.monotonic()
 
     # --- public ------------------------------------------------------------------------------
     async def authenticate(self, token: str) -> Principal:
@@ -233,6 +235,14 @@ class Authenticator:
         ``degraded`` (still ready) when fail-open."""
         if self.introspection_error is None:
             return None
+        now = time.monotonic()
+        if now - self._last_probe >= PROBE_INTERVAL:
+            # Re-probe while in error (at most every PROBE_INTERVAL): a fail-closed process is out of the load
+            # balancer, so no real token would ever arrive to find out the credentials work again.
+            self._last_probe = now
+            await self.probe_introspection()
+            if self.introspection_error is None:
+                return None
         if self.fail_closed:
             raise RuntimeError(self.introspection_error)
         return {"status": "degraded", "error": self.introspection_error, "failure_mode": "open"}

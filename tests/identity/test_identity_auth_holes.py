@@ -203,6 +203,24 @@ async def test_introspection_refused_fail_open_is_reported_and_logged_once(emu, 
     assert len(loud) == 1, loud  # once per interval (start-up probe), not once per token
 
 
+async def test_readiness_recovers_once_introspection_is_accepted_again(emu, settings_factory, make_app_client,
+                                                                      redis_clean):
+    """Fail-closed takes the process out of the load balancer, so no token would arrive to notice the fix:
+    readiness itself re-probes (at most every 10 s)."""
+    fault = await emu.control("POST", "/faults", json={"path": "*/introspect", "status": 401})
+    async with make_app_client(settings_factory()) as api:
+        r = await api.get("/v1/health/ready")
+        assert r.status_code == 503 and r.json()["checks"]["token_introspection"] == "error", r.text
+        await emu.control("DELETE", f"/faults/{fault['id']}")
+        deadline = asyncio.get_running_loop().time() + 60
+        while (r := await api.get("/v1/health/ready")).status_code != 200:
+            assert asyncio.get_running_loop().time() < deadline, r.text
+            await asyncio.sleep(0.5)
+        assert r.json()["checks"]["token_introspection"] == "ok"
+        token = await mint(emu.url, client_id="ci-deployer")
+        assert (await api.get("/v1/auth/whoami", headers=bearer(token))).status_code == 200
+
+
 async def test_working_introspection_reports_ok(emu, settings_factory, make_app_client, redis_clean):
     async with make_app_client(settings_factory()) as api:
         r = await api.get("/v1/health/ready")
