@@ -2,7 +2,8 @@
 
 Only the configured asymmetric algorithms are accepted (RS256 and ES256 by default): ``none`` and every HS*
 are refused before any key is touched, which also defeats "HS256 signed with the public key" confusion.
-``iss`` must be ``{SCAIKEY issuer prefix}/tenants/{tenant_id claim}`` or ``{prefix}/platform``; ``aud`` must
+``iss`` must be ``{SCAIKEY issuer prefix}/tenants/{tenant_id claim}``, or ``{prefix}/platform`` for a token with no
+``tenant_id`` claim (a platform token never binds a tenant); ``aud`` must
 contain SCAIKEY_AUDIENCE (default: the client id); exp/nbf/iat are checked with JWT_LEEWAY_SECONDS.
 """
 
@@ -61,9 +62,13 @@ class JwtVerifier:
             raise AppError("token_invalid", f"token rejected: {type(exc).__name__}") from None
         iss = claims.get("iss")
         tenant = claims.get("tenant_id")
-        valid_iss = {f"{self.issuer_prefix}/platform"}
-        if isinstance(tenant, str) and tenant:
-            valid_iss.add(f"{self.issuer_prefix}/tenants/{tenant}")
-        if iss not in valid_iss:
+        if tenant is not None:
+            # A tenant claim binds only when the tenant's own issuer signed it: iss = …/tenants/{tenant_id}.
+            # The platform issuer binds no tenant, so a platform token naming one (which would otherwise make
+            # its bearer a member of any tenant it names, and create that tenant) is refused, as is a tenant
+            # issuer naming another tenant.
+            if not isinstance(tenant, str) or iss != f"{self.issuer_prefix}/tenants/{tenant}":
+                raise AppError("token_invalid", "token tenant_id is not bound to its issuer")
+        elif iss != f"{self.issuer_prefix}/platform":
             raise AppError("token_invalid", "token issuer is not this ScaiKey environment")
         return claims
