@@ -14,8 +14,7 @@ from typing import Any
 import asyncpg
 import orjson
 
-from crypto.keyring import KeyHierarchy
-from repositories.tenants import move_tenant
+from repositories.tenants import KeyringSource, move_tenant
 
 SWEEP_TENANT = "*"  # tenant_id of the row that records a full (all-tenants) sweep
 
@@ -66,7 +65,7 @@ async def upsert_partner(conn: asyncpg.Connection, *, id: str, name: str, slug: 
 
 
 async def upsert_tenant(conn: asyncpg.Connection, *, id: str, partner_id: str, name: str, slug: str | None,
-                        status: str, keyring: KeyHierarchy, deleted: bool = False) -> None:
+                        status: str, keyring: KeyringSource, deleted: bool = False) -> None:
     """Insert or refresh a tenant. A changed partner goes through ``move_tenant`` (re-wraps the tenant's keys under
     the new partner) in the same transaction as the rest of the row; the upsert itself never moves a tenant."""
     async with conn.transaction():  # a savepoint inside the caller's transaction, else its own

@@ -13,6 +13,8 @@ keys under the new partner (repositories/keys.py ``rewrap_tenant_keys``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import asyncpg
 
 from crypto.keyring import KeyHierarchy
@@ -20,6 +22,10 @@ from repositories.keys import rewrap_tenant_keys
 
 UNASSIGNED_PARTNER = "ptn_unassigned"  # legacy: the one placeholder shared before issue 11 item 9
 _PLACEHOLDER_PREFIX = UNASSIGNED_PARTNER + "_"
+
+# The keyring, or a factory called only when a tenant really moves (so a process whose KMS is not configured,
+# e.g. a worker, still syncs tenants whose partner does not change).
+KeyringSource = KeyHierarchy | Callable[[], KeyHierarchy]
 
 
 def placeholder_partner(tenant_id: str) -> str:
@@ -53,7 +59,7 @@ async def ensure_tenant(conn: asyncpg.Connection, tenant_id: str, partner_id: st
     return row
 
 
-async def move_tenant(conn: asyncpg.Connection, keyring: KeyHierarchy, tenant_id: str, partner_id: str) -> bool:
+async def move_tenant(conn: asyncpg.Connection, keyring: KeyringSource, tenant_id: str, partner_id: str) -> bool:
     """Move an existing tenant to ``partner_id`` in the caller's transaction: lock the tenant row, re-wrap its keys
     under the new partner, re-label its secrets' partner, then change ``tenants.partner_id``. False (nothing done)
     when the tenant is unknown or already there. A failure (KMS down) raises and the whole move rolls back."""
@@ -63,7 +69,8 @@ async def move_tenant(conn: asyncpg.Connection, keyring: KeyHierarchy, tenant_id
     if current is None or current == partner_id:
         return False
     await conn.execute("INSERT INTO partners (id) VALUES ($1) ON CONFLICT (id) DO NOTHING", partner_id)
-    await rewrap_tenant_keys(conn, keyring, tenant_id, partner_id)
+    await rewrap_tenant_keys(conn, keyring if isinstance(keyring, KeyHierarchy) else keyring(), tenant_id,
+                             partner_id)
     await conn.execute("UPDATE secrets SET partner_id = $2 WHERE scope = 'tenant' AND owner_id = $1"
                        " AND partner_id <> $2", tenant_id, partner_id)
     await conn.execute("UPDATE tenants SET partner_id = $2 WHERE id = $1", tenant_id, partner_id)

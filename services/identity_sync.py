@@ -18,6 +18,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from auth.identity_enrichment import bootstrap_identities
@@ -241,7 +242,7 @@ async def refresh_tenant_row(db: Database, client: ScaiKeyClient, tenant_id: str
     except ScaiKeyStatusError:
         return
     async with db.raw() as conn:
-        await _upsert_tenant(conn, keyring_for(client.settings, db), t)
+        await _upsert_tenant(conn, partial(keyring_for, client.settings, db), t)
 
 
 async def _upsert_tenant(conn: Any, keyring: Any, t: dict[str, Any]) -> None:
@@ -271,7 +272,7 @@ async def sweep_directory(db: Database, admin: ScaiKeyClient, fallback: ScaiKeyC
             if await repo.tenant_partner(conn, tid) is None:
                 await repo.upsert_tenant(conn, id=str(tid), partner_id=str(claims.get("partner_id") or
                                          placeholder_partner(str(tid))), name="", slug=fallback.tenant_slug,
-                                         status="ACTIVE", keyring=keyring_for(admin.settings, db))
+                                         status="ACTIVE", keyring=partial(keyring_for, admin.settings, db))
         return [str(tid)]
     partners: list[dict[str, Any]] = []
     try:
@@ -285,7 +286,7 @@ async def sweep_directory(db: Database, admin: ScaiKeyClient, fallback: ScaiKeyC
             await repo.upsert_partner(conn, id=str(p["id"]), name=str(p.get("name") or ""), slug=p.get("slug"),
                                       region=p.get("region"), status=str(p.get("status") or "ACTIVE").upper())
         for t in tenants:
-            await _upsert_tenant(conn, keyring_for(admin.settings, db), t)
+            await _upsert_tenant(conn, partial(keyring_for, admin.settings, db), t)
     return [str(t["id"]) for t in tenants if str(t.get("status") or "ACTIVE").upper() != "DELETED"]
 
 

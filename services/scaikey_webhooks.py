@@ -18,6 +18,7 @@ import hashlib
 import hmac
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from core.errors import AppError
@@ -155,7 +156,7 @@ async def apply(db: Database, settings: Settings, ev: WebhookEvent) -> Outcome:
         if not handled:
             return Outcome(handled=False)
         if ev.event_type in DIRECTORY_EVENTS:
-            return await _directory(conn, ev, keyring_for(settings, db))
+            return await _directory(conn, ev, partial(keyring_for, settings, db))
         if not ev.tenant_id:
             return Outcome(handled=True)  # nothing tenant-scoped to attach it to
         if ev.event_type in USER_EVENTS:

@@ -26,9 +26,15 @@ import orjson
 import pytest
 
 from audit.chain import CHAIN_V1, GENESIS, Block, block_hash, entry_digest, seal_block
+from clients.scaikey import ScaiKeyClient
+from crypto.errors import KmsUnavailable
+from crypto.keyring import KeyHierarchy
 from db import migrate
 from db.engine import Database
+from repositories import identity as identity_repo
+from repositories.keys import SqlKeyStore
 from repositories.tenants import is_placeholder_partner
+from services import identity_sync
 from services.keys import build_keyring
 from tests.fixtures.app import subprocess_env
 from tests.helpers import bearer, grant, mint
@@ -169,6 +175,53 @@ async def test_a_tenant_moved_between_partners_reads_every_secret(stack: Stack) 
         r = await api.put("/v1/secrets/api/key", json={"data": {"value": f"under-{partner}"}}, headers=moved)
         assert r.status_code == 200, r.text
         written[("api/key", max(v for p, v in written if p == "api/key") + 1)] = {"value": f"under-{partner}"}
+    await _read_all(api, ci, written)
+
+
+async def test_identity_sync_moves_a_tenant_and_its_keys_in_one_transaction(stack: Stack) -> None:
+    """The sync path: ScaiKey lists the tenant under its real partner; the directory sweep moves it and re-wraps
+    its keys. A move whose re-wrap fails (KMS down) rolls back entirely: the tenant stays readable where it was."""
+    api = stack.client
+    tenant = f"tnt_orphan_{secrets.token_hex(4)}"
+    admin = await stack.token(tenant, "dev-admin")
+    ci = await stack.token(tenant, "ci-deployer", scope=SECRETS)
+    await grant(api, admin, ["sa:ci-deployer"])
+    written = await _write_secrets(api, ci)
+    placeholder = f"ptn_unassigned_{tenant}"
+
+    class DownKms:
+        key_id = "down"
+
+        async def wrap(self, *_a: Any) -> bytes:
+            raise KmsUnavailable("KMS is down")
+
+        async def unwrap(self, *_a: Any) -> bytes:
+            raise KmsUnavailable("KMS is down")
+
+    db = Database(stack.settings, pool_size=2)
+    try:
+        broken = KeyHierarchy(DownKms(), SqlKeyStore(db), cache_ttl_seconds=0)  # type: ignore[arg-type]
+        async with db.raw() as conn:
+            with pytest.raises(KmsUnavailable):
+                await identity_repo.upsert_tenant(conn, id=tenant, partner_id="prt_acme", name="x", slug=None,
+                                                  status="ACTIVE", keyring=broken)
+        rows = await stack.sql("SELECT partner_id FROM tenants WHERE id = $1", tenant)
+        assert rows[0]["partner_id"] == placeholder
+        assert await _key_partners(stack, tenant) == {f"partner:{placeholder}"}
+        await _read_all(api, ci, written)
+
+        # The emulator lists the tenant under prt_acme (see Stack._emulator_tenant): a full-sync sweep moves it.
+        client = ScaiKeyClient(stack.settings)
+        try:
+            swept = await identity_sync.sweep_directory(db, client, client, partner_id=None)
+        finally:
+            await client.aclose()
+        assert tenant in swept
+    finally:
+        await db.dispose()
+    rows = await stack.sql("SELECT partner_id FROM tenants WHERE id = $1", tenant)
+    assert rows[0]["partner_id"] == "prt_acme"
+    assert await _key_partners(stack, tenant) == {"partner:prt_acme"}
     await _read_all(api, ci, written)
 
 
