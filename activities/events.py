@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime, timedelta
 
+import asyncpg
+import orjson
 from temporalio import activity
 
 from audit.recorder import recorder_for, system_context
@@ -12,11 +14,13 @@ from core.settings import Settings
 from db.engine import Database
 from repositories import webhooks as webhooks_repo
 from services.event_relay import EventRelay, ensure_delivery
+from services.event_visibility import owner_context, visible
 from services.webhook_secrets import SecretBox
 from services.webhook_sender import WebhookSender
 from workflows.types.events import AttemptInput, AttemptResult, RelayRunInput, RelayRunResult
 
 log = logging.getLogger("scaivault.events")
+WITHHELD = "withheld: the subscription owner may no longer read or list this event's path"
 
 
 class EventActivities:
@@ -44,6 +48,9 @@ class EventActivities:
             if not ctx["enabled"]:
                 await webhooks_repo.close_delivery(conn, ctx["id"], error="webhook disabled")
                 return AttemptResult("gone", error="webhook disabled")
+            if ctx["kind"] == "subscription" and not await self._owner_may_see(conn, inp.tenant_id, ctx):
+                await self._withhold(conn, inp, ctx)
+                return AttemptResult("gone", error=WITHHELD)
             secret = self.box.open(inp.tenant_id, inp.webhook_id, ctx["secret_enc"])
         res = await self.sender.send(ctx["url"], secret, bytes(ctx["body"]), event_id=inp.event_id,
                                      event_type=ctx["event_type"])
@@ -72,6 +79,25 @@ class EventActivities:
             log.info("webhook attempt failed", extra={"webhook_id": inp.webhook_id, "event_id": inp.event_id,
                                                       "attempt": inp.attempt, "outcome": outcome, "error": res.error})
         return AttemptResult(outcome, res.response_code, res.error)
+
+    async def _owner_may_see(self, conn: asyncpg.Connection, tenant_id: str, ctx: asyncpg.Record) -> bool:
+        """Re-check the subscription owner's live permission on the event (it may have changed since fan-out)."""
+        env = orjson.loads(bytes(ctx["body"]))
+        owner = ctx["owner_id"]
+        octx = await owner_context(conn, tenant_id, env.get("partner_id"), owner) if owner else None
+        return octx is not None and (await visible(self.relay.access, octx, [env]))[0]
+
+    async def _withhold(self, conn: asyncpg.Connection, inp: AttemptInput, ctx: asyncpg.Record) -> None:
+        """Close the delivery without sending, audited as a failed delivery (outcome ``withheld``)."""
+        async with conn.transaction():
+            await webhooks_repo.close_delivery(conn, ctx["id"], error=WITHHELD)
+            await self.audit.record(
+                system_context("webhook-dispatcher", inp.tenant_id, workflow_id=activity.info().workflow_id),
+                action="webhook_delivery", resource_type="webhook", resource_id=inp.webhook_id, success=False,
+                error_code="access_denied", conn=conn,
+                extra={"event_id": inp.event_id, "event_type": ctx["event_type"], "attempt": inp.attempt,
+                       "outcome": "withheld"})
+        log.info("subscription delivery withheld", extra={"webhook_id": inp.webhook_id, "event_id": inp.event_id})
 
     @activity.defn(name="events.run_relay")
     async def run_relay(self, inp: RelayRunInput) -> RelayRunResult:

@@ -93,9 +93,12 @@ async def last_delivery(conn: asyncpg.Connection, tenant_id: str, webhook_id: st
 
 
 async def enabled_for_tenants(conn: asyncpg.Connection, tenant_ids: Sequence[str]) -> list[asyncpg.Record]:
-    """The enabled webhooks (including subscription-owned ones) of these tenants, for fan-out matching."""
+    """The enabled webhooks (including subscription-owned ones) of these tenants, for fan-out matching.
+    ``owner_id``: the owning subscription's identity (None for a plain webhook)."""
     return await conn.fetch(
-        "SELECT id, tenant_id, events, paths, filters FROM webhooks WHERE tenant_id = ANY($1::text[]) AND enabled",
+        "SELECT w.id, w.tenant_id, w.events, w.paths, w.filters, w.kind, s.identity_id AS owner_id FROM webhooks w"
+        " LEFT JOIN subscriptions s ON s.id = w.subscription_id AND s.tenant_id = w.tenant_id"
+        " WHERE w.tenant_id = ANY($1::text[]) AND w.enabled",
         list(tenant_ids),
     )
 
@@ -143,10 +146,13 @@ async def insert_delivery(conn: asyncpg.Connection, *, id: str, tenant_id: str, 
 
 async def attempt_context(conn: asyncpg.Connection, tenant_id: str, webhook_id: str,
                           event_id: str) -> asyncpg.Record | None:
-    """The delivery plus what an attempt needs from its webhook (None if either is gone)."""
+    """The delivery plus what an attempt needs from its webhook (None if either is gone). ``owner_id``: the
+    owning subscription's identity (None for a plain webhook)."""
     return await conn.fetchrow(
-        "SELECT d.id, d.status, d.attempts, d.body, d.event_type, w.url, w.secret_enc, w.enabled"
+        "SELECT d.id, d.status, d.attempts, d.body, d.event_type, w.url, w.secret_enc, w.enabled, w.kind,"
+        " s.identity_id AS owner_id"
         " FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id"
+        " LEFT JOIN subscriptions s ON s.id = w.subscription_id AND s.tenant_id = w.tenant_id"
         " WHERE d.tenant_id = $1 AND d.webhook_id = $2 AND d.event_id = $3",
         tenant_id, webhook_id, event_id,
     )

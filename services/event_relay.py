@@ -8,6 +8,11 @@ rows, start one ``WebhookDelivery`` workflow per (webhook, event) — id
 any point leaves the rows undispatched and the next batch redoes the same idempotent work; a workflow whose
 delivery row was rolled back re-creates it from the outbox (see ``ensure_delivery``).
 
+Subscription-owned webhooks get only the events their owner may see: the matched events are filtered by the
+owner's live ``read``/``list`` permission (services/event_visibility.py, the rule polling also applies) before their
+delivery rows are written; the delivery activity checks again before every attempt. Plain webhooks (tenant
+integrations configured with admin rights) are not filtered.
+
 ``run`` is the long-running loop the relay activity executes: it LISTENs on ``scaivault_events`` (a trigger
 NOTIFYs on every committed outbox insert, so dispatch starts right after commit) and sweeps at least every
 EVENT_RELAY_SWEEP_SECONDS for anything a notification missed.
@@ -37,6 +42,8 @@ from repositories import events as events_repo
 from repositories import subscriptions as subs_repo
 from repositories import webhooks as webhooks_repo
 from services.event_catalogue import filters_match, type_matches
+from services.event_visibility import owner_context, visible
+from services.policy_access import PolicyAccessChecker
 from workflows.types.events import DELIVERY_WORKFLOW, DeliveryInput
 
 log = logging.getLogger("scaivault.events")
@@ -107,6 +114,7 @@ class Fanout:
     deliveries: list[tuple[str, str, str, str, str, bytes]] = field(default_factory=list)
     buffer_rows: list[tuple[str, int, str, str, str]] = field(default_factory=list)
     subs_touched: set[str] = field(default_factory=set)
+    envelopes: dict[str, dict[str, Any]] = field(default_factory=dict)  # event id -> envelope, delivered events
 
 
 def plan_fanout(rows: Iterable[asyncpg.Record], hooks: Sequence[asyncpg.Record],
@@ -128,11 +136,37 @@ def plan_fanout(rows: Iterable[asyncpg.Record], hooks: Sequence[asyncpg.Record],
         for h in hook_list:
             if matches(h, env):
                 plan.deliveries.append((new_id("del"), tenant, h["id"], row["event_id"], row["event_type"], body))
+                plan.envelopes[row["event_id"]] = env
         for s in sub_list:
             if matches(s, env):
                 plan.buffer_rows.append((s["id"], row["seq"], tenant, row["event_id"], body.decode()))
                 plan.subs_touched.add(s["id"])
     return plan
+
+
+async def withhold_from_owners(conn: asyncpg.Connection, access: Any, plan: Fanout,
+                               hooks: Sequence[asyncpg.Record]) -> int:
+    """Drop the planned deliveries of subscription-owned webhooks whose owner may not see the event (live
+    ``read``/``list`` on its path, see services/event_visibility.py). Returns how many were dropped."""
+    owned = {h["id"]: h for h in hooks if h["kind"] == "subscription"}
+    groups: dict[tuple[str, str | None, str | None], list[tuple[str, str]]] = {}
+    for d in plan.deliveries:
+        hook = owned.get(d[2])
+        if hook is not None:
+            env = plan.envelopes[d[3]]
+            groups.setdefault((d[1], env.get("partner_id"), hook["owner_id"]), []).append((d[2], d[3]))
+    if not groups:
+        return 0
+    allowed: set[tuple[str, str]] = set()
+    for (tenant, partner, owner), items in groups.items():
+        ctx = await owner_context(conn, tenant, partner, owner) if owner else None
+        if ctx is None:
+            continue
+        flags = await visible(access, ctx, [plan.envelopes[event_id] for _, event_id in items])
+        allowed.update(item for item, ok in zip(items, flags, strict=True) if ok)
+    before = len(plan.deliveries)
+    plan.deliveries = [d for d in plan.deliveries if d[2] not in owned or (d[2], d[3]) in allowed]
+    return before - len(plan.deliveries)
 
 
 # ------------------------------------------------------------------------------------------- relay
@@ -142,11 +176,13 @@ class EventRelay:
     """Dispatches outbox batches. One per worker process (holds no per-batch state)."""
 
     def __init__(self, settings: Settings, db: Database, temporal: Any, redis: Any = None,
-                 *, start_concurrency: int = 32, eager_start: bool = True) -> None:
+                 *, start_concurrency: int = 32, eager_start: bool = True, access: Any = None) -> None:
         self.settings = settings
         self.db = db
         self.temporal = temporal
         self.redis = redis
+        #: Path permissions of subscription owners (the API's checker class; 1 s version re-check via Redis).
+        self.access = access if access is not None else PolicyAccessChecker(db, redis)
         self.batch_size = settings.event_relay_batch_size
         self._sem = asyncio.Semaphore(start_concurrency)
         self.eager_start = eager_start
@@ -167,6 +203,7 @@ class EventRelay:
                 hooks = await webhooks_repo.enabled_for_tenants(conn, tenants)
                 subs = await subs_repo.polling_for_tenants(conn, tenants)
                 plan = plan_fanout(rows, hooks, subs)
+                await withhold_from_owners(conn, self.access, plan, hooks)
                 await webhooks_repo.insert_deliveries(conn, plan.deliveries)
                 await subs_repo.buffer_insert(conn, plan.buffer_rows)
                 await subs_repo.trim(conn, sorted(plan.subs_touched))

@@ -10,8 +10,10 @@ Decisions:
 * ``delivery.type = polling``: the relay copies matching events into the subscription's buffer. A poll
   returns un-acked events oldest first (after ``since_event_id`` when given); un-acked events come back on the
   next poll (at-least-once). When the buffer exceeds ``buffer_size`` the oldest are dropped and counted in
-  ``dropped_events``. Events on paths the owner may not ``read`` (access policies, checked at poll time) are
-  discarded instead of returned.
+  ``dropped_events``. Events on paths the owner may neither ``read`` nor ``list`` (access policies, checked at
+  poll time) are discarded instead of returned.
+* Webhook delivery follows the same rule (services/event_visibility.py): the relay delivers an event only if the
+  owner may see it at fan-out, and the delivery activity checks again before each attempt.
 * Path-less events (policies, engines) match only subscriptions whose paths include ``**``.
 """
 
@@ -38,6 +40,7 @@ from repositories.events import iso
 from services import webhook_urls
 from services.event_catalogue import validate_event_types
 from services.event_relay import SUBSCRIPTION_CHANNEL
+from services.event_visibility import visible
 from services.webhook_secrets import SecretBox
 from services.webhooks import check_secret, clean_filters, decode_cursor, encode_cursor
 
@@ -254,12 +257,11 @@ async def _poll_result(state: AppState, ctx: RequestContext, conn: Any, sub_id: 
                        max_events: int) -> dict[str, Any]:
     more = len(rows) > max_events
     envs = [orjson.loads(r["envelope"]) if isinstance(r["envelope"], str) else r["envelope"] for r in rows[:max_events]]
-    paths = sorted({e["path"] for e in envs if e.get("path")})
-    readable = set(await state.get("access").filter(ctx, paths, "read")) if paths else set()
-    denied = [e["event_id"] for e in envs if e.get("path") and e["path"] not in readable]
+    flags = await visible(state.get("access"), ctx, envs)
+    denied = [e["event_id"] for e, ok in zip(envs, flags, strict=True) if not ok]
     if denied:
         await repo.ack(conn, ctx.tenant_id, sub_id, denied)
-    out = [e for e in envs if not e.get("path") or e["path"] in readable]
+    out = [e for e, ok in zip(envs, flags, strict=True) if ok]
     if out:
         await state.get("audit").record(ctx, action="subscription_event", resource_type="subscription",
                                         resource_id=sub_id, extra={"events": len(out)})

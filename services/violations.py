@@ -12,6 +12,10 @@ Sampling (decision): a caller hammering a denied path must not flood the outbox 
 
 The audit log (one ``success: false`` entry per denied request, written by the audit feature's error hook) stays the
 complete record; the event is a notification.
+
+Who receives it: the event's ``path`` is the denied path and ``data.scope`` its scope, so subscriptions get it only
+when their owner may ``read`` or ``list`` that path (services/event_visibility.py), like any other path event: a
+denial must not tell an identity about paths it could not see itself.
 """
 
 from __future__ import annotations

@@ -18,6 +18,8 @@ import orjson
 import pytest
 
 from tests.helpers import ADMIN, PARTNER_ADMIN, bearer, client_token, grant, reset_emulator, user_token
+from tests.integration.events.conftest import FAST
+from tests.webhook_receiver import Receiver, wait_for
 
 pytestmark = pytest.mark.asyncio
 
@@ -49,9 +51,23 @@ class Stack:
 @pytest.fixture
 async def stack(scaikey: str, settings_factory: Any, make_app_client: Any, redis_clean: str) -> AsyncIterator[Stack]:
     await reset_emulator(scaikey)
-    settings = settings_factory()
+    settings = settings_factory(**FAST)  # FAST: webhooks to loopback, quick retries, generous rate limits
     async with make_app_client(settings) as client:
         yield Stack(client, settings, scaikey)
+
+
+@pytest.fixture
+def receivers() -> Any:
+    started: list[Receiver] = []
+
+    def make(secret: str, **kw: Any) -> Receiver:
+        rx = Receiver([secret], **kw).start()
+        started.append(rx)
+        return rx
+
+    yield make
+    for rx in started:
+        rx.stop()
 
 
 # ------------------------------------------------------------------------------------------------ item 7
@@ -206,3 +222,124 @@ async def test_batch_metadata_audits_every_failed_path(stack: Stack) -> None:
         ("", True, None), ("w/other/db", False, "access_denied")]
     summary = next(x for x in rows if x["success"])
     assert orjson.loads(summary["extra_data"])["count"] == 1
+
+
+# ------------------------------------------------------------------------------------------------ item 6
+
+HOOK_SECRET = "whsec-" + "k" * 40
+SUBS = "subscriptions:read subscriptions:write secrets:read"
+
+
+async def _webhook_subscription(stack: Stack, headers: dict[str, str], url: str, paths: list[str],
+                                events: list[str]) -> dict[str, Any]:
+    r = await stack.client.post("/v1/subscriptions", headers=headers, json={
+        "name": "feed", "paths": paths, "events": events,
+        "delivery": {"type": "webhook", "url": url, "secret": HOOK_SECRET}})
+    assert r.status_code == 201, r.text
+    return r.json()  # type: ignore[no-any-return]
+
+
+async def _delivered_paths(stack: Stack, sub: dict[str, Any]) -> list[str]:
+    rows = await stack.sql(
+        "SELECT e.path FROM webhook_deliveries d JOIN subscriptions s ON s.webhook_id = d.webhook_id"
+        " JOIN events e ON e.event_id = d.event_id WHERE s.id = $1 ORDER BY e.path", sub["id"])
+    return [r["path"] for r in rows]
+
+
+async def test_webhook_subscriptions_and_violation_events_follow_the_owners_path_policies(
+        stack: Stack, receivers: Any, worker_process: Any) -> None:
+    admin = await stack.admin()
+    await grant(stack.client, admin, ["sa:dev-admin"], name="admin-all")
+    await grant(stack.client, admin, ["user:alice@acme.example"], pattern="prod/**", permissions=("read", "list"),
+                name="alice-prod")
+    await grant(stack.client, admin, ["user:bob@acme.example"], pattern="bob/**", permissions=("list",),
+                name="bob-list-only")
+    alice, bob = await stack.user("alice@acme.example", SUBS), await stack.user("bob@acme.example", SUBS)
+    rx_alice, rx_bob = receivers(HOOK_SECRET), receivers(HOOK_SECRET)
+    events = ["secret.*", "policy.violation"]
+    sub_alice = await _webhook_subscription(stack, alice, rx_alice.url, ["**"], events)
+    sub_bob = await _webhook_subscription(stack, bob, rx_bob.url, ["**"], events)
+    worker_process(stack.settings)
+
+    for path in ("prod/db", "bob/db"):
+        await _put(stack, admin, path)
+    carol = await stack.user("carol@acme.example", "secrets:read")  # no grant at all: two denials
+    for path in ("prod/payroll", "bob/payroll"):
+        assert (await stack.client.get(f"/v1/secrets/{path}", headers=carol)).status_code == 403
+
+    def got(rx: Receiver) -> set[tuple[str, str]]:
+        return {(x.event["event_type"], x.event["path"]) for x in rx.successes()}
+
+    mine = {("secret.created", "bob/db"), ("policy.violation", "bob/payroll")}  # bob holds list on bob/**
+    await wait_for(lambda: got(rx_bob) >= mine, what="bob's own events")
+    await wait_for(lambda: got(rx_alice) >= {("secret.created", "prod/db"), ("policy.violation", "prod/payroll")},
+                   what="alice's events")
+    # Every event above was fanned out once alice and bob received theirs: nothing else was planned for bob.
+    assert await _delivered_paths(stack, sub_bob) == ["bob/db", "bob/payroll"]
+    assert got(rx_bob) == mine
+    assert all(x.event["path"].startswith("bob/") for x in rx_bob.snapshot())  # no attempt of any other
+    assert set(await _delivered_paths(stack, sub_alice)) == {"prod/db", "prod/payroll"}
+
+
+class _RecordingTemporal:
+    """Stands in for the Temporal client during one fan-out: records which deliveries would start."""
+
+    def __init__(self) -> None:
+        self.started: list[tuple[str, str, str]] = []
+
+    async def start_workflow(self, _workflow: Any, inp: Any, **_kw: Any) -> None:
+        self.started.append((inp.tenant_id, inp.webhook_id, inp.event_id))
+
+
+async def test_delivery_rechecks_the_owners_permission_before_each_attempt(
+        stack: Stack, receivers: Any, worker_process: Any) -> None:
+    import redis.asyncio as aioredis
+
+    from db.engine import Database
+    from services.event_relay import EventRelay
+    from worker.client import connect
+
+    admin = await stack.admin()
+    await grant(stack.client, admin, ["sa:dev-admin"], name="admin-all")
+    pid = await grant(stack.client, admin, ["user:dave@acme.example"], pattern="prod/**", permissions=("read",),
+                      name="dave-prod")
+    dave = await stack.user("dave@acme.example", SUBS)
+    rx = receivers(HOOK_SECRET)
+    sub = await _webhook_subscription(stack, dave, rx.url, ["prod/**"], ["secret.*"])
+    await _put(stack, admin, "prod/db")
+
+    # fan-out while dave may still read prod/**: the delivery is planned
+    db = Database(stack.settings, pool_size=2)
+    redis = aioredis.Redis.from_url(stack.settings.redis_url)
+    try:
+        recording = _RecordingTemporal()
+        await EventRelay(stack.settings, db, recording, redis).drain()
+        assert await _delivered_paths(stack, sub) == ["prod/db"]
+        planned = recording.started
+        assert len(planned) == 1
+
+        # the grant goes before the first attempt
+        [binding] = (await stack.client.get(f"/v1/policies/{pid}/bindings", headers=admin)).json()["bindings"]
+        r = await stack.client.delete(f"/v1/policies/{pid}/bindings/{binding['id']}", headers=admin)
+        assert r.status_code == 204
+
+        worker_process(stack.settings)
+        client = await connect(stack.settings)
+        await EventRelay(stack.settings, db, client, redis, eager_start=False).start_deliveries(planned)
+        rows = await wait_for(lambda: _settled(stack, sub), what="the delivery to settle")
+    finally:
+        await redis.aclose()
+        await db.dispose()
+    assert rows[0]["status"] == "failed" and rows[0]["error"].startswith("withheld"), rows
+    assert rows[0]["attempts"] == 0
+    assert rx.snapshot() == []
+    audit = await stack.sql("SELECT success, error_code, extra_data FROM audit_log WHERE action = 'webhook_delivery'")
+    assert [(a["success"], a["error_code"]) for a in audit] == [(False, "access_denied")]
+    assert orjson.loads(audit[0]["extra_data"])["outcome"] == "withheld"
+
+
+async def _settled(stack: Stack, sub: dict[str, Any]) -> list[asyncpg.Record] | None:
+    rows = await stack.sql(
+        "SELECT d.status, d.error, d.attempts FROM webhook_deliveries d JOIN subscriptions s"
+        " ON s.webhook_id = d.webhook_id WHERE s.id = $1", sub["id"])
+    return rows if rows and all(r["status"] != "pending" for r in rows) else None
