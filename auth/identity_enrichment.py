@@ -46,7 +46,6 @@ class CachedIdentity:
 
 
 _MISSING = CachedIdentity(found=False)
-_DELETED = CachedIdentity(found=True, deleted=True)
 
 
 class IdentityEnricher:
@@ -84,12 +83,13 @@ class IdentityEnricher:
         if not entry.found:
             return principal  # never mirrored: a JWT keeps its claims; a PAT has no roles or groups at all
         if entry.deleted:
-            if principal.token_kind == "pat":
-                # A PAT is only as good as the identity behind it: offboarding ends it at once, in every process
-                # (this cache is invalidated over Redis by the webhook / sync that deleted the user).
-                raise AppError("token_revoked", "the user behind this personal access token no longer exists "
-                               "in ScaiKey", {"reason": "user_deleted"})
-            return principal  # a JWT is re-checked against ScaiKey introspection (docs/auth.md)
+            # A PAT is only as good as the identity behind it: offboarding ends it at once, in every process
+            # (this cache is invalidated over Redis by the webhook / sync that deleted the user). A JWT is refused
+            # when ScaiKey itself said user.deleted (status DELETED); a user a sync merely did not see (member-walk
+            # mode misses users in no group) keeps its JWT, which ScaiKey introspection re-checks (docs/auth.md).
+            if principal.token_kind == "pat" or entry.status == "DELETED":
+                raise AppError("token_revoked", "this user no longer exists in ScaiKey", {"reason": "user_deleted"})
+            return principal
         if entry.status == "SUSPENDED":
             raise AppError("access_denied", "this user is suspended in ScaiKey", {"reason": "user_suspended"})
         roles = list(principal.roles)
@@ -109,7 +109,7 @@ class IdentityEnricher:
             if row is None:
                 return _MISSING
             if row["deleted_at"] is not None:
-                return _DELETED
+                return CachedIdentity(found=True, deleted=True, status=row["status"])
             role = row["admin_role"]
             # user ids are globally unique; an email only identifies the bootstrap admin in the operator tenant
             by_email = (tenant_id == self.settings.operator_tenant_id != ""

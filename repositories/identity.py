@@ -326,15 +326,18 @@ async def upsert_user(conn: asyncpg.Connection, tenant_id: str, *, id: str, emai
         "INSERT INTO identity_users AS u (tenant_id, id, email, display_name, status, mfa_enabled, last_synced_at)"
         " VALUES ($1, $2, COALESCE($3, ''), COALESCE($4, ''), COALESCE($5, 'ACTIVE'), COALESCE($6, false), now())"
         " ON CONFLICT (tenant_id, id) DO UPDATE SET email = COALESCE($3, u.email),"
-        " display_name = COALESCE($4, u.display_name), status = COALESCE($5, u.status),"
+        " display_name = COALESCE($4, u.display_name),"
+        " status = COALESCE($5, CASE WHEN $7 AND u.status = 'DELETED' THEN 'ACTIVE' ELSE u.status END),"
         " mfa_enabled = COALESCE($6, u.mfa_enabled), updated_at = now(), last_synced_at = now(),"
         " deleted_at = CASE WHEN $7 THEN NULL ELSE u.deleted_at END",
         tenant_id, id, email, display_name, status, mfa_enabled, revive)
 
 
 async def soft_delete_user(conn: asyncpg.Connection, tenant_id: str, user_id: str) -> bool:
+    """ScaiKey says the user is deleted (webhook): status DELETED marks it as authoritative, unlike a sync's
+    soft delete of a user it merely did not see; the principal enricher refuses every token of such a user."""
     n = _count(await conn.execute(
-        "UPDATE identity_users SET deleted_at = now(), updated_at = now()"
+        "UPDATE identity_users SET deleted_at = now(), updated_at = now(), status = 'DELETED'"
         " WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL", tenant_id, user_id))
     await conn.execute(
         "UPDATE identity_memberships SET deleted_at = now() WHERE tenant_id = $1 AND member_type = 'user'"

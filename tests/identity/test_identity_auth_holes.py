@@ -84,11 +84,14 @@ async def test_pat_of_a_deleted_user_is_refused_at_once_and_revoked(identity_sta
         assert r.status_code == 201, r.text
         pat_id, pat = r.json()["id"], bearer(r.json()["token"])
         assert (await stack.api.get("/v1/auth/whoami", headers=pat)).status_code == 200  # warm every cache
+        assert (await stack.api.get("/v1/auth/whoami", headers=bob_jwt)).status_code == 200
 
         assert await _fire(emu, stack, "user.deleted", {"id": "usr_bob", "email": "bob@acme.example"}) == 200
-        r = await stack.api.get("/v1/auth/whoami", headers=pat)
-        assert r.status_code == 401, r.text
-        assert r.json()["error"]["code"] == "token_revoked"
+        for h_ in (pat, bob_jwt):  # ScaiKey said so: the user's live JWT goes too, without waiting for a re-check
+            r = await stack.api.get("/v1/auth/whoami", headers=h_)
+            assert r.status_code == 401, r.text
+            assert r.json()["error"]["code"] == "token_revoked"
+            assert r.json()["error"]["details"]["reason"] == "user_deleted"
         # and for good: the token row is revoked, by ScaiKey's event
         r = await stack.api.get(f"/v1/auth/tokens/{pat_id}", headers=h)
         assert r.status_code == 200, r.text
