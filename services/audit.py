@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -61,7 +61,7 @@ async def list_logs(db: Database, ctx: RequestContext, f: LogFilter, *, cursor: 
             "has_more": more}
 
 
-async def export_lines(db: Database, tenant_id: str, f: LogFilter) -> AsyncIterator[bytes]:
+async def export_lines(db: Database, tenant_id: str, f: LogFilter) -> AsyncGenerator[bytes, None]:
     """NDJSON, oldest first, streamed from a server-side cursor."""
     async with db.raw() as conn, conn.transaction(readonly=True):
         async for row in repo.stream_logs(conn, tenant_id, f):

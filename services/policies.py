@@ -277,7 +277,10 @@ def _parse_expiry(value: object) -> datetime | None:
         ts = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise _invalid("expires_at", "expires_at must be an ISO-8601 timestamp") from None
-    ts = ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts
+    try:  # stored as timestamptz (UTC): 9999-12-31T23:59:59-01:00 does not exist there
+        ts = ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+    except OverflowError:
+        raise _invalid("expires_at", "expires_at is outside the supported range once converted to UTC") from None
     if ts <= datetime.now(UTC):
         raise _invalid("expires_at", "expires_at must be in the future")
     return ts

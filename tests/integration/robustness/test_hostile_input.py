@@ -416,3 +416,28 @@ async def test_certificate_read_adds_parsed_fields_when_the_pem_parses(api: Api)
     # the same data under another type gets no parsed fields (the type is the hint)
     assert (await api.put("tls/as-json", data, h, secret_type="json")).status_code == 201
     assert "parsed" not in (await api.client.get("/v1/secrets/tls/as-json", headers=h)).json()
+
+
+# ------------------------------------------------------------------------- datetimes in policy bodies
+
+
+@pytest.mark.parametrize("ts", ["0001-01-01T00:00:00+00:01", "9999-12-31T23:59:59-01:00", "0001-01-01T00:00:00Z",
+                                "9999-12-31T23:59:59Z"])
+async def test_policy_datetimes_at_the_edges_are_never_a_5xx(api: Api, ts: str) -> None:
+    admin = bearer(await client_token(api.scaikey, ADMIN))
+    r = await api.client.post("/v1/policies", headers=admin, json={"name": "edge-window", "rules": [
+        {"path_pattern": "ops/**", "permissions": ["write"], "conditions": {"time_window": {
+            "days": ["mon", "tue", "wed", "thu", "fri"], "start": "08:00", "end": "18:00",
+            "timezone": "Pacific/Kiritimati"}}}]})
+    assert r.status_code == 201, r.text
+    pid = r.json()["id"]
+    r = await api.client.post(f"/v1/policies/{pid}/bindings", headers=admin,
+                              json={"identity_type": "user", "identity_id": "user:edge@acme.example",
+                                    "expires_at": ts})
+    assert r.status_code in (201, 400), r.text  # 400 invalid_policy: in the past, or out of range in UTC
+    r = await api.client.post("/v1/policies/test", headers=admin, json={
+        "identity_id": "user:edge@acme.example", "path": "ops/x", "permission": "write",
+        "context": {"timestamp": ts}})
+    assert r.status_code in (200, 422), r.text
+    if r.status_code == 422:
+        assert r.json()["error"]["details"]["fields"][0]["field"] == "context.timestamp", r.text
