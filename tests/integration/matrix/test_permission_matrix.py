@@ -27,6 +27,7 @@ from tests.helpers import grant
 from tests.integration.matrix.stack import (
     ADMIN_A,
     NARROW,
+    NOBODY,
     PARTNER_ACME,
     PARTNER_NARROW,
     PERMISSIONS,
@@ -39,9 +40,10 @@ TENANT = "/v1/secrets"
 PARTNER = "/v1/partner/secrets"
 BASES = {"tenant": TENANT, "partner": PARTNER}
 
-# Decision (docs/decisions.md): a subscription owner receives an event only on paths it may ``read`` -- by
-# polling and by webhook alike (services/subscriptions.py; issue 11 item 6).
-EVENT_VISIBLE_WITH = {"read"}
+# A subscription owner receives an event only on paths it may ``read`` or ``list`` (an event carries metadata,
+# never a value) -- by polling and by webhook alike, in the scope of the secret (services/event_visibility.py;
+# issue 11 item 6; docs/events.md).
+EVENT_VISIBLE_WITH = {"read", "list"}
 
 
 # ------------------------------------------------------------------------------------------------ the table
@@ -318,22 +320,23 @@ async def test_audit_trail_needs_the_audit_scope_whatever_the_path_grant(narrow:
 # ------------------------------------------------------------------------------------------------ events
 @dataclass
 class Fanout:
-    allowed_events: set[str]
-    denied_events: set[str]
-    polled: dict[str, list[dict[str, Any]]]      # permission -> events polled
-    delivered: dict[str, list[dict[str, Any]]]   # permission -> webhook bodies received
+    events: dict[str, set[str]]                   # "tenant-allowed", "tenant-denied", "partner-allowed", ...
+    got: dict[tuple[str, str, str], list[dict[str, Any]]]   # (base, permission, channel) -> events received
 
 
 @pytest.fixture(scope="module")
 async def fanout(narrow: Narrow) -> Fanout:
-    """Each narrow user (and a sentinel that may read everything) subscribes to ``m/**`` by polling and by
-    webhook; the admin then changes an allowed and a denied secret; collected once everything has settled."""
+    """Each narrow caller -- tenant users and partner admins -- subscribes to ``m/**`` by polling and by webhook,
+    as does a sentinel that may read every tenant path; then the admins change an allowed and a denied secret,
+    tenant and partner; everything is collected once the outbox is relayed and every delivery has settled."""
     st = narrow.stack
-    users = {**{p: NARROW[p] for p in PERMISSIONS}, "sentinel": SENTINEL}
-    subs: dict[str, str] = {}
+    subscribers: dict[tuple[str, str], dict[str, str]] = {("sentinel", ""): await st.user(SENTINEL)}
+    for p in PERMISSIONS:
+        subscribers[("tenant", p)] = await narrow.caller("tenant", p)
+        subscribers[("partner", p)] = await narrow.caller("partner", p)
+    subs: dict[tuple[str, str], str] = {}
     receivers = {}
-    for key, email in users.items():
-        h = await st.user(email)
+    for key, h in subscribers.items():
         r = await st.api.post("/v1/subscriptions", headers=h, json={
             "name": f"poll-{key}", "paths": ["m/**"], "events": ["*"], "delivery": {"type": "polling"}})
         assert r.status_code == 201, r.text
@@ -344,45 +347,57 @@ async def fanout(narrow: Narrow) -> Fanout:
             "name": f"hook-{key}", "paths": ["m/**"], "events": ["*"],
             "delivery": {"type": "webhook", "url": receivers[key].url, "secret": secret}})
         assert r.status_code == 201, r.text
-    admin = narrow.admin
-    for kind in ("allowed", "denied"):
-        p = f"m/{kind}/events/s"
-        await st.write(admin, p, f"{kind}-1")
-        await st.write(admin, p, f"{kind}-2")
-        assert (await st.api.patch(f"/v1/secrets/{p}", json={"metadata": {"description": "d"}},
-                                   headers=admin)).status_code == 200
-        assert (await st.api.delete(f"/v1/secrets/{p}", headers=admin)).status_code == 204
-    rows = await st.sql("SELECT event_id, path FROM events WHERE path LIKE 'm/%/events/%'")
-    allowed_events = {r["event_id"] for r in rows if r["path"].startswith("m/allowed/")}
-    denied_events = {r["event_id"] for r in rows if r["path"].startswith("m/denied/")}
-    assert len(allowed_events) == len(denied_events) == 3, rows  # created, updated, deleted
+    for base, suffix in (("tenant", "s"), ("partner", "p")):
+        owner = narrow.owner_headers(base)
+        for kind in ("allowed", "denied"):
+            path = f"m/{kind}/events/{suffix}"
+            await st.write(owner, path, f"{kind}-1", partner=base == "partner")
+            await st.write(owner, path, f"{kind}-2", partner=base == "partner")
+            assert (await st.api.delete(f"{BASES[base]}/{path}", headers=owner)).status_code == 204
+    nobody = await st.user(NOBODY)  # denied attempts: policy.violation events (sampled) follow the same rule
+    for path in ("m/denied/events/s", "m/allowed/events/s"):
+        r = await st.api.get(f"/v1/secrets/{path}", headers=nobody)
+        assert r.status_code == 403 and r.json()["error"]["code"] == "access_denied", r.text
+    rows = await st.sql("SELECT event_id, path FROM events WHERE path LIKE 'm/%/events/%'"
+                        " AND event_type LIKE 'secret.%'")
+    events = {f"{base}-{kind}": {r["event_id"] for r in rows if r["path"] == f"m/{kind}/events/{suffix}"}
+              for base, suffix in (("tenant", "s"), ("partner", "p")) for kind in ("allowed", "denied")}
+    assert all(len(v) == 3 for v in events.values()), rows  # created, updated, deleted
+    tenant_events = events["tenant-allowed"] | events["tenant-denied"]
 
     def sentinel_has_all() -> bool:
-        got = {rx.event["event_id"] for rx in receivers["sentinel"].successes()}
-        return got >= allowed_events | denied_events
+        return {x.event["event_id"] for x in receivers[("sentinel", "")].successes()} >= tenant_events
 
     from tests.webhook_receiver import wait_for
 
-    await wait_for(sentinel_has_all, timeout=90, what="the sentinel's webhook to receive every event")
+    await wait_for(sentinel_has_all, timeout=90, what="the sentinel's webhook to receive every tenant event")
     await st.quiescent()
-    polled: dict[str, list[dict[str, Any]]] = {}
-    for key, email in users.items():
+    got: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for key, h in subscribers.items():
         r = await st.api.get(f"/v1/subscriptions/{subs[key]}/poll", params={"timeout": 0, "max_events": 1000},
-                             headers=await st.user(email))
+                             headers=h)
         assert r.status_code == 200, r.text
-        polled[key] = r.json()["events"]
-    sentinel_polled = {e["event_id"] for e in polled["sentinel"]}
-    assert sentinel_polled >= allowed_events | denied_events, "the sentinel's poll misses events"
-    delivered = {key: [rx.event for rx in receivers[key].snapshot()] for key in users}
-    return Fanout(allowed_events, denied_events, polled, delivered)
+        got[(*key, "poll")] = r.json()["events"]
+        got[(*key, "webhook")] = [x.event for x in receivers[key].snapshot()]
+    assert {e["event_id"] for e in got[("sentinel", "", "poll")]} >= tenant_events, "the sentinel's poll misses"
+    return Fanout(events, got)
 
 
 @pytest.mark.parametrize("channel", ["poll", "webhook"])
 @pytest.mark.parametrize("perm", PERMISSIONS)
-async def test_subscription_fanout(fanout: Fanout, perm: str, channel: str) -> None:
-    events = fanout.polled[perm] if channel == "poll" else fanout.delivered[perm]
+@pytest.mark.parametrize("base", ["tenant", "partner"])
+async def test_subscription_fanout(fanout: Fanout, base: str, perm: str, channel: str) -> None:
+    """A subscriber gets the events of exactly the paths it may see, in the scope of the secret (a tenant grant
+    never shows a partner secret's events); never a denied path."""
+    events = fanout.got[(base, perm, channel)]
     paths = sorted({str(e.get("path")) for e in events})
-    assert not [p for p in paths if not p.startswith("m/allowed/")], f"{perm}/{channel} got denied paths: {paths}"
-    got = {e["event_id"] for e in events} & (fanout.allowed_events | fanout.denied_events)
-    expected = fanout.allowed_events if perm in EVENT_VISIBLE_WITH else set()
-    assert got == expected, f"{perm}/{channel}: got {len(got)} of the matrix events, expected {len(expected)}"
+    assert not [p for p in paths if not p.startswith("m/allowed/")], f"{base}/{perm}/{channel} got {paths}"
+    matrix_events = set().union(*fanout.events.values())
+    got = {e["event_id"] for e in events} & matrix_events
+    # partner-scope policies apply in every tenant of the partner too (docs/policies.md "Partner scope"); tenant
+    # policies never decide about partner secrets
+    visible = ["tenant-allowed", "partner-allowed"] if base == "partner" else ["tenant-allowed"]
+    expected = set().union(*(fanout.events[k] for k in visible)) if perm in EVENT_VISIBLE_WITH else set()
+    wrong = {k for k, v in fanout.events.items() if got & v and not v <= expected}
+    assert got == expected, f"{base}/{perm}/{channel}: got events of {sorted(wrong) or 'nothing'}; " \
+                            f"{len(got)} of the matrix events, expected {len(expected)}"
