@@ -26,6 +26,7 @@ from tests.fixtures.services import (
     stack_tmp_dir,
     template_db,
 )
+from tests.skip_policy import pytest_configure  # CI: an unexpected skip fails the run (tests/skip_allowlist)
 
 __all__ = [
     "api_server",
@@ -34,6 +35,7 @@ __all__ = [
     "db_url",
     "make_app_client",
     "moto",
+    "pytest_configure",
     "redis_clean",
     "scaikey",
     "scaikey_client_secret",
