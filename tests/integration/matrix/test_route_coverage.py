@@ -48,10 +48,12 @@ def _settings() -> Any:
     from core.settings import Settings
 
     key = base64.b64encode(secrets.token_bytes(32)).decode("ascii")
-    return Settings(env="test", database_url="postgresql://x@127.0.0.1:9/x", redis_url="redis://127.0.0.1:9",
-                    kms_provider="local", kms_local_key=key, token_hmac_key=key, audit_hmac_key=key,
-                    temporal_codec_key=key, scaikey_client_secret="x", scaikey_base_url="http://127.0.0.1:9",
-                    scaikey_audience="scaivault", scaikey_client_id="scaivault")
+    values: dict[str, Any] = {
+        "env": "test", "database_url": "postgresql://x@127.0.0.1:9/x", "redis_url": "redis://127.0.0.1:9",
+        "kms_provider": "local", "kms_local_key": key, "token_hmac_key": key, "audit_hmac_key": key,
+        "temporal_codec_key": key, "scaikey_client_secret": "x", "scaikey_base_url": "http://127.0.0.1:9",
+        "scaikey_audience": "scaivault", "scaikey_client_id": "scaivault"}
+    return Settings(**values)
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +73,8 @@ def served() -> tuple[set[Op], set[Op]]:
             continue
         registered |= {(m.lower(), path) for m in (rc.methods or ()) if m != "HEAD"}
     for mw in app.user_middleware:
-        for fast in mw.kwargs.get("fast_routes", ()):
+        fast_routes: Any = mw.kwargs.get("fast_routes", ())
+        for fast in fast_routes:
             registered.add((fast.method.lower(), re.sub(r"\{(\w+):\w+\}", r"{\1}", fast.path)))
     return documented, registered
 
