@@ -173,12 +173,12 @@ async def verify_tenant(conn: asyncpg.Connection, tenant_id: str, *, key: bytes 
             key=key,
             v1_through=head["v1_through_block"] if head else 0,
         )
-        if head is not None:
-            keyed = _check_head(v, head, key)
         await _walk(conn, v)
     head_block, head_seq, head_hash = (head["head_block_no"], head["head_chain_seq"], head["head_hash"]) if head \
         else (0, 0, GENESIS)
     v.finish(head_block, head_hash)
+    if head is not None:  # after the walk: a broken block is named first, a bad head only if nothing else is
+        keyed = _check_head(v, head, key)
     return VerifyResult(tenant_id=tenant_id, ok=v.broken is None, checked=v.checked, head_chain_seq=head_seq,
                         head_hash=head_hash, head_block_no=head_block, unsealed=v.unsealed,
                         first_broken=v.broken, keyed=keyed)
@@ -216,9 +216,9 @@ async def _prefix_verifies(conn: asyncpg.Connection, head: Any, last: Any, key: 
     v = ChainVerifier(head["tenant_id"], start_block=head["pruned_through_block"],
                       start_chain_seq=head["pruned_through_chain_seq"], start_hash=head["pruned_hash"],
                       sealed_through=last["last_log_seq"], key=key, v1_through=head["v1_through_block"])
-    _check_head(v, head, key)
     await _walk(conn, v, through_block=last["block_no"], through_seq=last["last_log_seq"])
-    if v.finish(last["block_no"], last["hash"]):
+    _check_head(v, head, key)
+    if v.finish(last["block_no"], last["hash"]) and v.broken is None:
         return True
     log.error("audit chain broken; not pruning past it", extra={"tenant_id": head["tenant_id"],
                                                                  "broken": v.broken})
