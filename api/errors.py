@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import asyncpg
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -72,6 +73,15 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return error_response(exc.status_code, code, str(exc.detail), headers=dict(exc.headers or {}))
 
 
+async def _unstorable_text(request: Request, exc: Exception) -> Response:
+    """PostgreSQL refused a text value it cannot store (NUL: SQLSTATE 22021, 22P05). Only a client can have sent
+    it, so it is the client's error (422), never a 500; the change's transaction has rolled back. A backstop for
+    body fields that no validator checks for NUL (paths, query values and audit entries are checked earlier)."""
+    return await app_error_response(request, AppError(
+        "validation_error", "a value contains a character that cannot be stored (NUL)",
+        {"fields": [{"field": "body", "message": "must not contain NUL characters"}]}))
+
+
 async def _unhandled(request: Request, exc: Exception) -> Response:
     log.error("unhandled error", exc_info=(type(exc), exc, exc.__traceback__),
               extra={"path": request.url.path, "method": request.method})
@@ -82,4 +92,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AppError, app_error_response)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    for unstorable in (asyncpg.CharacterNotInRepertoireError, asyncpg.UntranslatableCharacterError):
+        app.add_exception_handler(unstorable, _unstorable_text)
     app.add_exception_handler(Exception, _unhandled)

@@ -441,3 +441,16 @@ async def test_policy_datetimes_at_the_edges_are_never_a_5xx(api: Api, ts: str) 
     assert r.status_code in (200, 422), r.text
     if r.status_code == 422:
         assert r.json()["error"]["details"]["fields"][0]["field"] == "context.timestamp", r.text
+
+
+async def test_nul_in_a_stored_body_field_is_a_validation_error(api: Api) -> None:
+    """A body text field no validator checks for NUL (a policy description, a token name) reaches PostgreSQL,
+    which refuses it: that is the client's error, 422, not a 500."""
+    admin = bearer(await client_token(api.scaikey, ADMIN))
+    h = await api.token()
+    r = await api.client.post("/v1/policies", headers=admin, json={
+        "name": "nul-desc", "description": "a\u0000b", "rules": [{"path_pattern": "x/**", "permissions": ["read"]}]})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "validation_error", r.text
+    r = await api.client.post("/v1/auth/tokens", headers=h, json={"name": "t\u0000", "scopes": ["secrets:read"]})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "validation_error", r.text
+    assert (await api.client.get("/v1/policies", headers=admin)).status_code == 200
