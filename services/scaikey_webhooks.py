@@ -26,10 +26,8 @@ from core.settings import Settings
 from db.engine import Database
 from repositories import identity as repo
 from repositories.tenants import placeholder_partner
-from repositories.tenants import placeholder_partner
 from services import pats
 from services.identity_sync import reconcile_admins
-from services.keys import keyring_for
 from services.keys import keyring_for
 
 TOLERANCE_SECONDS = 300
