@@ -1,0 +1,109 @@
+"""SIGKILL the API (a real uvicorn process) in the middle of a burst of secret PUTs and DELETEs.
+
+Afterwards, read the database directly: every secret version, its ``write`` audit row and its
+``secret.created``/``secret.updated`` outbox event exist together or not at all (exact one-to-one matches),
+every soft delete has exactly one ``delete`` audit row and one ``secret.deleted`` event, every write the
+client saw acknowledged (2xx) is there, and at most one request per client task (the ones in flight at the
+kill) committed without an acknowledgement.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+
+import asyncpg
+import httpx
+import orjson
+import pytest
+
+from tests.helpers import ADMIN, TENANT, bearer, client_token, grant, reset_emulator, user_token
+
+WRITERS = 12
+USER = "alice@acme.example"
+SCOPES = "secrets:read secrets:write secrets:list secrets:delete"
+
+
+@pytest.mark.slow
+async def test_sigkill_during_put_delete_burst_keeps_version_audit_and_event_together(
+        scaikey, settings_factory, api_server_factory, redis_clean, db_url):
+    await reset_emulator(scaikey)
+    server = api_server_factory(settings_factory(rate_limit_enabled=False))
+    user = bearer(await user_token(scaikey, USER, scope=SCOPES, client_id="vault-ui"))
+    acked_versions: set[tuple[str, int]] = set()
+    acked_deletes: set[str] = set()
+    stop = asyncio.Event()
+
+    async def writer(client: httpx.AsyncClient, w: int) -> None:
+        """Per secret: PUT v1, PUT v2, DELETE; one request in flight at a time."""
+        j = 0
+        while not stop.is_set():
+            path = f"crash/w{w}/s{j}"
+            try:
+                for _ in range(2):
+                    r = await client.put(f"/v1/secrets/{path}", json={"data": {"n": j}}, headers=user)
+                    if r.status_code // 100 != 2:
+                        return
+                    acked_versions.add((path, r.json()["version"]))
+                r = await client.delete(f"/v1/secrets/{path}", headers=user)
+                if r.status_code // 100 != 2:
+                    return
+                acked_deletes.add(path)
+            except httpx.HTTPError:
+                return  # the server died under us: this request may or may not have committed
+            j += 1
+
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+        admin = bearer(await client_token(scaikey, ADMIN))
+        await grant(client, admin, [f"user:{USER}"], pattern="crash/**", name="crash-burst")
+        tasks = [asyncio.create_task(writer(client, w)) for w in range(WRITERS)]
+        deadline = asyncio.get_running_loop().time() + 60
+        while len(acked_versions) < 80 or len(acked_deletes) < 20:
+            assert asyncio.get_running_loop().time() < deadline, server.log_tail()
+            assert not any(t.done() for t in tasks), server.log_tail()  # no writer failed before the kill
+            await asyncio.sleep(0.02)
+        server.handle.kill()  # SIGKILL mid-burst
+        stop.set()
+        await asyncio.gather(*tasks)
+
+    conn = await asyncpg.connect(db_url)
+    try:
+        versions = {(r["path"], r["version"]) for r in await conn.fetch(
+            "SELECT s.path, v.version FROM secret_versions v JOIN secrets s ON s.id = v.secret_id"
+            " WHERE s.owner_id = $1", TENANT)}
+        deleted = {r["path"] for r in await conn.fetch(
+            "SELECT path FROM secrets WHERE owner_id = $1 AND deleted_at IS NOT NULL", TENANT)}
+        audit = await conn.fetch(
+            "SELECT action, secret_path, version FROM audit_log WHERE tenant_id = $1 AND success"
+            " AND action IN ('write', 'delete') AND secret_path LIKE 'crash/%'", TENANT)
+        events = await conn.fetch(
+            "SELECT event_type, path, data FROM events WHERE tenant_id = $1 AND path LIKE 'crash/%'", TENANT)
+    finally:
+        await conn.close()
+
+    # exact one-to-one: each version has one audit row and one event, and nothing else exists
+    audited_writes = Counter((r["secret_path"], r["version"]) for r in audit if r["action"] == "write")
+    audited_deletes = Counter(r["secret_path"] for r in audit if r["action"] == "delete")
+    version_events: Counter[tuple[str, int]] = Counter()
+    delete_events: Counter[str] = Counter()
+    for e in events:
+        data = orjson.loads(e["data"]) if isinstance(e["data"], str) else e["data"]
+        if e["event_type"] == "secret.created":
+            version_events[(e["path"], data["version"])] += 1
+        elif e["event_type"] == "secret.updated":
+            version_events[(e["path"], data["new_version"])] += 1
+        else:
+            assert e["event_type"] == "secret.deleted", e
+            delete_events[e["path"]] += 1
+    assert audited_writes == Counter(versions), "a version without its audit row, or an audit row without its version"
+    assert version_events == Counter(versions), "a version without its outbox event, or an event without its version"
+    assert audited_deletes == Counter(deleted), "a delete without its audit row, or the reverse"
+    assert delete_events == Counter(deleted), "a delete without its secret.deleted event, or the reverse"
+
+    # every acknowledged write is durable; only the requests in flight at the kill may be committed unacknowledged
+    assert acked_versions <= versions
+    assert acked_deletes <= deleted
+    in_flight = len(versions - acked_versions) + len(deleted - acked_deletes)
+    assert in_flight <= WRITERS, (in_flight, versions - acked_versions, deleted - acked_deletes)
+    # the burst really interleaved writes and deletes (v1, v2 and deletes all present)
+    assert {v for _, v in versions} == {1, 2}
