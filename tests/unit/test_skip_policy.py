@@ -12,6 +12,9 @@ import pytest
 from tests.skip_policy import load_allowlist
 
 REPO = Path(__file__).resolve().parents[2]
+# a bare pytest (plugins this check does not need cost ~1.5 s per start) with the policy loaded as a plugin
+PYTEST = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:schemathesis",
+          "-p", "no:hypothesispytest", "-p", "no:anyio", "-p", "tests.skip_policy"]
 
 SAMPLE = '''
 import pytest
@@ -45,8 +48,7 @@ def _run(tmp_path: Path, allowlist: str, **env: str) -> subprocess.CompletedProc
     full_env = {k: v for k, v in os.environ.items() if k not in ("CI", "SCAIVAULT_STRICT_SKIPS")}
     full_env.update({"PYTHONPATH": str(REPO), "SCAIVAULT_SKIP_ALLOWLIST": str(tmp_path / "allow"), **env})
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "tests.skip_policy",
-         "--rootdir", str(tmp_path), "-c", os.devnull, str(tmp_path / "test_sample.py")],
+        [*PYTEST, "--rootdir", str(tmp_path), "-c", os.devnull, str(tmp_path / "test_sample.py")],
         cwd=tmp_path, env=full_env, capture_output=True, text=True, timeout=120,
     )
 
@@ -86,8 +88,7 @@ def test_a_failing_run_keeps_its_status(tmp_path):
     (tmp_path / "test_sample.py").write_text("def test_x():\n    assert False\n")
     env = {k: v for k, v in os.environ.items() if k != "SCAIVAULT_STRICT_SKIPS"}
     env.update({"PYTHONPATH": str(REPO), "CI": "true"})
-    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "tests.skip_policy",
-                        "--rootdir", str(tmp_path), "-c", os.devnull, str(tmp_path / "test_sample.py")],
+    r = subprocess.run([*PYTEST, "--rootdir", str(tmp_path), "-c", os.devnull, str(tmp_path / "test_sample.py")],
                        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 1
 
