@@ -108,6 +108,7 @@ async def world(stack: Stack) -> World:
     override = 4321
     await _json(await api.put("/v1/admin/rate-limits", headers=a, json={"limits": {"read_secrets": override}}))
     await stack.write(a, f"{MARK}/db", "tenant-a-value")
+    await stack.write(await stack.sa(PARTNER_ACME), f"{MARK}/partner", "tenant-a-value-partner", partner=True)
     # B and G: a webhook each (the sentinels that prove their events were relayed) and a secret each
     b, g = await stack.sa(ADMIN_B), await stack.sa(ADMIN_G)
     await stack.write(b, "bside/db", "tenant-b-value")
@@ -308,6 +309,13 @@ LIST_PROBES = [
     ListProbe("get", "/v1/secrets/{path}", f"/v1/secrets/{MARK}/db"),
     ListProbe("post", "/v1/secrets/batch/metadata", "/v1/secrets/batch/metadata",
               {"paths": [f"{MARK}/**"], "options": {"expand_wildcards": True}}),
+    ListProbe("post", "/v1/secrets/batch", "/v1/secrets/batch", {"paths": [f"{MARK}/db"]}),
+    # prt_acme's partner secret: out of reach of tnt_acme_dev's admin (no partner grant) and of prt_globex
+    ListProbe("get", "/v1/partner/secrets", "/v1/partner/secrets?limit=1000"),
+    ListProbe("get", "/v1/partner/secrets/{path}", f"/v1/partner/secrets/{MARK}/partner"),
+    ListProbe("post", "/v1/partner/secrets/batch", "/v1/partner/secrets/batch", {"paths": [f"{MARK}/partner"]}),
+    ListProbe("post", "/v1/partner/secrets/batch/metadata", "/v1/partner/secrets/batch/metadata",
+              {"paths": [f"{MARK}/**"], "options": {"expand_wildcards": True}}),
 ]
 
 
@@ -344,7 +352,8 @@ async def test_collections_hold_nothing_of_another_tenant(world: World, prober: 
     assert r.status_code in (200, 403, 404), (prober.name, lp.url, r.text)
     if r.status_code == 403:  # a policy denial comes before any lookup (so it says nothing about existence)
         assert r.json()["error"]["code"] == "access_denied", r.text
-    assert "tenant-a-value" not in r.text
+    if (prober.name, lp.path) not in PRINCIPAL_REACH:
+        assert "tenant-a-value" not in r.text
     if (prober.name, lp.path) in PRINCIPAL_REACH:
         return  # checked by test_identity_sync_follows_the_principals_reach
     if lp.path.startswith("/v1/audit/"):
@@ -360,7 +369,8 @@ async def test_collections_hold_nothing_of_another_tenant(world: World, prober: 
             assert body["logs"] == [] and body["summary"]["events_30d"] == 0, body
         return
     text = r.text
-    for echo in (f"{MARK}/db", f"{MARK}/**", f"{MARK}/"):  # the request's own path, echoed back
+    # the request's own path or pattern (and its literal prefix), echoed back: the prober's words, not A's data
+    for echo in (f"{MARK}/db", f"{MARK}/**", f"{MARK}/", f'"{MARK}"', f"'{MARK}'"):
         text = text.replace(echo, "<ECHO>")
     leaked = [m for m in world.markers() if m in text]
     assert not leaked, f"{prober.name} {lp.url}: {leaked}"
@@ -475,6 +485,24 @@ async def test_identity_sync_follows_the_principals_reach(world: World) -> None:
         assert r_real.status_code == 404, r_real.text
         assert normalize(r_real, sync_id) == normalize(r_fake, fake_id(sync_id))
         assert sync_id not in (await st.api.get("/v1/identity/sync/history", headers=h)).text
+
+
+async def test_partner_secret_grants_stay_in_the_tenant_they_were_bound_in(world: World) -> None:
+    """prt_acme's partner admin was granted partner secrets while acting in tenant A: it reads them there, and
+    nowhere else -- switched into tenant B it is denied exactly as for a path that does not exist (bindings
+    belong to one tenant, docs/policies.md); B's admin and the second partner get nothing either."""
+    st = world.stack
+    url, missing = f"/v1/partner/secrets/{MARK}/partner", f"/v1/partner/secrets/{MARK}/missing"
+    pa = await st.sa(PARTNER_ACME)
+    r = await st.api.get(url, headers=pa)
+    assert r.status_code == 200 and r.json()["data"] == {"value": "tenant-a-value-partner"}, r.text
+    for who, prefix in ((PARTNER_ACME, f"/v1/t/{TENANT_B}"), (ADMIN_B, "/v1"), (ADMIN_G, "/v1"),
+                        (PARTNER_GLOBEX, "/v1")):
+        h = await st.sa(who)
+        r_real = await st.api.get(prefix + url.removeprefix("/v1"), headers=h)
+        r_fake = await st.api.get(prefix + missing.removeprefix("/v1"), headers=h)
+        assert r_real.status_code in (403, 404) and "tenant-a-value" not in r_real.text, (who, r_real.text)
+        assert normalize(r_real, f"{MARK}/partner") == normalize(r_fake, f"{MARK}/missing"), who
 
 
 # ------------------------------------------------------------------------------------------------ mutations
