@@ -133,6 +133,18 @@ def test_partner_scope_policy_participates() -> None:
     assert d.allowed and d.matched_policy == {"id": "pol_partner", "name": "pol_partner"}
 
 
+def test_an_index_for_a_tenant_keeps_only_that_tenants_bindings() -> None:
+    """Issue 11 item 7: ``group:developers`` bound in tnt_a is not tnt_b's same-named group."""
+    p = pol("pol_partner", {"path_pattern": "shared/**", "permissions": ["read"]}, scope="partner")
+    theirs = Binding("pol_partner", "group", "group:developers", tenant_id="tnt_a")
+    unknown = Binding("pol_partner", "group", "group:developers")  # no tenant: never matches in a tenant index
+    for bindings in ([theirs], [unknown]):
+        index = compile_index([p], bindings, NOW, tenant_id="tnt_b")
+        assert not check(index, ALICE, "shared/ca", "read", ctx()).allowed
+    index = compile_index([p], [theirs], NOW, tenant_id="tnt_a")
+    assert check(index, ALICE, "shared/ca", "read", ctx()).allowed
+
+
 # -- deny precedence ------------------------------------------------------------------------------
 
 
