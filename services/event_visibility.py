@@ -68,7 +68,7 @@ async def owner_context(conn: asyncpg.Connection, tenant_id: str, partner_id: st
     if kind == "user":
         row = await identity_repo.principal_row(conn, tenant_id, ref, ref if "@" in ref else None)
         if row is not None:
-            if row["deleted_at"] is not None or row["status"] == "SUSPENDED":
+            if row["deleted_at"] is not None or row["status"] in ("SUSPENDED", "DELETED"):
                 return None
             groups = tuple(sorted(f"group:{g}" for g in row["group_names"]))
     elif kind != "sa":

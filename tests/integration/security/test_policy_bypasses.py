@@ -343,3 +343,33 @@ async def _settled(stack: Stack, sub: dict[str, Any]) -> list[asyncpg.Record] | 
         "SELECT d.status, d.error, d.attempts FROM webhook_deliveries d JOIN subscriptions s"
         " ON s.webhook_id = d.webhook_id WHERE s.id = $1", sub["id"])
     return rows if rows and all(r["status"] != "pending" for r in rows) else None
+
+
+async def test_webhook_owner_is_resolved_live_from_the_identity_cache(
+        stack: Stack, receivers: Any, worker_process: Any) -> None:
+    """A grant through a group the identity cache holds counts at fan-out; a user the cache reports suspended
+    receives nothing, whatever its grants."""
+    admin = await stack.admin()
+    await grant(stack.client, admin, ["sa:dev-admin"], name="admin-all")
+    await grant(stack.client, admin, ["group:auditors"], pattern="prod/**", permissions=("list",), name="auditors")
+    await grant(stack.client, admin, ["user:alice@acme.example"], pattern="prod/**", permissions=("read",),
+                name="alice-prod")
+    await stack.sql("INSERT INTO identity_users (tenant_id, id, email) VALUES ($1, 'usr_bob', 'bob@acme.example')",
+                    PROD)
+    await stack.sql("INSERT INTO identity_groups (tenant_id, id, name) VALUES ($1, 'grp_auditors', 'auditors')", PROD)
+    await stack.sql("INSERT INTO identity_memberships (tenant_id, group_id, member_type, member_id)"
+                    " VALUES ($1, 'grp_auditors', 'user', 'usr_bob')", PROD)
+    bob = await stack.user("bob@acme.example", SUBS)
+    alice = await stack.user("alice@acme.example", SUBS)
+    rx_bob, rx_alice = receivers(HOOK_SECRET), receivers(HOOK_SECRET)
+    sub_bob = await _webhook_subscription(stack, bob, rx_bob.url, ["prod/**"], ["secret.*"])
+    await _webhook_subscription(stack, alice, rx_alice.url, ["prod/**"], ["secret.*"])  # the barrier
+    worker_process(stack.settings)
+
+    await _put(stack, admin, "prod/a")
+    await wait_for(lambda: [x.event["path"] for x in rx_bob.successes()] == ["prod/a"], what="bob's event")
+
+    await stack.sql("UPDATE identity_users SET status = 'SUSPENDED' WHERE tenant_id = $1 AND id = 'usr_bob'", PROD)
+    await _put(stack, admin, "prod/b")
+    await wait_for(lambda: "prod/b" in {x.event["path"] for x in rx_alice.successes()}, what="alice's event")
+    assert await _delivered_paths(stack, sub_bob) == ["prod/a"]
