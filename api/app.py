@@ -44,6 +44,12 @@ ROUTERS: list[str] = [
     "api.routers.identity",
     "api.routers.webhooks",
     "api.routers.subscriptions",
+    "api.routers.pki_cas",
+    "api.routers.pki_roles",
+    "api.routers.pki_issue",
+    "api.routers.pki_certificates",
+    "api.routers.pki_csr",
+    "api.routers.pki_trust_anchors",
 ]
 
 # "module:function" set-up hooks: async def setup(state: AppState) -> Callable[[], Awaitable[None]] | None

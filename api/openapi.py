@@ -45,6 +45,7 @@ PUBLIC_OPERATIONS: frozenset[tuple[str, str]] = frozenset({
     ("get", "/v1/health"), ("get", "/v1/health/ready"),
     ("get", "/v1/version"), ("get", "/v1/metrics"), ("get", "/metrics"),
     ("post", "/v1/identity/webhooks/scaikey"),
+    ("get", "/v1/pki/ca/{ca_id}/crl"),  # relying parties fetch CRLs without a token (docs/pki.md)
 })
 
 API_DESCRIPTION = """

@@ -18,7 +18,13 @@ SPEC_ACTIONS = (
 EXTRA_ACTIONS = (
     "whoami", "introspect", "token_create", "token_list", "token_read", "token_revoke", "tenant_access",
     "audit_query", "audit_export", "audit_verify", "rate_limit_read", "rate_limit_update", "webhook_create",
-    "webhook_update", "webhook_delete", "request",  # "request": an authenticated route that declared nothing
+    "webhook_update", "webhook_delete",
+    "pki_ca_list", "pki_ca_read", "pki_ca_certificate", "pki_crl_rebuild", "pki_role_create", "pki_role_list",
+    "pki_role_read", "pki_role_update", "pki_role_delete", "pki_certificate_list", "pki_certificate_read",
+    "pki_csr_submit", "pki_csr_list", "pki_csr_read", "pki_csr_approve", "pki_csr_reject",
+    "pki_trust_anchor_create", "pki_trust_anchor_list", "pki_trust_anchor_read", "pki_trust_anchor_delete",
+    "pki_expiry_notice",
+    "request",  # "request": an authenticated route that declared nothing
 )
 ACTIONS = frozenset(SPEC_ACTIONS + EXTRA_ACTIONS)
 

@@ -66,6 +66,8 @@ REGISTRY: dict[str, ErrorSpec] = {
     "sync_not_found": _404,
     "ca_not_found": _404,
     "certificate_not_found": _404,
+    "csr_not_found": _404,
+    "trust_anchor_not_found": _404,
     "engine_not_found": _404,
     "role_not_found": _404,
     "lease_not_found": _404,
