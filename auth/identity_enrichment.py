@@ -103,7 +103,18 @@ class IdentityEnricher:
             return principal
         return dataclasses.replace(principal, roles=tuple(roles), groups=tuple(groups))
 
-    async def _load(self, tenant_id: str, subject: str, email: str | None) -> CachedIdentity:
+    async def lookup(self, tenant_id: str, identity_id: str) -> CachedIdentity:
+        """What a request by ``identity_id`` (``user:<email>`` or ``user:<usr_id>``) in the tenant would find here:
+        the same query and group mapping as a request, read fresh, without bootstrap promotion and without
+        touching the cache (the policy dry run, services/policies.py ``tested_identity``)."""
+        if not identity_id.startswith("user:"):
+            return _MISSING  # service accounts and groups have no cached memberships
+        ref = identity_id[5:]
+        email = ref if "@" in ref else None
+        return await self._load(tenant_id, "" if email else ref, email, promote=False)
+
+    async def _load(self, tenant_id: str, subject: str, email: str | None, *,
+                    promote: bool = True) -> CachedIdentity:
         async with self.db.raw() as conn:
             row = await repo.principal_row(conn, tenant_id, subject, email)
             if row is None:
@@ -111,6 +122,9 @@ class IdentityEnricher:
             if row["deleted_at"] is not None:
                 return CachedIdentity(found=True, deleted=True, status=row["status"])
             role = row["admin_role"]
+            if not promote:
+                return CachedIdentity(found=True, status=row["status"], role=role,
+                                      groups=tuple(sorted(f"group:{g}" for g in row["group_names"])))
             # user ids are globally unique; an email only identifies the bootstrap admin in the operator tenant
             by_email = (tenant_id == self.settings.operator_tenant_id != ""
                         and row["email"].lower() in self._bootstrap_emails)

@@ -40,7 +40,7 @@ _PATH_RE = re.compile(r"[a-z0-9_-]+(/[a-z0-9_-]+){0,9}")
 _BINDING_KEYS = frozenset({"identity_type", "identity_id", "expires_at"})
 _PATCH_KEYS = frozenset({"name", "description", "rules", "is_active", "scope"})
 
-GroupLookup = Callable[[str, str], Awaitable[list[str]]]  # (tenant_id, identity_id) -> group ids
+GroupLookup = Callable[[str, str], Awaitable[Any]]  # (tenant_id, identity_id) -> auth CachedIdentity-like
 
 
 @dataclass(frozen=True, slots=True)
@@ -337,18 +337,55 @@ def validate_path(path: str, field: str = "path") -> str:
     return path
 
 
-async def tested_identity_ids(ctx: RequestContext, identity_id: str, groups: list[str] | None,
-                              lookup: GroupLookup | None) -> list[str]:
-    """The tested identity plus its groups: the body's ``groups`` when given; otherwise the caller's own token
-    groups when it tests itself; plus whatever the identity cache knows (``lookup``, once identity sync exists)."""
-    ids = [identity_id]
+@dataclass(frozen=True, slots=True)
+class TestedIdentity:
+    """Who the dry run evaluates: the ids a real request by the identity would be matched with, and why."""
+
+    identity_id: str
+    groups: dict[str, list[str]]  # source -> group ids: identity_cache | token | request
+    cache: dict[str, Any] | None  # what the identity cache holds for a user (None: no cache for this identity)
+    refused: AppError | None = None  # a real request would be refused before any policy is evaluated
+
+    @property
+    def ids(self) -> list[str]:
+        return list(dict.fromkeys([self.identity_id, *(g for gs in self.groups.values() for g in gs)]))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"identity_id": self.identity_id, "identity_ids": self.ids,
+                "groups": [i for i in self.ids if i.startswith("group:")], "groups_source": self.groups,
+                "identity_cache": self.cache}
+
+
+def _group_id(g: str) -> str:
+    return g if g.startswith("group:") else f"group:{g}"
+
+
+async def tested_identity(ctx: RequestContext, identity_id: str, groups: list[str] | None,
+                          lookup: GroupLookup | None) -> TestedIdentity:
+    """The ids a real request by ``identity_id`` in the request's tenant is evaluated with (docs/policies.md
+    "Dry run"): the identity, the groups the identity cache holds for a user (``lookup``: the same query the
+    request path's enricher runs, auth/identity_enrichment.py), plus the token's ``groups`` claim, which the
+    dry run cannot see for another identity: the body's ``groups`` stand in for it, and a caller testing itself
+    without ``groups`` uses its own token's groups. A user the cache holds as suspended or deleted would be
+    refused before any policy is evaluated; the dry run says so."""
+    sources: dict[str, list[str]] = {}
+    cache: dict[str, Any] | None = None
+    refused: AppError | None = None
+    if lookup is not None and identity_id.startswith("user:"):
+        entry = await lookup(ctx.tenant_id, identity_id)
+        cache = {"found": bool(entry.found), "status": entry.status if entry.found else None,
+                 "deleted": bool(entry.deleted)}
+        if entry.found and entry.deleted:
+            refused = AppError("token_revoked", "this user no longer exists in ScaiKey", {"reason": "user_deleted"})
+        elif entry.found and entry.status == "SUSPENDED":
+            refused = AppError("access_denied", "this user is suspended in ScaiKey", {"reason": "user_suspended"})
+        elif entry.found:
+            sources["identity_cache"] = [_group_id(g) for g in entry.groups]
     if groups is not None:
-        ids += [g if g.startswith("group:") else f"group:{g}" for g in groups]
+        sources["request"] = [_group_id(g) for g in groups]
     elif identity_id == ctx.principal.identity_id:
-        ids += list(ctx.principal.groups)
-    if lookup is not None and not identity_id.startswith("group:"):
-        ids += [g if g.startswith("group:") else f"group:{g}" for g in await lookup(ctx.tenant_id, identity_id)]
-    return list(dict.fromkeys(ids))
+        sources["token"] = [g for g in ctx.principal.groups if g not in sources.get("identity_cache", ())]
+    return TestedIdentity(identity_id, sources, cache, refused)
 
 
 def dry_run(index: Any, identity_ids: list[str], path: str, permission: str, *, source_ip: str | None,

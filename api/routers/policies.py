@@ -62,7 +62,10 @@ class PolicyTest(BaseModel):
     permission: Literal["read", "write", "delete", "list", "rotate", "admin"]
     context: TestContext = Field(default_factory=TestContext)
     groups: list[str] | None = Field(default=None, max_length=256,
-                                     description="group ids of the tested identity; default: see docs")
+                                     description="the groups claim of the tested identity's token (the dry run "
+                                     "cannot see another identity's token); groups from the identity cache are "
+                                     "always added. Default: none, or the caller's own token groups when it "
+                                     "tests itself")
     scope: Literal["tenant", "partner"] = "tenant"
 
 
@@ -71,11 +74,17 @@ async def test_policy(body: PolicyTest, ctx: TestCtx, request: Request) -> dict[
     ctx.audited = True  # spec §7.6: the dry run writes no audit entry (audit contract: audited means done)
     state = app_state(request)
     path = svc.validate_path(body.path)
-    ids = await svc.tested_identity_ids(ctx, body.identity_id, body.groups, state.components.get("identity_groups"))
+    enricher = state.components.get("identity_enricher")
+    tested = await svc.tested_identity(ctx, body.identity_id, body.groups,
+                                       enricher.lookup if enricher is not None else None)
     index = await state.get("access").index_for(ctx.tenant_id, ctx.partner_id, scope=body.scope)
-    decision = svc.dry_run(index, ids, path, body.permission, source_ip=body.context.source_ip,
+    decision = svc.dry_run(index, tested.ids, path, body.permission, source_ip=body.context.source_ip,
                            mfa_verified=body.context.mfa_verified, timestamp=body.context.timestamp)
-    return {"identity_id": body.identity_id, "identity_ids": ids, **decision.to_dict()}
+    out = {**tested.to_dict(), **decision.to_dict()}
+    if tested.refused is not None:  # refused before policy evaluation, as a real request would be
+        out.update(allowed=False, code=tested.refused.code, reason=tested.refused.details["reason"],
+                   matched_policy=None, matched_rule=None, failed_condition=None)
+    return out
 
 
 # --- policies ------------------------------------------------------------------------------------

@@ -108,12 +108,20 @@ async def test_testing_yourself_uses_your_token_groups(api, admin, setup, scaike
 
 
 async def test_identity_cache_lookup_adds_groups(api, admin, setup):
-    async def lookup(tenant_id: str, identity_id: str) -> list[str]:
-        return ["developers"] if identity_id == "user:carol@acme.example" else []
+    """The dry run asks the identity enricher (the request path's cache lookup) for a user's groups; the
+    end-to-end comparison with real requests is tests/identity/test_dry_run_truth.py."""
+    from types import SimpleNamespace
 
-    api.app.state.sv.components["identity_groups"] = lookup
+    from auth.identity_enrichment import CachedIdentity
+
+    async def lookup(tenant_id: str, identity_id: str) -> CachedIdentity:
+        found = identity_id == "user:carol@acme.example"
+        return CachedIdentity(found=found, groups=("group:developers",) if found else ())
+
+    api.app.state.sv.components["identity_enricher"] = SimpleNamespace(lookup=lookup)
     body = await dry(api, admin, identity_id="user:carol@acme.example", path="shared/ca", permission="read")
     assert body["allowed"] is True and body["identity_ids"] == ["user:carol@acme.example", "group:developers"]
+    assert body["groups_source"] == {"identity_cache": ["group:developers"]}
 
 
 async def test_dry_run_writes_no_audit_entry_and_no_event(api, admin, setup, db_url):
