@@ -3,7 +3,9 @@ subscriptions.
 
 A webhook or subscription lists event types. Accepted entries (decision): an exact catalogue name,
 ``<family>.*`` for a known family (``secret.*``), or ``*`` for everything. Anything else is
-``400 invalid_event_type``. Features that emit a new event type add it to ``CATALOGUE`` here.
+``400 invalid_event_type``. Features that emit a new event type add it to ``CATALOGUE`` here and to the
+"Catalogue" section of docs/events.md (tests/unit/test_event_catalogue_docs.py checks both ways, and that
+every event type literal in the code is catalogued).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from core.errors import AppError
 CATALOGUE: frozenset[str] = frozenset({
     # secrets (core.md §13)
     "secret.created", "secret.updated", "secret.deleted", "secret.rotated", "secret.expiring",
-    "secret.expired", "secret.accessed",
+    "secret.expired", "secret.accessed", "secret.restored", "secret.versions_destroyed",
     # policies
     "policy.created", "policy.updated", "policy.deleted", "policy.binding.created", "policy.binding.deleted",
     "policy.violation",
