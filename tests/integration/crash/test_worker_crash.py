@@ -69,7 +69,8 @@ async def wait_workflows_done(settings: Any, hook_id: str, evts: list[str]) -> d
 @pytest.mark.slow
 async def test_worker_sigkill_with_a_webhook_post_in_flight(stack_factory, worker_process, hook_secret):
     stack = await stack_factory(webhook_timeout_seconds=60)  # the held POST must not time out on its own
-    rx = HoldingReceiver([hook_secret]).start()
+    rx = HoldingReceiver([hook_secret])
+    rx.start()
     try:
         hook = await stack.create_webhook(rx.url, hook_secret)
         worker = worker_process(stack.settings)

@@ -24,17 +24,6 @@ async def create(api: httpx.AsyncClient, headers: dict[str, str], body: dict[str
     return r.json()
 
 
-class RecordingAudit:
-    """Stands in for the audit feature: records what the contract passes."""
-
-    def __init__(self) -> None:
-        self.entries: list[dict[str, Any]] = []
-
-    async def record(self, ctx: Any, **kwargs: Any) -> None:
-        ctx.audited = True
-        self.entries.append(kwargs)
-
-
 async def test_create_returns_full_policy_and_get_includes_rules_and_bindings(api, admin):
     body = await create(api, admin, policy(description="read app", rules=[
         {"path_pattern": "app/**", "permissions": ["read", "write", "delete", "list", "rotate"]},
@@ -214,25 +203,35 @@ async def test_scopes_gate_read_and_write(api, scaikey):
 
 
 async def test_changes_emit_events_and_audit_in_the_transaction(api, admin, db_url):
-    audit = RecordingAudit()
-    api.app.state.sv.components["audit"] = audit
+    """Each mutation writes one real audit row and one outbox event in the SAME transaction as the change
+    (same ``xmin``), read back from PostgreSQL (no stand-in recorder)."""
     p = await create(api, admin, policy())
-    await api.patch(f"/v1/policies/{p['id']}", headers=admin, json={"description": "x"})
-    b = (await api.post(f"/v1/policies/{p['id']}/bindings", headers=admin,
-                        json={"identity_type": "group", "identity_id": "group:sre"})).json()
-    await api.delete(f"/v1/policies/{p['id']}/bindings/{b['id']}", headers=admin)
-    await api.delete(f"/v1/policies/{p['id']}", headers=admin)
+    r = await api.patch(f"/v1/policies/{p['id']}", headers=admin, json={"description": "x"})
+    assert r.status_code == 200, r.text
+    r = await api.post(f"/v1/policies/{p['id']}/bindings", headers=admin,
+                       json={"identity_type": "group", "identity_id": "group:sre"})
+    assert r.status_code == 201, r.text
+    b = r.json()
+    assert (await api.delete(f"/v1/policies/{p['id']}/bindings/{b['id']}", headers=admin)).status_code == 204
+    assert (await api.delete(f"/v1/policies/{p['id']}", headers=admin)).status_code == 204
     conn = await asyncpg.connect(db_url)
     try:
-        rows = await conn.fetch("SELECT event_type, tenant_id, identity_id, data FROM events ORDER BY seq")
+        rows = await conn.fetch("SELECT event_type, tenant_id, identity_id, data, xmin::text AS tx FROM events"
+                                " ORDER BY seq")
+        audit = await conn.fetch(
+            "SELECT action, tenant_id, identity_id, resource_id, success, xmin::text AS tx FROM audit_log"
+            " WHERE action LIKE 'policy\\_%' ORDER BY seq")
     finally:
         await conn.close()
     assert [r["event_type"] for r in rows] == [
         "policy.created", "policy.updated", "policy.binding.created", "policy.binding.deleted", "policy.deleted"]
     assert {r["tenant_id"] for r in rows} == {TENANT} and {r["identity_id"] for r in rows} == {"sa:dev-admin"}
-    assert [e["action"] for e in audit.entries] == [
-        "policy_create", "policy_update", "policy_bind", "policy_unbind", "policy_delete"]
-    assert all(e["conn"] is not None for e in audit.entries)
+    assert [(a["action"], a["tenant_id"], a["identity_id"], a["success"]) for a in audit] == [
+        (action, TENANT, "sa:dev-admin", True)
+        for action in ("policy_create", "policy_update", "policy_bind", "policy_unbind", "policy_delete")]
+    # one transaction per mutation: its audit row and its event share the transaction id, and no two share one
+    assert [a["tx"] for a in audit] == [r["tx"] for r in rows]
+    assert len({a["tx"] for a in audit}) == 5
 
 
 async def test_partner_scope_policies_need_a_partner_admin_and_show_in_every_tenant(api, admin, scaikey):
