@@ -64,25 +64,18 @@ ANONYMOUS_EXAMPLES = max(2, FUZZ_EXAMPLES // 3)
 
 @dataclass(frozen=True)
 class KnownIssue:
-    """A precise, reasoned exception: ``operation`` (``METHOD /path``) + a predicate on the failure."""
+    """A precise, reasoned exception: ``operation`` (``METHOD /path``) + a predicate on (case, response,
+    failure); response and failure are None for a transport failure (a stream cut mid-response)."""
 
     operation: str
-    matches: Callable[[Any, Any, Failure], bool]
+    matches: Callable[[Any, Any, Failure | None], bool]
     reason: str
 
 
-def _query_has_bad_text(case: Any, *names: str) -> bool:
-    q = case.query or {}
-    for name in names:
-        values = q.get(name)
-        for v in values if isinstance(values, list) else [values]:
-            if isinstance(v, str) and ("\x00" in v or not v.isprintable() or any(ord(c) > 0x7F for c in v)):
-                return True
-    return False
-
-
-def _undocumented(status: int, content_type: str | None = None) -> Callable[[Any, Any, Failure], bool]:
-    def matches(case: Any, response: Any, failure: Failure) -> bool:
+def _undocumented(status: int, content_type: str | None = None) -> Callable[[Any, Any, Failure | None], bool]:
+    def matches(case: Any, response: Any, failure: Failure | None) -> bool:
+        if failure is None:
+            return False
         if content_type is not None:
             return failure.title == "Undocumented Content-Type" and response.headers.get(
                 "content-type", [""])[0].startswith(content_type)
@@ -91,14 +84,7 @@ def _undocumented(status: int, content_type: str | None = None) -> Callable[[Any
 
 
 # Each entry names an open item another engineer is fixing (issue 12 item 3). Delete the entry with the fix.
-KNOWN_ISSUES: list[KnownIssue] = [
-    KnownIssue("GET /v1/metrics", _undocumented(200, "text/plain"),
-               "issue 12.3: /metrics is text/plain, documented as JSON"),
-    KnownIssue("POST /v1/identity/webhooks/scaikey", _undocumented(401),
-               "issue 12.3: the ScaiKey receiver's 401 is undocumented"),
-    KnownIssue("POST /v1/identity/webhooks/scaikey", _undocumented(400),
-               "issue 12.3: the ScaiKey receiver's 400 (bad signature header) is undocumented"),
-]
+KNOWN_ISSUES: list[KnownIssue] = []  # issue 12.3 (metrics content type, the receiver's 400/401) fixed in 6f6f267
 
 
 @dataclass
@@ -244,8 +230,10 @@ def _fuzz(run: Run, op: Any, mode: Any, path_parameters: dict[str, str] | None, 
         except (requests.exceptions.InvalidHeader, requests.exceptions.InvalidURL, UnicodeError, ValueError):
             return  # the client refused to send it (e.g. a header value requests cannot encode)
         except requests.exceptions.RequestException as exc:  # connection dropped mid-response: a server fault
+            known = next((k.reason for k in KNOWN_ISSUES if k.operation == name and k.matches(case, None, None)),
+                         None)
             run.found.append(Found(name, label, None, "transport", f"{type(exc).__name__}: {exc}",
-                                   case.as_curl_command(headers=run.headers, base_url=run.base_url)))
+                                   case.as_curl_command(headers=run.headers, base_url=run.base_url), known))
             return
         run.requests += 1
         counts = run.statuses.setdefault(name, {})
