@@ -38,3 +38,20 @@ def test_deployment_md_describes_what_is_configurable() -> None:
     for name in ("temporal_tls", "temporal_tls_ca_file", "temporal_tls_cert_file", "temporal_tls_key_file",
                  "temporal_api_key", "temporal_codec_previous_keys"):
         assert name in fields and f"`{name.upper()}`" in text, name
+
+
+BOOTSTRAP = ("comma-separated `user:usr_<id>` (any tenant) or `user:<email>` (only in `OPERATOR_TENANT_ID`), "
+             "promoted to `super_admin` (source `bootstrap`) at every sync and at first sign-in")
+
+
+def test_bootstrap_super_admin_is_described_one_way() -> None:
+    """README, deployment.md and identity.md describe BOOTSTRAP_SUPER_ADMIN with the same words, which match
+    auth/identity_enrichment.bootstrap_identities (ids any tenant; emails only in the operator tenant)."""
+    from auth.identity_enrichment import bootstrap_identities
+    from core.settings import Settings
+
+    for doc in ("README.md", "docs/deployment.md", "docs/identity.md"):
+        rows = [ln for ln in (ROOT / doc).read_text().splitlines() if ln.startswith("| `BOOTSTRAP_SUPER_ADMIN`")]
+        assert len(rows) == 1 and BOOTSTRAP.lower() in rows[0].lower(), (doc, rows)
+    s = Settings(bootstrap_super_admin="user:usr_a, user:Ops@Example.com,usr_b")
+    assert bootstrap_identities(s) == (["Ops@Example.com"], ["usr_a", "usr_b"])
