@@ -28,7 +28,7 @@ async def test_revoked_leaf_is_in_the_public_crl_which_verifies_against_the_ca(a
     assert pem.status_code == 200 and pem.text.startswith("-----BEGIN X509 CRL-----"), pem.text
     crl = x509.load_pem_x509_crl(pem.content)
     ica = x509.load_pem_x509_certificate(inter_pem := gone["issuing_ca"].encode())
-    assert crl.is_signature_valid(ica.public_key())
+    assert crl.is_signature_valid(ica.public_key())  # type: ignore[arg-type]
     gone_serial = x509.load_pem_x509_certificate(gone["certificate"].encode()).serial_number
     keep_serial = x509.load_pem_x509_certificate(keep["certificate"].encode()).serial_number
     entry = crl.get_revoked_certificate_by_serial_number(gone_serial)
