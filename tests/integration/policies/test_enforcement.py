@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -125,24 +126,43 @@ async def test_mfa_condition(api, admin, scaikey):
 
 
 async def test_time_window_condition(api, admin, scaikey):
-    start = (datetime.now(UTC).hour + 6) % 24  # a one-hour window six hours away from now
+    hour = datetime.now(UTC).hour
+    start = (hour + 6) % 24  # a one-hour window six hours away from now
     window = {"start": f"{start:02d}:00", "end": "24:00" if start == 23 else f"{start + 1:02d}:00"}
+    # and a five-hour window around now (two hours either side: no edge within reach of a slow run);
+    # it may cross midnight (end <= start), which the evaluator supports
+    around = {"start": f"{(hour - 2) % 24:02d}:00", "end": f"{(hour + 3) % 24:02d}:00"}
     await grant(api, admin, "sa:ci-deployer", [{"path_pattern": "ops/**", "permissions": ["read"],
-                                                 "conditions": {"time_window": window}}])
-    err = error(await probe(api, bearer(await client_token(scaikey, CI)), "read", "ops/x"))
+                                                 "conditions": {"time_window": window}},
+                                                {"path_pattern": "open/**", "permissions": ["read"],
+                                                 "conditions": {"time_window": around}}])
+    ci = bearer(await client_token(scaikey, CI))
+    err = error(await probe(api, ci, "read", "ops/x"))
     assert err["code"] == "time_window_violation"
     failed = err["details"]["failed_condition"]
     assert failed["type"] == "time_window" and failed["time_window"]["start"] == window["start"]
+    assert (await probe(api, ci, "read", "open/x")).status_code == 200  # the inside case grants
 
 
 async def test_expired_binding_stops_granting(api, admin, scaikey):
-    expires = (datetime.now(UTC) + timedelta(seconds=2)).isoformat()
-    await grant(api, admin, "sa:ci-deployer", [{"path_pattern": "tmp/**", "permissions": ["read"]}],
-                expires_at=expires)
+    """Polled, not slept: every grant is answered before ``expires_at``, the first denial after it, and the
+    denial comes promptly (no cache keeps an expired binding alive)."""
     ci = bearer(await client_token(scaikey, CI))
-    assert (await probe(api, ci, "read", "tmp/x")).status_code == 200
-    await asyncio.sleep(2.2)
-    assert error(await probe(api, ci, "read", "tmp/x"))["code"] == "access_denied"
+    expires = datetime.now(UTC) + timedelta(seconds=4)
+    await grant(api, admin, "sa:ci-deployer", [{"path_pattern": "tmp/**", "permissions": ["read"]}],
+                expires_at=expires.isoformat())
+    answers: list[tuple[datetime, int, datetime]] = []  # (sent, status, received)
+    while not answers or answers[-1][1] == 200:
+        sent = datetime.now(UTC)
+        r = await probe(api, ci, "read", "tmp/x")
+        answers.append((sent, r.status_code, datetime.now(UTC)))
+        assert r.status_code in (200, 403), r.text
+        assert datetime.now(UTC) < expires + timedelta(seconds=20), "the expired binding still grants"
+        await asyncio.sleep(0.1)
+    assert answers[0][1] == 200  # granted while the binding is live
+    assert all(sent < expires for sent, status, _ in answers if status == 200)  # never granted after expiry
+    assert answers[-1][2] >= expires  # never denied before it
+    assert error(r)["code"] == "access_denied"
 
 
 async def test_policy_changes_apply_at_once_in_the_writing_process(api, admin, scaikey):
@@ -200,14 +220,28 @@ async def test_a_change_in_one_process_reaches_another_by_broadcast(api, admin, 
     ci = bearer(await client_token(scaikey, CI))
     async with make_api(other_settings) as other:
         assert (await probe(other, ci, "read", "app/x")).status_code == 403  # caches the empty index
-        await asyncio.sleep(0.2)  # let the listener subscribe
+        await wait_subscribers(other_settings.redis_url, 2)  # both apps listen (no guessed sleep)
         pid = await grant(api, admin, "sa:ci-deployer", [{"path_pattern": "app/**", "permissions": ["read"]}])
         assert await eventually(lambda: probe(other, ci, "read", "app/x"), 200)
         await api.delete(f"/v1/policies/{pid}?force=true", headers=admin)
         assert await eventually(lambda: probe(other, ci, "read", "app/x"), 403)
 
 
-async def eventually(call: Any, status: int, timeout: float = 5.0) -> bool:
+async def wait_subscribers(redis_url: str, n: int, timeout: float = 30.0) -> None:
+    """Until ``n`` connections subscribe to the policy invalidation channel."""
+    from services.policy_access import CHANNEL
+
+    r = aioredis.Redis.from_url(redis_url)
+    try:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while (await r.pubsub_numsub(CHANNEL))[0][1] < n:
+            assert asyncio.get_running_loop().time() < deadline, "the policy listeners never subscribed"
+            await asyncio.sleep(0.05)
+    finally:
+        await r.aclose()
+
+
+async def eventually(call: Any, status: int, timeout: float = 20.0) -> bool:
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         if (await call()).status_code == status:
@@ -292,15 +326,19 @@ async def test_redis_down_falls_back_to_a_short_ttl(db_and_redis, db_url):
     db, _ = db_and_redis
     dead = aioredis.Redis.from_url("redis://127.0.0.1:1", socket_connect_timeout=0.2, socket_timeout=0.2)
     try:
-        checker = PolicyAccessChecker(db, dead, recheck_seconds=0.01, fallback_ttl_seconds=0.3)
+        ttl = 3.0  # seconds: long enough that the "still trusted" check cannot race it on a loaded machine
+        checker = PolicyAccessChecker(db, dead, recheck_seconds=0.01, fallback_ttl_seconds=ttl)
         ctx = ctx_for(CI_PRINCIPAL)
+        t0 = time.monotonic()  # the entry is built after this instant
         assert not await checker.allowed(ctx, "app/x", "read")
         await insert_grant(db_url, "sa:ci-deployer", "app/**")
-        await asyncio.sleep(0.02)
         assert not await checker.allowed(ctx, "app/x", "read")  # trusted within the fallback TTL
         assert checker.rebuilds == 1
-        await asyncio.sleep(0.3)
-        assert await checker.allowed(ctx, "app/x", "read")  # rebuilt from PostgreSQL
+        while not await checker.allowed(ctx, "app/x", "read"):  # polled until rebuilt from PostgreSQL
+            assert time.monotonic() - t0 < ttl + 20, "never rebuilt after the fallback TTL"
+            await asyncio.sleep(0.05)
+        assert time.monotonic() - t0 >= ttl  # not before the TTL ran out
+        assert checker.rebuilds == 2
         await checker.invalidate(TENANT)  # broadcast fails quietly
     finally:
         await dead.aclose()
