@@ -5,7 +5,7 @@ policy with a binding, a personal access token, a rate-limit override, secrets, 
 Probers from elsewhere -- tenant B's admin (same partner), the second partner's tenant admin, the first partner's
 admin switched into tenant B, the second partner's admin reaching for tenant A through ``/v1/t/{tenant}`` --
 address A's resources by id; each answer must be exactly (status, code, body shape) the answer for a random id
-that exists nowhere, and must change nothing. Collections seen from elsewhere contain nothing of A's, and the
+that exists nowhere, and must change nothing (each change attempt is followed by a snapshot of A). Collections seen from elsewhere contain nothing of A's, and the
 events of tenants B and G never reach A's webhook or subscriptions.
 
 A route joins by a row in ``ID_PROBES``/``LIST_PROBES``/``TENANT_PROBES`` (or ``EXTRA_ROUTES``);
@@ -272,10 +272,12 @@ async def test_id_probe_is_a_missing_resource(world: World, before: dict[str, An
     assert r_real.status_code in (403, 404), (prober.name, probe.name, r_real.status_code, r_real.text)
     assert normalize(r_real, *real_ids) == normalize(r_fake, *fake_ids), (prober.name, probe.name)
     assert MARK not in r_real.text
-    # positive control: the id really is A's, and A reaches it
+    # positive control: the id really is A's, and A reaches it; a change attempt changed nothing of A's
     if probe.method == "get":
         r_own = await st.api.get(real_url, headers=await st.sa(ADMIN_A))
         assert r_own.status_code == 200, r_own.text
+    else:
+        assert await _snapshot(world) == before, f"{prober.name} {probe.name} changed tenant A's resources"
 
 
 # ------------------------------------------------------------------------------------------------ collections
@@ -582,10 +584,9 @@ async def test_other_tenants_events_never_reach_tenant_a(world: World) -> None:
         assert not got & world.events[TENANT_A], who
 
 
-# ------------------------------------------------------------------------------------------------ last: nothing moved
-async def test_zz_probes_changed_nothing_of_tenant_a(world: World, before: dict[str, Any]) -> None:
-    after = await _snapshot(world)
-    assert after == before
+async def test_other_probes_changed_nothing_of_tenant_a(world: World, before: dict[str, Any]) -> None:
+    """Whatever ran before (lists, identity, tenant addressing, rate-limit PUTs elsewhere): A is as it was."""
+    assert await _snapshot(world) == before
 
 
 # ------------------------------------------------------------------------------------------------ coverage
