@@ -564,6 +564,22 @@ def _fix_generated(paths: dict[str, Any], requirements: dict[tuple[str, str], li
                                              "content": _json_ref("ErrorEnvelope")})
 
 
+def _document_url_guard(path: str, responses: dict[str, Any]) -> None:
+    """``api/middleware.py hostile_url`` answers before any route: a control character in a query name or value is
+    ``422 validation_error`` (on every operation, since any query string can carry one), in the URL path ``400
+    invalid_path`` (on operations with path parameters; a literal path with one matches no route)."""
+    responses.setdefault("422", {"description": "Validation error (`validation_error`, `details.fields`)",
+                                 "content": _json_ref("ErrorEnvelope")})
+    if "{" not in path:
+        return
+    bad = responses.setdefault("400", {"description": "Error envelope; `error.code` is one of: `invalid_path`",
+                                       "content": _json_ref("ErrorEnvelope")})
+    if "invalid_path" not in bad.get("description", ""):
+        bad["description"] = bad.get("description", "Error envelope") + \
+            " (`invalid_path`: a control character in the URL path)"
+    bad.setdefault("content", _json_ref("ErrorEnvelope"))
+
+
 def _unused(schemas: dict[str, Any], doc: dict[str, Any], names: Iterable[str]) -> list[str]:
     text = json.dumps({"paths": doc.get("paths", {}),
                        "schemas": {k: v for k, v in schemas.items() if k not in names}})
@@ -582,6 +598,9 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
         if clash:
             raise ValueError(f"{sorted(clash)} {key} is documented twice; drop its entry in api/openapi.py")
         paths.setdefault(key, {}).update(copy.deepcopy(ops))
+    for key, item in paths.items():
+        for op in item.values():
+            _document_url_guard(key, op.setdefault("responses", {}))
     components = doc.setdefault("components", {})
     schemas: dict[str, Any] = components.setdefault("schemas", {})
     for name, schema in _model_schemas().items():
