@@ -243,6 +243,7 @@ async def _snapshot(world: World) -> dict[str, Any]:
         "token": await get(f"/v1/auth/tokens/{i['token']}"),
         "limits": (await get("/v1/admin/rate-limits"))["overrides"],
         "secret": (await get(f"/v1/secrets/{MARK}/db"))["data"],
+        "alice_roles": await get("/v1/identity/users/usr_alice/roles"),
     }
 
 
@@ -448,7 +449,7 @@ IDENTITY_PROBES = [
 
 @pytest.mark.parametrize(("prober", "probe"), [
     pytest.param(pr, p, id=f"{pr.name}-{p[0]}-{p[2]}-{p[3]}") for p in IDENTITY_PROBES for pr in PROBERS])
-async def test_identity_of_another_tenant_is_missing(world: World, prober: Prober,
+async def test_identity_of_another_tenant_is_missing(world: World, before: dict[str, Any], prober: Prober,
                                                      probe: tuple[str, str, str, str]) -> None:
     st = world.stack
     method, _, url, real = probe
@@ -462,6 +463,8 @@ async def test_identity_of_another_tenant_is_missing(world: World, prober: Probe
     if method == "get":  # positive control: A sees it
         r = await st.api.get(url.format(real), headers=await st.sa(ADMIN_A))
         assert r.status_code == 200, r.text
+    else:
+        assert await _snapshot(world) == before, f"{prober.name} {url} changed tenant A"
 
 
 async def test_identity_directory_of_another_partner_is_invisible(world: World) -> None:
