@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.helpers import ADMIN, PARTNER_ADMIN, bearer, client_token, reset_emulator
+from tests.helpers import ADMIN, PARTNER_ADMIN, bearer, client_token, reset_emulator, user_token
 
 TENANT_B_PREFIX = "/v1/t/tnt_acme_dev"
 
@@ -25,7 +25,9 @@ async def api(scaikey: str, settings_factory: Callable[..., Any], redis_clean: s
               make_app_client: Callable[[Any], AbstractAsyncContextManager[httpx.AsyncClient]],
               ) -> AsyncIterator[httpx.AsyncClient]:
     await reset_emulator(scaikey)
-    async with make_app_client(settings_factory(base_url="https://vault.example.test")) as client:
+    async with make_app_client(settings_factory(
+            base_url="https://vault.example.test",
+            rate_limit_overrides="pki_admin=100000, pki_issue=100000")) as client:
         yield client
 
 
@@ -35,7 +37,10 @@ async def admin(scaikey: str) -> dict[str, str]:
 
 
 @pytest.fixture
-async def partner(scaikey: str) -> dict[str, str]:
+async def partner(api: httpx.AsyncClient, scaikey: str) -> dict[str, str]:
+    """The partner admin of prt_acme; tenant B is recorded first (a token of one of its users is seen)."""
+    erin = bearer(await user_token(scaikey, "erin@acme.example", scope="secrets:read"))
+    assert (await api.get("/v1/auth/whoami", headers=erin)).status_code == 200
     return bearer(await client_token(scaikey, PARTNER_ADMIN))
 
 

@@ -58,9 +58,11 @@ async def test_bad_input_is_refused_with_its_code_and_leaves_nothing_behind(api,
     _err(await api.post("/v1/pki/issue/nope", headers=admin, json={"common_name": "a.example.com"}), 404,
          "role_not_found")
     # CAs: unsupported key type / size, missing parent, root with a parent
-    for body in ({"key_type": "dsa"}, {"key_type": "rsa", "key_size": 1024}, {"key_type": "ec", "key_size": 521}):
+    bad_keys: list[dict[str, Any]] = [{"key_type": "dsa"}, {"key_type": "rsa", "key_size": 1024},
+                                      {"key_type": "ec", "key_size": 521}]
+    for bad in bad_keys:
         _err(await api.post("/v1/pki/ca", headers=admin, json={"name": "bad", "common_name": "Bad",
-                                                               "ca_type": "root", **body}), 422, "validation_error")
+                                                               "ca_type": "root", **bad}), 422, "validation_error")
     _err(await api.post("/v1/pki/ca", headers=admin, json={
         "name": "orphan", "common_name": "Orphan", "ca_type": "intermediate",
         "parent_ca_id": "ca_01J00000000000000000000000"}), 404, "ca_not_found")
