@@ -593,12 +593,29 @@ async def test_other_probes_changed_nothing_of_tenant_a(world: World, before: di
 
 
 # ------------------------------------------------------------------------------------------------ coverage
+# PKI routes: cross-tenant probes of every one (ids, role names, collections, CA ids named in bodies and filters,
+# the unauthenticated CRL through another tenant's prefix) in tests/integration/pki/test_pki_tenancy.py (pki owner).
+PKI_ROUTES = {
+    ("post", "/v1/pki/ca"), ("get", "/v1/pki/ca"), ("get", "/v1/pki/ca/{ca_id}"),  # pki
+    ("get", "/v1/pki/ca/{ca_id}/certificate"), ("post", "/v1/pki/ca/{ca_id}/revoke"),  # pki
+    ("post", "/v1/pki/ca/{ca_id}/crl"), ("get", "/v1/pki/ca/{ca_id}/crl"),  # pki
+    ("post", "/v1/pki/roles"), ("get", "/v1/pki/roles"), ("get", "/v1/pki/roles/{name}"),  # pki
+    ("patch", "/v1/pki/roles/{name}"), ("delete", "/v1/pki/roles/{name}"),  # pki
+    ("post", "/v1/pki/issue/{role}"), ("post", "/v1/pki/sign/{role}"),  # pki
+    ("get", "/v1/pki/certificates"), ("get", "/v1/pki/certificates/{cert_id}"),  # pki
+    ("get", "/v1/pki/certificates/{cert_id}/pem"), ("post", "/v1/pki/certificates/{cert_id}/revoke"),  # pki
+    ("post", "/v1/pki/csr"), ("get", "/v1/pki/csr"), ("get", "/v1/pki/csr/{csr_id}"),  # pki
+    ("post", "/v1/pki/csr/{csr_id}/approve"), ("post", "/v1/pki/csr/{csr_id}/reject"),  # pki
+    ("post", "/v1/pki/trust-anchors"), ("get", "/v1/pki/trust-anchors"),  # pki
+    ("get", "/v1/pki/trust-anchors/{anchor_id}"), ("delete", "/v1/pki/trust-anchors/{anchor_id}"),  # pki
+}  # PKI_ROUTES
 EXTRA_ROUTES = {
     ("get", "/v1/identity/partners"), ("get", "/v1/identity/tenants"), ("post", "/v1/identity/sync"),
     ("put", "/v1/admin/rate-limits"), ("get", "/v1/identity/tenants/{tenant_id}/users"),
     ("get", "/v1/identity/tenants/{tenant_id}/groups"), ("post", "/v1/webhooks"), ("post", "/v1/subscriptions"),
     ("post", "/v1/secret-policies"), ("post", "/v1/policies"), ("post", "/v1/auth/tokens"),
     ("get", "/v1/partner/secrets/{path}"), ("get", "/v1/secrets/{path}:metadata"),
+    *PKI_ROUTES,
 }
 
 
