@@ -1,6 +1,6 @@
 """One real stack per matrix module: a migrated database clone, the app in-process (ASGI), a worker
 subprocess (event relay, webhook and subscription delivery) and the ScaiKey emulator re-seeded with the
-matrix identities (tests/integration/matrix/seed.py). Module-scoped so a module's hundred-odd rows share it.
+matrix identities (stack.py seed_document). Module-scoped so a module's hundred-odd rows share it.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import pytest
 from devstack import services as svc
 from tests.fixtures.app import REPO_ROOT, subprocess_env
 from tests.fixtures.services import TestServices, create_database, drop_database, rand_suffix
+from tests.helpers import reset_emulator
 from tests.integration.matrix.stack import Stack, make_settings, seed_emulator
 
 
@@ -59,6 +60,7 @@ async def stack(services: TestServices, template_db: str, scaikey: str,
                 finally:
                     st.stop_receivers()
     finally:
+        await reset_emulator(scaikey)  # back to the startup seed for the modules after this one
         svc.stop_all(handles, timeout=10)
         mp.undo()
         core_settings.get_settings.cache_clear()
