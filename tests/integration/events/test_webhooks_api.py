@@ -27,6 +27,13 @@ async def test_crud_never_returns_the_secret(stack, hook_secret):
                               headers=stack.admin)
     assert r.status_code == 200, r.text
     assert r.json()["name"] == "ops-2" and r.json()["events"] == ["*"] and r.json()["status"] == "disabled"
+    # read the change back: GET and the list show it; fields the PATCH did not name are unchanged
+    again = (await stack.api.get(f"/v1/webhooks/{wid}", headers=stack.admin)).json()
+    listed_again = (await stack.api.get("/v1/webhooks", headers=stack.admin)).json()["webhooks"]
+    for view in (again, listed_again[0]):
+        assert (view["name"], view["events"], view["enabled"], view["status"]) == ("ops-2", ["*"], False, "disabled")
+        assert view["url"] == "https://93.184.215.14/sv"
+        assert view["filters"] == {"path_prefix": "prod/", "tags": ["pci"]}
 
     for body in (hook, got, listed["webhooks"][0], r.json()):
         assert "secret" not in body and hook_secret not in str(body)
@@ -104,6 +111,8 @@ async def test_ssrf_check_applies_to_updates(stack_factory, hook_secret):
     hook = await stack.create_webhook("https://93.184.215.14/hook", hook_secret)
     r = await stack.api.patch(f"/v1/webhooks/{hook['id']}", json={"url": "https://10.0.0.5/"}, headers=stack.admin)
     assert r.status_code == 400 and r.json()["error"]["details"]["reason"] == "private"
+    got = (await stack.api.get(f"/v1/webhooks/{hook['id']}", headers=stack.admin)).json()
+    assert got["url"] == "https://93.184.215.14/hook"  # the refused update changed nothing
 
 
 async def test_delivery_time_check_refuses_private_addresses(event_settings):
@@ -143,4 +152,7 @@ async def test_secret_rotation_keeps_previous_for_receivers(stack, receiver_fact
                               headers=stack.admin)
     assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_duration"
     r = await stack.api.patch(f"/v1/webhooks/{hook['id']}", json={"secret": "x" * 40}, headers=stack.admin)
+    assert r.status_code == 200, r.text
     assert "previous_secret_expires_at" not in r.json()  # no TTL: the old secret is dropped at once
+    rows = await stack.sql("SELECT previous_secret_enc IS NOT NULL AS kept FROM webhooks WHERE id = $1", hook["id"])
+    assert rows[0]["kept"] is False
