@@ -32,7 +32,9 @@ class RequestContext:
     permission: str | None = None
     resource_type: str | None = None
     resource_id: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # merged into every audit entry of the request
+    # Per-request scratch for components (e.g. the secrets cache generation the rate limiter read): never audited.
+    internal: dict[str, Any] = field(default_factory=dict)
 
     def describe(self, action: str, *, path: str | None = None, permission: str | None = None,
                  resource_type: str | None = None, resource_id: str | None = None) -> RequestContext:

@@ -172,7 +172,7 @@ class RateLimiter:
 
     def watch(self, category: str, key_for: Callable[[RequestContext], str | None], extra_name: str) -> None:
         """Read a Redis counter in the same round trip as every ``category`` charge and store its value in
-        ``ctx.extra[extra_name]`` ("0" when unset). Nothing is stored while Redis is down, so consumers (the
+        ``ctx.internal[extra_name]`` ("0" when unset; never audited). Nothing is stored while Redis is down, so consumers (the
         secret-row cache) must treat a missing value as "unknown"."""
         self._watches[canonical(category)] = (key_for, extra_name)
 
@@ -214,7 +214,7 @@ class RateLimiter:
         gen_key = watch[0](ctx) if watch is not None else None
         allowed, tokens, gen = await self._take(key, limit, rate, n, gen_key)
         if watch is not None and gen is not None:
-            ctx.extra[watch[1]] = gen or "0"
+            ctx.internal[watch[1]] = gen or "0"  # not ctx.extra: that one goes into the audit entry
         now = time.time()
         if ctx.category is None or canonical(ctx.category) == cat:
             reset = math.ceil(now + (limit - tokens) / rate)

@@ -108,11 +108,13 @@ async def list_logs(conn: asyncpg.Connection, tenant_id: str, f: LogFilter, *, b
     )
 
 
-async def stream_logs(conn: asyncpg.Connection, tenant_id: str, f: LogFilter) -> AsyncIterator[asyncpg.Record]:
-    """Oldest first through a server-side cursor (caller holds a transaction)."""
+async def stream_logs(conn: asyncpg.Connection, tenant_id: str, f: LogFilter,
+                      limit: int | None = None) -> AsyncIterator[asyncpg.Record]:
+    """Oldest first through a server-side cursor (caller holds a transaction); at most ``limit`` rows."""
     where, args = _where(tenant_id, f)
-    async for row in conn.cursor(f"SELECT {_ROW_COLS} FROM audit_log WHERE {where} ORDER BY seq", *args,
-                                 prefetch=500):
+    cap = f" LIMIT {int(limit)}" if limit is not None else ""
+    async for row in conn.cursor(f"SELECT {_ROW_COLS} FROM audit_log WHERE {where} ORDER BY seq{cap}", *args,
+                                 prefetch=500 if limit is None else max(1, min(500, int(limit)))):
         yield row
 
 

@@ -61,17 +61,18 @@ async def list_logs(db: Database, ctx: RequestContext, f: LogFilter, *, cursor: 
             "has_more": more}
 
 
-async def export_lines(db: Database, tenant_id: str, f: LogFilter) -> AsyncGenerator[bytes, None]:
-    """NDJSON, oldest first, streamed from a server-side cursor."""
+async def export_lines(db: Database, tenant_id: str, f: LogFilter,
+                       limit: int | None = None) -> AsyncGenerator[bytes, None]:
+    """NDJSON, oldest first, streamed from a server-side cursor; at most ``limit`` entries when given."""
     async with db.raw() as conn, conn.transaction(readonly=True):
-        async for row in repo.stream_logs(conn, tenant_id, f):
+        async for row in repo.stream_logs(conn, tenant_id, f, limit):
             yield orjson.dumps(public(row)) + b"\n"
 
 
-async def export_stream(db: Database, tenant_id: str, f: LogFilter) -> AsyncIterator[bytes]:
+async def export_stream(db: Database, tenant_id: str, f: LogFilter, limit: int | None = None) -> AsyncIterator[bytes]:
     """``export_lines`` with its first line already fetched: the query has run (and any error is raised here,
     as an error response) before the 200 and the first byte are sent, so a stream never dies at its start."""
-    lines = export_lines(db, tenant_id, f)
+    lines = export_lines(db, tenant_id, f, limit)
     try:
         first = await anext(lines, None)
     except BaseException:

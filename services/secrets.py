@@ -209,7 +209,7 @@ class SecretsService:
         """GET value: one SQL round trip, warm keys, JSON bytes out."""
         inp.check_path(path)
         await self._check(ctx, owner, path, "read")
-        gen = ctx.extra.get(GEN_EXTRA) if owner.scope == "tenant" else None
+        gen = ctx.internal.get(GEN_EXTRA) if owner.scope == "tenant" else None
         row = self.cache.get(owner.owner_id, path, version, gen) if gen is not None else None
         if row is None:
             async with self.db.raw() as conn:

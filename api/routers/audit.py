@@ -23,6 +23,7 @@ router = APIRouter(prefix="/v1/audit", tags=["audit"])
 Reader = Annotated[RequestContext, Depends(authorized("audit:read", "audit_queries"))]
 Exporter = Annotated[RequestContext, Depends(authorized("audit:export", "audit_export"))]
 Admin = Annotated[RequestContext, Depends(authorized("admin", "audit_queries"))]
+EXPORT_MAX_LIMIT = 1_000_000_000
 Limit = Annotated[int, Query(ge=1, le=svc.MAX_LIMIT, description="page size (default 100, max 1000)")]
 
 
@@ -58,9 +59,12 @@ async def logs(ctx: Reader, f: Filter, request: Request, limit: Limit = 100,
 
 @router.get("/logs/export", summary="Stream matching entries as NDJSON (oldest first)",
             response_class=StreamingResponse)
-async def export(ctx: Exporter, f: Filter, request: Request) -> StreamingResponse:
+async def export(ctx: Exporter, f: Filter, request: Request,
+                 limit: Annotated[int | None, Query(ge=1, le=EXPORT_MAX_LIMIT, description=(
+                     "at most this many entries, the oldest first (default: every matching entry)"))] = None,
+                 ) -> StreamingResponse:
     ctx.describe("audit_export", resource_type="audit_log")
-    lines = await svc.export_stream(app_state(request).db, ctx.tenant_id, f)  # the query ran: errors are clean
+    lines = await svc.export_stream(app_state(request).db, ctx.tenant_id, f, limit)  # the query ran: errors are clean
     return StreamingResponse(lines, media_type="application/x-ndjson",
                              headers={"Content-Disposition": 'attachment; filename="audit.ndjson"'})
 

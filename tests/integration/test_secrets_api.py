@@ -382,6 +382,7 @@ async def test_batch_metadata_expands_wildcards(api: Api) -> None:
     r = await api.client.post("/v1/secrets/batch/metadata", headers=h,
                               json={"paths": ["w/**"], "options": {"expand_wildcards": True}})
     assert sorted(r.json()["secrets"]) == ["w/app/api", "w/app/db", "w/app/deep/x", "w/other/db"]
+    assert r.json()["errors"] == {}  # the pattern's literal base "w" is not a secret: not a missing path either
 
 
 async def test_partner_secrets(api: Api) -> None:

@@ -55,3 +55,11 @@ def test_bootstrap_super_admin_is_described_one_way() -> None:
         assert len(rows) == 1 and BOOTSTRAP.lower() in rows[0].lower(), (doc, rows)
     s = Settings(bootstrap_super_admin="user:usr_a, user:Ops@Example.com,usr_b")
     assert bootstrap_identities(s) == (["Ops@Example.com"], ["usr_a", "usr_b"])
+
+
+def test_migration_files_cited_in_docs_exist() -> None:
+    cited = {m for doc in [ROOT / "README.md", *(ROOT / "docs").rglob("*.md")]
+             for m in re.findall(r"migrations/versions/(\w+\.py)", doc.read_text())}
+    assert cited, "no migration cited: the pattern is stale"
+    missing = sorted(m for m in cited if not (ROOT / "migrations/versions" / m).exists())
+    assert not missing, f"docs cite migration files that do not exist: {missing}"
