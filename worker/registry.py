@@ -16,6 +16,7 @@ from db.engine import Database
 HOUSEKEEPING = "housekeeping"
 IDENTITY = "identity"
 EVENTS = "events"
+PKI = "pki"
 
 
 @dataclass
@@ -79,10 +80,24 @@ def _events_activities(deps: WorkerDeps) -> list[Callable[..., Any]]:
     return [acts.attempt_delivery, acts.run_relay]
 
 
+def _pki_workflows() -> list[type]:
+    from workflows.pki import PkiMaintenanceWorkflow
+
+    return [PkiMaintenanceWorkflow]
+
+
+def _pki_activities(deps: WorkerDeps) -> list[Callable[..., Any]]:
+    from activities.pki import PkiActivities
+
+    acts = PkiActivities(deps.settings, deps.db)
+    return [acts.emit_expiring, acts.rebuild_crls]
+
+
 REGISTRATIONS: list[QueueRegistration] = [
     QueueRegistration(HOUSEKEEPING, _housekeeping_workflows, _housekeeping_activities),
     QueueRegistration(IDENTITY, _identity_workflows, _identity_activities),
     QueueRegistration(EVENTS, _events_workflows, _events_activities),
+    QueueRegistration(PKI, _pki_workflows, _pki_activities),
 ]
 
 

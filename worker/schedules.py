@@ -7,6 +7,8 @@
   (IDENTITY_SYNC_INITIAL_SWEEP; default on except ENV=test).
 * ``<prefix>identity-sync-requeue``: every IDENTITY_SYNC_REQUEUE_SECONDS, re-dispatches sync requests the API
   stored while Temporal was unavailable (it answered 503 and kept the run row ``pending``).
+* ``<prefix>pki-maintenance``: hourly on the ``pki`` queue: certificate.expiring at the thresholds (exactly once) and
+  CRL rebuilds before nextUpdate (workflows/pki.py, docs/pki.md).
 """
 
 from __future__ import annotations
@@ -28,9 +30,10 @@ from temporalio.client import (
 )
 
 from core.settings import Settings
-from worker.registry import HOUSEKEEPING, IDENTITY
+from worker.registry import HOUSEKEEPING, IDENTITY, PKI
 from workflows.types.housekeeping import HousekeepingInput
 from workflows.types.identity import SCHEDULED_WORKFLOW, ScheduledSyncInput
+from workflows.types.pki import MAINTENANCE_INTERVAL_SECONDS, MAINTENANCE_WORKFLOW, MaintenanceInput
 
 log = logging.getLogger("scaivault.worker")
 
@@ -45,6 +48,20 @@ def identity_sync_schedule_id(settings: Settings) -> str:
 
 def identity_requeue_schedule_id(settings: Settings) -> str:
     return f"{settings.temporal_task_queue_prefix}identity-sync-requeue"
+
+
+def pki_maintenance_schedule_id(settings: Settings) -> str:
+    return f"{settings.temporal_task_queue_prefix}pki-maintenance"
+
+
+def _pki(settings: Settings) -> Schedule:
+    return Schedule(
+        action=ScheduleActionStartWorkflow(MAINTENANCE_WORKFLOW, MaintenanceInput(),
+                                           id=pki_maintenance_schedule_id(settings),
+                                           task_queue=settings.task_queue(PKI)),
+        spec=_every(MAINTENANCE_INTERVAL_SECONDS),
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+    )
 
 
 def _every(seconds: float) -> ScheduleSpec:
@@ -100,3 +117,4 @@ async def ensure_schedules(client: Client, settings: Settings) -> None:
     await _ensure(client, identity_sync_schedule_id(settings), _identity(settings, sweep=True),
                   trigger_on_create=settings.identity_sync_sweep_on_create)
     await _ensure(client, identity_requeue_schedule_id(settings), _identity(settings, sweep=False))
+    await _ensure(client, pki_maintenance_schedule_id(settings), _pki(settings))

@@ -243,6 +243,7 @@ async def test_path_route(narrow: Narrow, base: str, op: Op, perm: str) -> None:
     for r in (r_allowed, r_denied, r_missing):
         assert secret_value not in r.text
     assert await _state(narrow, base, denied) == before, f"{tag}: a denied {op.name} changed the secret"
+    assert (await _state(narrow, base, missing))[0] == 404, f"{tag}: a denied {op.name} created the secret"
 
 
 # ------------------------------------------------------------------------------------------------ collection rows
