@@ -35,7 +35,7 @@ from repositories import events
 from repositories import policies as repo
 
 IDENTITY_PREFIX = {"user": "user:", "service_account": "sa:", "group": "group:"}
-_IDENTITY_RE = re.compile(r"(user|sa|group):[^\s]{1,318}")
+_IDENTITY_RE = re.compile(r"(user|sa|group):[^\s\x00-\x1f\x7f-\x9f]{1,318}")  # fullmatch; no control chars
 _PATH_RE = re.compile(r"[a-z0-9_-]+(/[a-z0-9_-]+){0,9}")
 _BINDING_KEYS = frozenset({"identity_type", "identity_id", "expires_at"})
 _PATCH_KEYS = frozenset({"name", "description", "rules", "is_active", "scope"})

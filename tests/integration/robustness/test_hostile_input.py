@@ -454,3 +454,16 @@ async def test_nul_in_a_stored_body_field_is_a_validation_error(api: Api) -> Non
     r = await api.client.post("/v1/auth/tokens", headers=h, json={"name": "t\u0000", "scopes": ["secrets:read"]})
     assert r.status_code == 422 and r.json()["error"]["code"] == "validation_error", r.text
     assert (await api.client.get("/v1/policies", headers=admin)).status_code == 200
+
+
+@pytest.mark.parametrize("identity", ["user:a\u0001b", "user:a\u0000b", "group:x\u0085", "sa:ci\u007f"])
+async def test_binding_identity_with_control_characters_is_refused(api: Api, identity: str) -> None:
+    admin = bearer(await client_token(api.scaikey, ADMIN))
+    r = await api.client.post("/v1/policies", headers=admin, json={
+        "name": "ctl-ident", "rules": [{"path_pattern": "x/**", "permissions": ["read"]}]})
+    assert r.status_code == 201, r.text
+    r = await api.client.post(f"/v1/policies/{r.json()['id']}/bindings", headers=admin,
+                              json={"identity_type": identity.split(":")[0].replace("sa", "service_account"),
+                                    "identity_id": identity})
+    assert 400 <= r.status_code < 500, r.text
+    assert r.json()["error"]["code"] in ("invalid_policy", "validation_error"), r.text
