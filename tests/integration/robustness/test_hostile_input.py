@@ -210,14 +210,18 @@ async def test_group_commit_retries_a_failed_batch_row_by_row(api: Api) -> None:
                               identity_type="service_account", action="read", success=True,
                               request_id=f"gc-{i}-{time.monotonic_ns()}") for i in range(20)]
         rows = [list(e.as_row()) for e in entries]
-        rows[7][COLUMNS.index("request_id")] = "bad\x00row"
+        rows[7][COLUMNS.index("request_id")] = "bad\x00row"       # refused by the server (SQLSTATE 22021)
+        rows[13][COLUMNS.index("user_agent")] = "bad\ud800row"    # refused while encoding, client side
         results = await asyncio.gather(*(sink.submit(row) for row in rows), return_exceptions=True)
+        again = await asyncio.gather(*(sink.submit(list(e.as_row())) for e in entries[:3]))  # still writing
     finally:
         await sink.stop()
-    assert isinstance(results[7], AuditUnavailable), results[7]
-    assert [i for i, r in enumerate(results) if r is not None] == [7], results
+    assert isinstance(results[7], AuditUnavailable) and isinstance(results[13], AuditUnavailable), results
+    assert [i for i, r in enumerate(results) if r is not None] == [7, 13], results
+    assert again == [None, None, None]
     stored = await api.sql("SELECT request_id FROM audit_log WHERE tenant_id = 'tnt_robust'")
-    assert {r["request_id"] for r in stored} == {e.request_id for i, e in enumerate(entries) if i != 7}
+    assert sorted(r["request_id"] for r in stored) == sorted(
+        [e.request_id for i, e in enumerate(entries) if i not in (7, 13)] + [e.request_id for e in entries[:3]])
 
 
 async def test_recorder_escapes_what_postgresql_cannot_store(api: Api) -> None:
