@@ -51,12 +51,22 @@ async def test_reads_resolve_roles_and_scopes(identity_stack, emu):
         partner = await stack.token(PARTNER_ADMIN)
         r = await stack.api.put("/v1/identity/users/usr_bob/roles", headers=partner, json={"roles": ["tenant_admin"]})
         assert r.status_code == 200 and r.json()["roles"] == ["tenant_admin"]
+
+        async def roles_of(user_id: str) -> list[str]:  # read the change back
+            got = await stack.api.get(f"/v1/identity/users/{user_id}/roles", headers=partner)
+            assert got.status_code == 200, got.text
+            return got.json()["roles"]  # type: ignore[no-any-return]
+
+        assert await roles_of("usr_bob") == ["tenant_admin"]
+        carol_before = await roles_of("usr_carol")
         r = await stack.api.put("/v1/identity/users/usr_bob/roles", headers=partner, json={"roles": ["super_admin"]})
         assert r.status_code == 403
         r = await stack.api.put("/v1/identity/users/usr_bob/roles", headers=partner, json={"roles": ["wizard"]})
         assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_role"
         r = await stack.api.put("/v1/identity/users/usr_carol/roles", headers=partner, json={"roles": []})
         assert r.status_code == 403  # carol is a (group-elected) super_admin
+        assert await roles_of("usr_bob") == ["tenant_admin"]  # the refused changes changed nothing
+        assert await roles_of("usr_carol") == carol_before
 
         # carol is super_admin via the cache: she may grant super_admin, but not elevate herself further
         carol = bearer(await user_token(emu.url, "carol@acme.example", scope="identity:read identity:admin"))
@@ -64,10 +74,12 @@ async def test_reads_resolve_roles_and_scopes(identity_stack, emu):
         assert "super_admin" in who["roles"] and "group:platform-admins" in who["groups"]
         r = await stack.api.put("/v1/identity/users/usr_bob/roles", headers=carol, json={"roles": ["super_admin"]})
         assert r.status_code == 200
+        assert await roles_of("usr_bob") == ["super_admin"]
         alice = bearer(await user_token(emu.url, "alice@acme.example", scope="identity:read"))
         r = await stack.api.put("/v1/identity/users/usr_alice/roles", headers=alice,
                                 json={"roles": ["partner_admin"]})
         assert r.status_code == 403  # tenant_admin: neither role changes nor self-elevation
+        assert "partner_admin" not in await roles_of("usr_alice")
 
         r = await stack.api.get("/v1/identity/sync/sync_doesnotexist", headers=admin)
         assert r.status_code == 404 and r.json()["error"]["code"] == "sync_not_found"
