@@ -21,13 +21,17 @@ TENANT_B_PREFIX = "/v1/t/tnt_acme_dev"
 
 
 @pytest.fixture
-async def api(scaikey: str, settings_factory: Callable[..., Any], redis_clean: str,
+def pki_settings(scaikey: str, settings_factory: Callable[..., Any]) -> Any:
+    return settings_factory(base_url="https://vault.example.test",
+                            rate_limit_overrides="pki_admin=100000, pki_issue=100000")
+
+
+@pytest.fixture
+async def api(scaikey: str, pki_settings: Any, redis_clean: str,
               make_app_client: Callable[[Any], AbstractAsyncContextManager[httpx.AsyncClient]],
               ) -> AsyncIterator[httpx.AsyncClient]:
     await reset_emulator(scaikey)
-    async with make_app_client(settings_factory(
-            base_url="https://vault.example.test",
-            rate_limit_overrides="pki_admin=100000, pki_issue=100000")) as client:
+    async with make_app_client(pki_settings) as client:
         yield client
 
 
