@@ -545,6 +545,7 @@ async def test_partner_binding_by_group_name_reaches_only_the_intended_tenant(wo
         r = await st.api.post(f"/v1/t/{TENANT_A}/policies/{pid}/bindings", headers=pa,
                               json={"identity_type": "group", "identity_id": "group:grp_developers"})
     assert r.status_code == 201, r.text
+    bid = r.json()["id"]
     await st.write(pa, f"{TEAM}/key", "partner-team-value", partner=True)
     alice = await st.user("alice@acme.example", "secrets:read")
     r = await st.api.get(f"/v1/partner/secrets/{TEAM}/key", headers=alice)
@@ -556,6 +557,16 @@ async def test_partner_binding_by_group_name_reaches_only_the_intended_tenant(wo
         assert r_real.status_code in (403, 404), (email, r_real.text)
         assert "partner-team-value" not in r_real.text
         assert normalize(r_real, "key") == normalize(r_fake, "missing"), email
+    # the policy is partner-wide, its binding is tenant A's: tenant B sees the policy, not A's binding
+    b = await st.sa(ADMIN_B)
+    r = await st.api.get(f"/v1/policies/{pid}/bindings", headers=b)
+    assert r.status_code == 200 and bid not in r.text and "developers" not in r.text, r.text
+    r_real = await st.api.delete(f"/v1/policies/{pid}/bindings/{bid}", headers=b)
+    r_fake = await st.api.delete(f"/v1/policies/{pid}/bindings/{fake_id(bid)}", headers=b)
+    assert r_real.status_code in (403, 404), r_real.text
+    assert normalize(r_real, bid) == normalize(r_fake, fake_id(bid)), r_real.text
+    r = await st.api.get(f"/v1/t/{TENANT_A}/policies/{pid}/bindings", headers=pa)
+    assert r.status_code == 200 and bid in r.text, r.text  # A's binding is still there
 
 
 # ------------------------------------------------------------------------------------------------ events
