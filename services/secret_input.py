@@ -305,11 +305,21 @@ def reject_unknown(doc: dict[str, Any], allowed: set[str]) -> None:
             {"field": k, "message": "unknown field"} for k in unknown]})
 
 
+def query_int(raw: str | None, name: str, lo: int, hi: int, default: int | None = None) -> int | None:
+    """A query integer: ASCII digits only (``int()`` would also take ``" 3\\n"``, ``"+3"`` or other scripts' digits)
+    in ``lo..hi``; absent or empty gives ``default``; anything else is ``422 validation_error`` naming ``name``."""
+    if raw is None or raw == "":
+        return default
+    v = int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 18 else lo - 1
+    if not lo <= v <= hi:
+        raise field_error(name, f"must be an integer between {lo} and {hi}")
+    return v
+
+
 def parse_version(raw: str | None) -> int | None:
     if raw is None or raw == "":
         return None
-    # ASCII digits only: int() would also take " 3\n" or other scripts' digits
-    v = int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 10 else 0
+    v = int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 10 else 0  # ASCII digits only
     if not 1 <= v <= 2**31 - 1:
         raise field_error("version", "must be a positive integer")
     return v

@@ -194,13 +194,7 @@ def _list(partner: bool) -> Callable[[Request], Awaitable[Response]]:
         prefix = q.get("prefix", "")
         ctx.describe("list", permission="list")
         ctx.resource_path = inp.check_prefix(prefix) or None  # described once valid
-        raw_limit = q.get("limit")
-        try:
-            limit = int(raw_limit) if raw_limit else 100
-        except ValueError:
-            limit = 0
-        if not 1 <= limit <= 1000:
-            raise inp.field_error("limit", "must be an integer between 1 and 1000")
+        limit = inp.query_int(q.get("limit"), "limit", 1, 1000) or 100
         body = await _service(request).list_secrets(
             ctx, _owner(ctx, partner), prefix=prefix, limit=limit, cursor=q.get("cursor"),
             tags=q.getlist("tag"), expiring_within=q.get("expiring_within"),

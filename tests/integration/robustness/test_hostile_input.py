@@ -471,3 +471,13 @@ async def test_binding_identity_with_control_characters_is_refused(api: Api, ide
                                     "identity_id": identity})
     assert 400 <= r.status_code < 500, r.text
     assert r.json()["error"]["code"] in ("invalid_policy", "validation_error"), r.text
+
+
+@pytest.mark.parametrize("raw", ["%2B5", "5%20", "%205", "%D9%A5", "0x5", "5.0", "1e3", "99999999999999999999999"])
+async def test_query_integers_are_ascii_digits_in_range(api: Api, raw: str) -> None:
+    h = await api.token()
+    for url, name in ((f"/v1/secrets?limit={raw}", "limit"), (f"/v1/secrets/app/x?version={raw}", "version")):
+        r = await api.client.get(url, headers=h)
+        assert r.status_code == 422, (url, r.status_code, r.text)
+        assert r.json()["error"]["details"]["fields"][0]["field"] == name, r.text
+    assert (await api.client.get("/v1/secrets?limit=5", headers=h)).status_code == 200
