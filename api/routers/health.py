@@ -22,6 +22,7 @@ from core import metrics
 from core.errors import AppError
 from ratelimit.limiter import LocalBuckets
 from services import health as checks
+from services.pki import metrics as pki_metrics
 
 _PUBLIC_CATEGORY = "public_health"
 
@@ -131,5 +132,6 @@ async def prometheus(request: Request) -> Response:
     stats = state.db.pool_stats()
     metrics.DB_POOL_SIZE.set(stats["pool_size"])
     metrics.DB_POOL_AVAILABLE.set(stats["pool_available"])
+    await pki_metrics.refresh(state.db)
     body, ctype = metrics.render()
     return Response(body, media_type=ctype)

@@ -103,3 +103,14 @@ async def test_validity_is_clamped_to_the_issuer_and_ttl_beyond_it_is_refused(ap
     assert r.status_code == 422 and r.json()["error"]["code"] == "validation_error", r.text
     assert "outlive" in r.json()["error"]["message"]
     await ok(await api.post("/v1/pki/issue/short", headers=admin, json={"common_name": "a.example.com", "ttl": "1d"}))
+
+
+async def test_certificate_gauges_on_the_metrics_endpoint(api, admin):
+    h = await make_hierarchy(api, admin, key_type="ec")
+    for cn in ("m1.example.com", "m2.example.com"):
+        await ok(await api.post("/v1/pki/issue/web-a", headers=admin, json={"common_name": cn, "ttl": "72h"}))
+    r = await api.get("/v1/metrics", headers=admin)
+    assert r.status_code == 200, r.text
+    assert f'scaivault_certificates_active{{ca_id="{h["inter"]["id"]}"}} 2.0' in r.text
+    assert 'scaivault_certificates_expiring_soon{within_days="7"} 2.0' in r.text
+    assert 'scaivault_certificates_expiring_soon{within_days="1"} 0.0' in r.text
