@@ -41,6 +41,7 @@ ROUTERS: list[str] = [
     "api.routers.rate_limits",
     "api.routers.policies",
     "api.routers.secret_policies",
+    "api.routers.rotation_policies",
     "api.routers.identity",
     "api.routers.webhooks",
     "api.routers.subscriptions",
@@ -62,6 +63,7 @@ COMPONENTS: list[str] = [
     "api.policy_setup:setup_policies",  # after setup_core: replaces the AllowAll placeholder (default deny)
     "api.identity_setup:setup_identity",
     "services.secrets:setup_secrets",
+    "services.rotation.rotate:setup_rotation",
     "api.events_setup:setup",
 ]
 

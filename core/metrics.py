@@ -32,6 +32,13 @@ CIRCUIT_BREAKER_CALLS = Counter("scaivault_circuit_breaker_calls_total",
                                 "Calls through a circuit breaker (success, failure, short_circuited)",
                                 ["name", "result"])
 
+# Rotation (lifecycle.md §1.5): set from PostgreSQL at scrape time (services/rotation/metrics.py), because the
+# rotations happen in worker processes.
+SECRET_ROTATIONS = Gauge("scaivault_secret_rotations_total", "Rotations recorded in rotation history, by status",
+                         ["status"], multiprocess_mode="max")
+ROTATION_QUEUE_DEPTH = Gauge("scaivault_rotation_queue_depth", "Attached secrets due, overdue or failed",
+                             multiprocess_mode="max")
+
 
 def render() -> tuple[bytes, str]:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

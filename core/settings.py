@@ -166,6 +166,10 @@ class Settings(BaseSettings):
     event_relay_heartbeat_seconds: int = 30
     subscription_poll_recheck_seconds: float = 2.0  # a long-poll re-reads the buffer this often (Redis down)
 
+    # --- rotation and expiry (docs/rotation.md) -------------------------------------------------------
+    rotation_failure_backoff_seconds: int = Field(default=300, ge=1)  # first retry after a failed rotation; x2
+    expiry_notify_before: str = "30d,7d,1d"  # default secret.expiring thresholds (a secret's notify_before wins)
+
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Settings:
         required = ["token_hmac_key", "audit_hmac_key", "temporal_codec_key", "scaikey_client_secret"]

@@ -88,6 +88,11 @@ class Deps:
     def limiter(self) -> Any:
         return self.state.components.get("rate_limiter")
 
+    @property
+    def rotation(self) -> Any:
+        """``services.rotation.rotate.RotationHook`` when the rotation feature is set up (docs/rotation.md)."""
+        return self.state.components.get("rotation")
+
 
 def _changes_secrets(fn: Callable[..., Awaitable[_T]]) -> Callable[..., Awaitable[_T]]:
     """After a mutating call that succeeded (its transaction committed), invalidate the owner's cached rows in
@@ -100,6 +105,8 @@ def _changes_secrets(fn: Callable[..., Awaitable[_T]]) -> Callable[..., Awaitabl
     async def wrapper(self: SecretsService, ctx: RequestContext, owner: Owner, *args: Any, **kw: Any) -> _T:
         result = await fn(self, ctx, owner, *args, **kw)
         await self.changed(owner)
+        if self.deps.rotation is not None:  # wake rotation workflows the change affects (attach, outside rotation)
+            await self.deps.rotation.after_commit(ctx)
         return result
 
     return wrapper
@@ -302,13 +309,19 @@ class SecretsService:
     async def metadata(self, ctx: RequestContext, owner: Owner, path: str, include_deleted: bool) -> bytes:
         inp.check_path(path)
         await self._check(ctx, owner, path, "list")
+        rotation = None
         async with self.db.raw() as conn:
             row = await repo.metadata(conn, owner, path)
+            if row is not None and row["rotation_policy_id"] and self.deps.rotation is not None:
+                rotation = await self.deps.rotation.status(conn, row["id"])
         if row is None or (row["deleted_at"] is not None and not include_deleted):
             raise not_found(path)
         await self.deps.audit.record(ctx, action="list", path=path, permission="list",
                                      extra={"operation": "read_metadata"})
-        return orjson.dumps(self._meta_doc(owner, row), option=_DUMP)
+        doc = self._meta_doc(owner, row)
+        if rotation is not None:
+            doc["rotation_status"] = rotation
+        return orjson.dumps(doc, option=_DUMP)
 
     async def versions(self, ctx: RequestContext, owner: Owner, path: str) -> bytes:
         inp.check_path(path)
@@ -446,8 +459,10 @@ class SecretsService:
         return data
 
     @_changes_secrets
-    async def write(self, ctx: RequestContext, owner: Owner, path: str, doc: dict[str, Any]) -> tuple[bool, bytes]:
-        """PUT: append a version. Returns (created, body without data)."""
+    async def write(self, ctx: RequestContext, owner: Owner, path: str, doc: dict[str, Any], *,
+                    rotation: Any = None) -> tuple[bool, bytes]:
+        """PUT: append a version. Returns (created, body without data). ``rotation`` (a
+        ``services.rotation.rotate.RotationWrite``) makes it a rotation of an existing secret (idempotent per cycle)."""
         inp.check_path(path)
         await self._check(ctx, owner, path, "write")
         inp.reject_unknown(doc, _PUT_KEYS)
@@ -461,6 +476,8 @@ class SecretsService:
         async with self.db.raw() as conn, conn.transaction():
             row = await repo.lock(conn, owner, path)
             now = _now()
+            if self.deps.rotation is not None:
+                await self.deps.rotation.check(conn, ctx, owner, opts)
             if row is not None and row["deleted_at"] is not None:
                 if row["recoverable_until"] is not None and row["recoverable_until"] > now:
                     raise AppError("secret_exists", f"Secret '{path}' is deleted and still recoverable; restore "
@@ -468,6 +485,8 @@ class SecretsService:
                                    {"path": path, "recoverable_until": _iso(row["recoverable_until"])})
                 await repo.purge(conn, row["id"])
                 row = None
+            if row is None and rotation is not None:
+                raise not_found(path)
             if row is None:
                 created = await self._create(ctx, conn, owner, path, doc, given_type, plaintext, metadata, opts,
                                              kek, now)
@@ -476,7 +495,7 @@ class SecretsService:
                 row = await repo.lock(conn, owner, path)  # lost a creation race: append instead
                 assert row is not None
             return False, await self._append(ctx, conn, owner, path, row, doc, given_type, plaintext, metadata,
-                                             opts, kek, now)
+                                             opts, kek, now, rotation)
 
     async def _kek(self, owner: Owner) -> Any:
         try:
@@ -497,6 +516,8 @@ class SecretsService:
         row = await repo.create(conn, owner, path, new, blob)
         if row is None:
             return None
+        if self.deps.rotation is not None:
+            await self.deps.rotation.created(conn, ctx, owner, row["id"], new)
         tags = (metadata or {}).get("tags", [])
         await events.emit(conn, event_type="secret.created", path=path, **self._event_base(ctx, owner),
                           data=self._scoped(owner, {"version": 1, "secret_type": secret_type,
@@ -508,10 +529,16 @@ class SecretsService:
 
     async def _append(self, ctx: RequestContext, conn: asyncpg.Connection, owner: Owner, path: str,
                       row: asyncpg.Record, doc: dict[str, Any], given_type: str | None, plaintext: bytes | None,
-                      metadata: dict[str, Any] | None, opts: inp.WriteOptions, kek: Any, now: datetime) -> bytes:
+                      metadata: dict[str, Any] | None, opts: inp.WriteOptions, kek: Any, now: datetime,
+                      rotation: Any = None) -> bytes:
         current = row["current_version"]
         if opts.cas is not None and opts.cas != current:
             raise _conflict(path, opts.cas, current)
+        hook = self.deps.rotation
+        if rotation is not None:  # idempotent per (secret, cycle): a retried rotation writes nothing
+            replayed = await hook.replayed(conn, row, rotation)
+            if replayed is not None:
+                return replayed  # type: ignore[no-any-return]
         secret_type = given_type or row["secret_type"]
         plaintext = plaintext if plaintext is not None else inp.check_data(doc["data"], secret_type)
         stored_meta = orjson.loads(row["metadata"])
@@ -522,12 +549,17 @@ class SecretsService:
             res = await repo.append_version(conn, row["id"], version, new, blob)
         except asyncpg.UniqueViolationError:  # pragma: no cover - the row lock makes this unreachable
             raise _conflict(path, opts.cas if opts.cas is not None else current, current + 1) from None
+        rot = await hook.appended(conn, ctx, owner, row, current, version, new, rotation) if hook else None
         await events.emit(conn, event_type="secret.updated", path=path, **self._event_base(ctx, owner),
                           data=self._scoped(owner, {"old_version": current, "new_version": version,
-                                                    "updated_by": new.actor, "is_rotation": False}))
-        await self.deps.audit.record(ctx, action="write", path=path, permission="write", version=version,
-                                     extra={"pruned_versions": res["pruned"]} if res["pruned"] else None,
-                                     conn=conn)
+                                                    "updated_by": new.actor, "is_rotation": rot is not None}))
+        extra = {"pruned_versions": res["pruned"]} if res["pruned"] else {}
+        if rot is not None:
+            extra.update(rot.audit_extra())
+        await self.deps.audit.record(ctx, action="rotate" if rot is not None else "write", path=path,
+                                     permission="write", version=version, extra=extra or None, conn=conn)
+        if rot is not None:
+            await hook.emit(conn, ctx, owner, path, rot)
         return self._write_body(owner, path, version, new, res["created_at"], res["updated_at"],
                                 metadata_json=new.metadata_json)
 
@@ -565,7 +597,11 @@ class SecretsService:
                 await repo.set_version_expiry(conn, row["id"], row["current_version"], new.expires_at)
             else:
                 new.expires_at = row["expires_at"]
+            if self.deps.rotation is not None:
+                await self.deps.rotation.check(conn, ctx, owner, opts)
             pruned = await repo.update_settings(conn, row["id"], new)
+            if self.deps.rotation is not None:
+                await self.deps.rotation.settings_changed(conn, ctx, owner, row, new)
             await self.deps.audit.record(ctx, action="write", path=path, permission="write",
                                          extra={"operation": "update_metadata", "pruned_versions": pruned},
                                          conn=conn)

@@ -17,6 +17,7 @@ HOUSEKEEPING = "housekeeping"
 IDENTITY = "identity"
 EVENTS = "events"
 PKI = "pki"
+ROTATION = "rotation"
 
 
 @dataclass
@@ -80,6 +81,19 @@ def _events_activities(deps: WorkerDeps) -> list[Callable[..., Any]]:
     return [acts.attempt_delivery, acts.run_relay]
 
 
+def _rotation_workflows() -> list[type]:
+    from workflows.rotation import SecretRotationWorkflow
+
+    return [SecretRotationWorkflow]
+
+
+def _rotation_activities(deps: WorkerDeps) -> list[Callable[..., Any]]:
+    from activities.rotation import RotationActivities
+
+    acts = RotationActivities(deps.settings, deps.db, deps.redis)
+    return [acts.load_plan, acts.mark, acts.rotate, acts.record_failure]
+
+
 def _pki_workflows() -> list[type]:
     from workflows.pki import PkiMaintenanceWorkflow
 
@@ -98,6 +112,7 @@ REGISTRATIONS: list[QueueRegistration] = [
     QueueRegistration(IDENTITY, _identity_workflows, _identity_activities),
     QueueRegistration(EVENTS, _events_workflows, _events_activities),
     QueueRegistration(PKI, _pki_workflows, _pki_activities),
+    QueueRegistration(ROTATION, _rotation_workflows, _rotation_activities),
 ]
 
 

@@ -9,6 +9,7 @@ Sub-resources use ``:suffix`` forms because ``:`` can never occur in a path (§6
     PATCH  {base}/{path}[:metadata]       metadata/options update     secrets:write  / write
     DELETE {base}/{path}[?permanent=true] soft (or hard) delete, 204  secrets:delete / delete
     POST   {base}/{path}:restore          undo a soft delete          secrets:write  / write
+    POST   {base}/{path}:rotate           rotate now (its policy)     secrets:rotate / rotate
     POST   {base}/{path}:destroy          erase versions {"versions"} secrets:delete / delete
     GET    {base}?prefix=&tag=&...        list                        secrets:list   / list
     POST   {base}/batch                   batch read                  secrets:read   / read (each)
@@ -45,6 +46,7 @@ _READ: Auth = authorized("secrets:read", "read_secrets")
 _LIST: Auth = authorized("secrets:list", "list_operations")
 _WRITE: Auth = authorized("secrets:write", "write_secrets")
 _DELETE: Auth = authorized("secrets:delete", "delete_secrets")
+_ROTATE: Auth = authorized("secrets:rotate", "write_secrets")
 _BATCH_READ: Auth = authorized("secrets:read", "batch_read")
 _BATCH_META: Auth = authorized("secrets:list", "batch_metadata")
 _JSON = "application/json"
@@ -97,7 +99,7 @@ def _described(ctx: RequestContext, action: str, path: str) -> RequestContext:
     return ctx
 
 
-_OPS = {"GET": ["metadata", "versions"], "PATCH": ["metadata"], "POST": ["restore", "destroy"]}
+_OPS = {"GET": ["metadata", "versions"], "PATCH": ["metadata"], "POST": ["restore", "destroy", "rotate"]}
 
 
 # ------------------------------------------------------------------------------------------ handlers
@@ -172,11 +174,16 @@ def _delete(partner: bool) -> Callable[[Request], Awaitable[Response]]:
 def _post(partner: bool) -> Callable[[Request], Awaitable[Response]]:
     async def post(request: Request) -> Response:
         path, op = _split(request)
-        if op not in ("restore", "destroy"):
+        if op not in ("restore", "destroy", "rotate"):
             raise _bad_op(request, op or "", _OPS) if op else AppError(
                 "method_not_allowed", "POST needs an operation suffix such as ':restore'",
                 {"allowed": ["GET", "PUT", "PATCH", "DELETE"]})
         svc = _service(request)
+        if op == "rotate":  # docs/rotation.md: rotate now through the secret's rotation policy
+            from api.routers.rotation_policies import rotate_secret
+
+            ctx = await _change(request, partner, _ROTATE, "rotate", path)
+            return _json(await rotate_secret(request, ctx, _owner(ctx, partner), path))
         if op == "restore":
             ctx = await _change(request, partner, _WRITE, "write", path)
             return _json(await svc.restore(ctx, _owner(ctx, partner), path))

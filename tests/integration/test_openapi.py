@@ -183,7 +183,7 @@ async def test_secrets_scopes_match_what_the_routes_require(scaikey, app_client)
     await reset_emulator(scaikey)
     doc = await _doc(app_client)
     calls = _secrets_calls(doc)
-    assert len(calls) == 22
+    assert len(calls) == 24  # 12 operations x 2 bases (incl. :rotate)
     headers = bearer(await user_token(scaikey, USER, scope="identity:read", client_id="vault-ui"))
     for method, path, url, scope in calls:
         r = await app_client.request(method.upper(), url, headers=headers, json={})

@@ -1,0 +1,208 @@
+"""Per-secret rotation schedule as a durable Temporal workflow (lifecycle.md §1.2, §1.6; docs/rotation.md).
+
+``SecretRotation`` (id ``<prefix>rotation/<tenant_id>/<secret_id>``, task queue ``rotation``): one entity per
+attached secret. Each loop iteration reloads the plan from PostgreSQL (policy, cycle, anchor, marks already
+recorded), so a policy change (signal ``reschedule``) moves every timer without a restart, and nothing the
+workflow needs lives only in its history. Per cycle (anchor = last rotation):
+
+* each ``warn_before`` threshold -> mark + ``rotation.due`` (threshold);
+* the due time -> mark + ``rotation.due`` (``due_now: true``); then with ``auto_generate`` the rotation itself
+  (activity ``rotation.rotate``: generate, write through the secrets path; idempotent per cycle), otherwise
+  wait for an outside write, and after ``grace_period`` mark + ``rotation.overdue`` (status stays overdue
+  until the write lands);
+* marks that were missed while paused or down: only the latest passed one fires, the earlier ones are
+  recorded as skipped (a disabled policy enabled after its due time rotates at once, without a burst of
+  stale warnings).
+
+A failed rotation (the activity's own retries exhausted) is recorded (history, ``rotation.failed``) and retried
+after an exponential backoff. Signals ``rotate_now`` and ``reschedule``; query ``state``. The workflow ends when
+the secret is detached (or its policy deleted); it continues-as-new after a bounded number of iterations.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.rotation import RotationActivities
+    from workflows.types.rotation import (
+        RESCHEDULE_SIGNAL,
+        ROTATE_NOW_SIGNAL,
+        ROTATION_WORKFLOW,
+        STATE_QUERY,
+        FailureInput,
+        MarkInput,
+        Plan,
+        PlanInput,
+        Reschedule,
+        RotateInput,
+        RotateNow,
+        RotationInput,
+        RotationState,
+    )
+
+_SHORT = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
+                     maximum_interval=timedelta(minutes=1), maximum_attempts=0)
+_ROTATE = RetryPolicy(initial_interval=timedelta(seconds=2), backoff_coefficient=2.0,
+                      maximum_interval=timedelta(minutes=2), maximum_attempts=5)
+
+
+def _iso(ts: datetime) -> str:
+    return ts.isoformat().replace("+00:00", "Z")
+
+
+def _parse(ts: str) -> datetime:
+    return datetime.fromisoformat(ts.replace("Z", "+00:00"))
+
+
+def _error(exc: BaseException) -> tuple[str, str]:
+    cause = exc.cause if isinstance(exc, ActivityError) and exc.cause is not None else exc
+    if isinstance(cause, ApplicationError):
+        return cause.type or "internal_error", cause.message
+    return "internal_error", str(cause) or type(cause).__name__
+
+
+def schedule(plan: Plan) -> list[tuple[datetime, str]]:
+    """This cycle's remaining marks in time order: thresholds, ``due``, then ``overdue`` (event-driven only)."""
+    due = _parse(plan.anchor_at) + timedelta(seconds=plan.interval_seconds)
+    items = [(due - timedelta(seconds=t.seconds), t.label) for t in plan.thresholds]
+    items.append((due, "due"))
+    if not plan.auto_generate:
+        items.append((due + timedelta(seconds=plan.grace_seconds), "overdue"))
+    items.sort(key=lambda i: i[0])
+    return [i for i in items if i[1] not in plan.marks]
+
+
+@workflow.defn(name=ROTATION_WORKFLOW)
+class SecretRotationWorkflow:
+    @workflow.init
+    def __init__(self, inp: RotationInput) -> None:
+        self.inp = inp
+        self.state = RotationState(tenant_id=inp.tenant_id, secret_id=inp.secret_id)
+        self.wake = False
+        self.manual: list[RotateNow] = []
+        self.seen: list[str] = []
+
+    @workflow.run
+    async def run(self, inp: RotationInput) -> RotationState:
+        st = self.state
+        for _ in range(max(1, inp.iterations_before_continue)):
+            self.wake = False
+            plan: Plan = await workflow.execute_activity_method(
+                RotationActivities.load_plan, PlanInput(inp.tenant_id, inp.secret_id),
+                start_to_close_timeout=timedelta(seconds=30), retry_policy=_SHORT)
+            if not plan.attached:
+                st.status, st.next_action, st.next_action_at = "detached", None, None
+                return st
+            self._show(plan)
+            if self.manual:
+                req = self.manual.pop(0)
+                await self._manual(plan, req)
+                continue
+            if not plan.secret_live:
+                st.status = "failed"
+                st.last_error = {"code": "secret_not_found", "message": "the secret is deleted"}
+                await self._idle()
+                continue
+            if not plan.is_active:
+                st.status, st.next_action, st.next_action_at = "paused", None, None
+                await self._idle()
+                continue
+            todo = schedule(plan)
+            now = workflow.now()
+            due = _parse(plan.anchor_at) + timedelta(seconds=plan.interval_seconds)
+            passed = [m for at, m in todo if at <= now]
+            if passed:
+                mark, skipped = passed[-1], passed[:-1]
+                await self._mark(plan, mark, skipped)
+                if mark == "due" and plan.auto_generate:
+                    await self._rotate(plan, "schedule", None)
+                continue
+            if plan.auto_generate and "due" in plan.marks and now >= due:
+                await self._rotate(plan, "schedule", None)  # due already announced; the rotation is still owed
+                continue
+            if not todo:
+                st.next_action, st.next_action_at = None, None
+                await self._idle()  # overdue (or nothing left): wait for the outside write or a signal
+                continue
+            at, mark = todo[0]
+            st.next_action, st.next_action_at = mark, _iso(at)
+            await self._idle(at - now)
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        workflow.continue_as_new(inp)
+
+    def _show(self, plan: Plan) -> None:
+        st = self.state
+        labels = {t.label for t in plan.thresholds}
+        st.policy_id, st.cycle, st.anchor_at, st.status = plan.policy_id, plan.cycle, plan.anchor_at, plan.status
+        st.next_due_at = _iso(_parse(plan.anchor_at) + timedelta(seconds=plan.interval_seconds))
+        st.thresholds_fired = [m for m in plan.marks if m in labels]
+
+    async def _idle(self, timeout: timedelta | None = None) -> None:  # noqa: ASYNC109 (a workflow timer)
+        try:
+            await workflow.wait_condition(lambda: self.wake or bool(self.manual), timeout=timeout)
+        except TimeoutError:
+            pass
+
+    async def _mark(self, plan: Plan, mark: str, skipped: list[str], trigger: str = "schedule") -> None:
+        await workflow.execute_activity_method(
+            RotationActivities.mark, MarkInput(self.inp.tenant_id, self.inp.secret_id, plan.cycle, mark,
+                                               skipped=skipped, trigger=trigger),
+            start_to_close_timeout=timedelta(seconds=30), retry_policy=_SHORT)
+
+    async def _manual(self, plan: Plan, req: RotateNow) -> None:
+        if plan.auto_generate and plan.secret_live:
+            await self._rotate(plan, req.trigger, req.history_id)
+        elif plan.secret_live:  # event-driven: announce it; the outside write completes the pending history row
+            if "due" not in plan.marks:
+                await self._mark(plan, "due", [], trigger=req.trigger)
+        else:
+            await self._failed(plan, "secret_not_found", "the secret is deleted", req.trigger, req.history_id)
+
+    async def _rotate(self, plan: Plan, trigger: str, history_id: str | None) -> None:
+        st = self.state
+        try:
+            result = await workflow.execute_activity_method(
+                RotationActivities.rotate,
+                RotateInput(self.inp.tenant_id, self.inp.secret_id, plan.cycle, _iso(workflow.now()),
+                            trigger=trigger, history_id=history_id),
+                start_to_close_timeout=timedelta(minutes=2), retry_policy=_ROTATE)
+        except ActivityError as exc:
+            code, message = _error(exc)
+            await self._failed(plan, code, message, trigger, history_id)
+            backoff = min(self.inp.failure_backoff_seconds * 2 ** max(0, st.failures - 1),
+                          self.inp.max_failure_backoff_seconds)
+            st.next_action, st.next_action_at = "retry", _iso(workflow.now() + timedelta(seconds=backoff))
+            await self._idle(timedelta(seconds=backoff))
+            return
+        st.last_result, st.last_error, st.failures = result.status, None, 0
+        st.rotations += 1 if result.status == "success" else 0
+
+    async def _failed(self, plan: Plan, code: str, message: str, trigger: str, history_id: str | None) -> None:
+        st = self.state
+        st.failures += 1
+        st.last_result, st.last_error, st.status = "failed", {"code": code, "message": message}, "failed"
+        await workflow.execute_activity_method(
+            RotationActivities.record_failure,
+            FailureInput(self.inp.tenant_id, self.inp.secret_id, plan.cycle, code, message, attempt=st.failures,
+                         trigger=trigger, history_id=history_id),
+            start_to_close_timeout=timedelta(seconds=30), retry_policy=_SHORT)
+
+    @workflow.signal(name=ROTATE_NOW_SIGNAL)
+    def rotate_now(self, req: RotateNow) -> None:
+        if req.history_id in self.seen:
+            return
+        self.seen = [*self.seen, req.history_id][-50:]
+        self.manual.append(req)
+
+    @workflow.signal(name=RESCHEDULE_SIGNAL)
+    def reschedule(self, req: Reschedule) -> None:
+        self.wake = True
+
+    @workflow.query(name=STATE_QUERY)
+    def query_state(self) -> RotationState:
+        return self.state
