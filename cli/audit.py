@@ -77,8 +77,9 @@ def _prune(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    a = sub.add_parser("audit", help="audit log integrity: verify, seal, prune")
-    asub = a.add_subparsers(dest="audit_command", required=True)
+    from cli.groups import command_group
+
+    asub = command_group(sub, "audit", "audit log: tail/export (user, via the API); verify/seal/prune (operator)")
     v = asub.add_parser("verify", help="verify hash chains; exit 1 and name the first broken link if any")
     v.add_argument("--tenant", help="only this tenant (default: every tenant with a chain)")
     v.add_argument("--require-keyed", action="store_true",

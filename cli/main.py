@@ -1,7 +1,12 @@
-"""``scaivault`` admin CLI. Commands call services or start workflows and never contain SQL.
+"""``scaivault``: one command for users and operators (docs/cli.md). Operator commands call services or start
+workflows and never contain SQL.
 
 Feature modules add commands through ``COMMAND_MODULES``: each has ``register(subparsers)`` that adds a
-sub-parser whose ``func(args) -> int`` runs it.
+sub-parser whose ``func(args) -> int`` runs it. User commands (``USER_MODULES``: auth, secrets, policies,
+audit tail/export, completion) run on the SDK and import no server code; operator modules
+(``OPERATOR_MODULES``: migrate, serve, worker, audit verify/seal/prune, kms, admin) are imported only when an
+operator command, ``--help`` or ``completion`` is asked for. Usage errors exit 5 (validation), like every
+other bad input (core.md §8.3 exit codes).
 """
 
 from __future__ import annotations
@@ -10,10 +15,19 @@ import argparse
 import importlib
 import json
 import sys
+from typing import Any, NoReturn
 
-from core.settings import get_settings
+USER_MODULES: list[str] = ["cli.user.commands"]
+OPERATOR_MODULES: list[str] = ["cli.main", "cli.audit", "cli.identity", "cli.kms"]
+COMMAND_MODULES: list[str] = USER_MODULES + OPERATOR_MODULES
+OPERATOR_COMMANDS = {"migrate", "worker", "serve", "kms", "admin"}
+OPERATOR_AUDIT_COMMANDS = {"verify", "seal", "prune"}
 
-COMMAND_MODULES: list[str] = ["cli.main", "cli.audit", "cli.identity", "cli.kms"]
+
+def get_settings() -> Any:
+    from core.settings import get_settings as settings
+
+    return settings()
 
 
 def _migrate(args: argparse.Namespace) -> int:
@@ -79,16 +93,34 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     s.set_defaults(func=_serve)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="scaivault", description="ScaiVault administration")
-    sub = parser.add_subparsers(dest="command", required=True)
-    for name in COMMAND_MODULES:
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(5, f"{self.prog}: error: {message}\n")  # 5 = validation; argparse's 2 means "auth" here
+
+
+def needs_operator(argv: list[str]) -> bool:
+    """Whether parsing ``argv`` needs the operator modules (an operator command, help, or completion)."""
+    words = [a for a in argv if not a.startswith("-")]
+    if not words or "-h" in argv or "--help" in argv or words[0] == "completion":
+        return True
+    if words[0] == "audit":
+        return len(words) < 2 or words[1] in OPERATOR_AUDIT_COMMANDS
+    return words[0] in OPERATOR_COMMANDS
+
+
+def build_parser(operator: bool = True) -> argparse.ArgumentParser:
+    parser = _Parser(prog="scaivault", description="ScaiVault: user commands (auth, secrets, policies, audit tail) "
+                     "and operator commands (migrate, serve, worker, audit verify, kms, admin)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in USER_MODULES + (OPERATOR_MODULES if operator else []):
         importlib.import_module(name).register(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(operator=needs_operator(argv)).parse_args(argv)
     return int(args.func(args) or 0)
 
 
