@@ -23,8 +23,24 @@ def error_response(
     headers: dict[str, str] | None = None,
 ) -> Response:
     rid = request_id_var.get()
-    body = {"error": {"code": code, "message": message, "details": details or {}, "request_id": rid}}
+    body = {"error": {"code": code, "message": message, "details": field_details(details, message),
+                      "request_id": rid}}
     return Response(orjson.dumps(body), status_code=status, media_type="application/json", headers=headers)
+
+
+def field_details(details: dict[str, Any] | None, message: str) -> dict[str, Any]:
+    """One shape for "this input is wrong" on every endpoint: ``details.fields[]`` of ``{field, message}``.
+
+    Request validation (pydantic), the services' ``field_error`` and the middleware already build it; an error
+    raised with a single ``details.field`` (``invalid_policy``, ``invalid_duration``, a service's own
+    ``validation_error``, ...) gets the same list here, next to the ``field`` it keeps for compatibility.
+    """
+    if not details:
+        return {}
+    field = details.get("field")
+    if isinstance(field, str) and "fields" not in details:
+        return {**details, "fields": [{"field": field, "message": message}]}
+    return details
 
 
 def _field_path(loc: tuple[Any, ...]) -> str:

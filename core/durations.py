@@ -15,7 +15,7 @@ def parse_duration(value: str | int, *, field: str = "duration") -> timedelta:
     if isinstance(value, int) and not isinstance(value, bool):
         if value < 0:
             raise AppError("invalid_duration", f"{field} must not be negative", {"field": field})
-        return timedelta(seconds=value)
+        return _bounded(value, field)
     m = _RE.fullmatch(str(value))
     if not m:
         raise AppError(
@@ -23,4 +23,15 @@ def parse_duration(value: str | int, *, field: str = "duration") -> timedelta:
             f"{field} {value!r} is not a duration like 90d, 48h, 15m or 30s",
             {"field": field, "value": str(value)},
         )
-    return timedelta(seconds=int(m.group(1)) * _UNIT[m.group(2)])
+    return _bounded(int(m.group(1)) * _UNIT[m.group(2)], field)
+
+
+#: Longest accepted duration (1000 years): ``now + duration`` always fits a datetime (year 9999), so no caller can
+#: be made to overflow (``999999999w`` is past even what a timedelta holds); callers apply their own, lower caps.
+MAX_SECONDS = 1000 * 365 * 86400
+
+
+def _bounded(seconds: int, field: str) -> timedelta:
+    if seconds > MAX_SECONDS:
+        raise AppError("invalid_duration", f"{field} must be at most 1000 years", {"field": field})
+    return timedelta(seconds=seconds)
