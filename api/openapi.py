@@ -254,6 +254,25 @@ class SecretDestroyed(BaseModel):
     destroyed: list[int]
 
 
+class RotationRequested(BaseModel):
+    """A RotationHistoryItem (docs/rotation.md), ``pending`` until the secret's workflow completes it."""
+
+    id: str
+    policy_id: str
+    secret_path: str
+    status: str = Field(description="pending | success | failed")
+    trigger: str
+    cycle: int
+    old_version: int | None
+    new_version: int | None
+    auto_generated: bool
+    started_at: str | None
+    completed_at: str | None
+    grace_period_ends: str | None
+    attempt: int
+    error: dict[str, Any] | None
+
+
 class BatchItemError(BaseModel):
     code: str
     message: str
@@ -390,6 +409,10 @@ SECRET_OPERATIONS: tuple[SecretOp, ...] = (
              ("invalid_request", "invalid_path", "validation_error", "secret_not_found", "version_not_found"),
              body=SecretDestroy, partner_write=True,
              notes="All or nothing: a missing version gives `404 version_not_found` with `details.versions`."),
+    SecretOp("post", ":rotate", True, "rotate{P}Secret", "Rotate now through the secret's rotation policy",
+             "secrets:rotate", "rotate", "write_secrets", ((200, RotationRequested, "The pending rotation"),),
+             ("invalid_path", "secret_not_found", "conflict", "service_unavailable"),
+             notes="`409 conflict` when no rotation policy is attached; see docs/rotation.md."),
     SecretOp("get", "", False, "list{P}Secrets", "List secrets (metadata only)",
              "secrets:list", "list", "list_operations", ((200, SecretList, "One page, ordered by path"),),
              ("invalid_path", "invalid_cursor", "invalid_duration", "validation_error"),
