@@ -41,8 +41,9 @@ async def test_event_is_delivered_signed_with_documented_headers(stack, worker_p
         assert exc.status == 401
 
     body = await wait_for(lambda: _deliveries_success(stack, hook["id"]), what="delivery log success")
-    d = body["deliveries"][0]
+    [d] = body["deliveries"]
     assert d["event_id"] == event_id and d["attempts"] == 1 and d["response_code"] == 200
+    assert len(rx.snapshot()) == 1  # exactly one POST, the one verified above
     assert d["duration_ms"] is not None and d["error"] is None
     # the delivery is a background action in the audit log, as system:webhook-dispatcher
     logs = (await stack.api.get("/v1/audit/logs?action=webhook_delivery", headers=stack.admin)).json()["logs"]
@@ -101,6 +102,7 @@ async def test_dead_letter_then_redeliver(stack_factory, worker_process, receive
     assert r.json() == {"delivery_id": d["id"], "event_id": event_id, "status": "pending"}
     body = await wait_for(lambda: _deliveries_success(stack, hook["id"]), what="redelivered")
     assert body["deliveries"][0]["id"] == d["id"] and body["deliveries"][0]["attempts"] == 4
+    assert [r.status for r in rx.snapshot()] == [500, 500, 500, 200]  # the receiver saw exactly those 4
     wh = (await stack.api.get(f"/v1/webhooks/{hook['id']}", headers=stack.admin)).json()
     assert wh["status"] == "healthy"
     assert wh["statistics"]["deliveries_24h"] == 1 and wh["statistics"]["success_rate_24h"] == 1.0
@@ -128,6 +130,8 @@ async def test_filters_and_event_types_select_events(stack, worker_process, rece
     await wait_for(all_dispatched, what="outbox drained")
     rows = await stack.sql("SELECT event_id FROM webhook_deliveries WHERE webhook_id = $1", hook["id"])
     assert [r["event_id"] for r in rows] == [wanted]
+    await wait_for(lambda: _deliveries_success(stack, hook["id"]), what="the delivery logged")
+    assert [r.event["event_id"] for r in rx.snapshot()] == [wanted]  # nothing else reached the receiver
 
 
 async def test_disabled_webhook_receives_nothing_and_test_send_reports(stack, worker_process, receiver_factory,
