@@ -201,20 +201,18 @@ def test_db_url_is_a_migrated_private_clone(db_url: str, template_db: str, servi
     assert found == (None,)
 
 
-def test_redis_clean_flushes_before_the_test(services) -> None:  # type: ignore[no-untyped-def]
+def test_redis_clean_flushes_before_the_test(services, request) -> None:  # type: ignore[no-untyped-def]
+    """Self-contained (was two tests relying on running in file order): leave a key, then let the fixture
+    run, and read the database back."""
     import redis
 
     client = redis.Redis.from_url(services.redis_url)
-    client.set("left-over", "1")
-    client.close()
-
-
-def test_redis_clean_sees_an_empty_db(redis_clean: str) -> None:
-    import redis
-
-    client = redis.Redis.from_url(redis_clean)
     try:
-        assert client.dbsize() == 0
+        client.set("left-over", "1")
+        assert client.get("left-over") == b"1"
+        url = request.getfixturevalue("redis_clean")  # the fixture runs now, after the key was written
+        assert url == services.redis_url
+        assert client.get("left-over") is None and client.dbsize() == 0
     finally:
         client.close()
 
