@@ -117,6 +117,11 @@ async def test_platform_token_naming_a_tenant_is_refused(start_api, emu, setting
         plain = await mint(emu, client_id="vault-ui")
         who = await api.get("/v1/auth/whoami", headers=bearer(plain))
         assert who.status_code == 403 and who.json()["error"]["code"] == "tenant_access_denied", who.text
+        # ... and naming the tenant in the request instead of the token needs partner-admin rights it lacks
+        for where in ({"X-Tenant-ID": claimed}, {}):
+            path = "/v1/auth/whoami" if where else f"/v1/t/{claimed}/auth/whoami"
+            r = await api.get(path, headers=bearer(plain, **where))
+            assert r.status_code == 403 and r.json()["error"]["code"] == "tenant_access_denied", r.text
 
         token = await mint(emu, client_id="vault-ui", claims={"tenant_id": claimed, "scope": "admin"})
         for method, path in (("GET", "/v1/auth/whoami"), ("GET", "/v1/secrets"), ("GET", "/v1/policies"),
