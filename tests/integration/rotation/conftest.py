@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from tests.helpers import ADMIN, bearer, client_token, grant, reset_emulator
-from tests.integration.events.conftest import FAST
+from tests.integration.events.conftest import FAST, hook_secret, receiver_factory  # noqa: F401 (fixtures)
 
 
 @dataclass
