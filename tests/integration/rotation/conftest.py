@@ -3,11 +3,10 @@ helpers to create policies and secrets; the events FAST settings so outbox event
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
-
-import uuid
 
 import asyncpg
 import httpx
