@@ -23,7 +23,7 @@ EXTRA_ACTIONS = (
     "pki_role_read", "pki_role_update", "pki_role_delete", "pki_certificate_list", "pki_certificate_read",
     "pki_csr_submit", "pki_csr_list", "pki_csr_read", "pki_csr_approve", "pki_csr_reject",
     "pki_trust_anchor_create", "pki_trust_anchor_list", "pki_trust_anchor_read", "pki_trust_anchor_delete",
-    "pki_expiry_notice",
+    "pki_private_key_read",
     "request",  # "request": an authenticated route that declared nothing
 )
 ACTIONS = frozenset(SPEC_ACTIONS + EXTRA_ACTIONS)

@@ -51,6 +51,13 @@ async def get_certificate_pem(cert_id: str, ctx: Reader, request: Request) -> Re
     return Response(row["certificate_pem"], media_type=PEM)
 
 
+@router.get("/{cert_id}/private-key", summary="The stored private key (roles with store_private_keys only; audited)")
+async def get_private_key(cert_id: str, ctx: Admin, request: Request) -> dict[str, Any]:
+    ctx.describe("pki_private_key_read", resource_type="certificate", resource_id=cert_id)
+    async with app_state(request).db.raw() as conn:
+        return await svc.private_key(conn, ctx, services(request), cert_id)
+
+
 @router.post("/{cert_id}/revoke", summary="Revoke a certificate (RFC 5280 reason); the CA's CRL is rebuilt at once")
 async def revoke_certificate(cert_id: str, ctx: Admin, request: Request,
                              body: OptionalJson = None) -> dict[str, Any]:

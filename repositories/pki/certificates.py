@@ -42,7 +42,7 @@ async def list_page(conn: asyncpg.Connection, tenant_id: str, *, ca_id: str | No
                     include_revoked: bool, after: str | None, limit: int) -> list[asyncpg.Record]:
     return await conn.fetch(
         f"SELECT {COLS} FROM pki_certificates WHERE tenant_id = $1 AND ($2::text IS NULL OR ca_id = $2)"
-        " AND ($3::timestamptz IS NULL OR not_after <= $3) AND ($4 OR revoked_at IS NULL)"
+        " AND ($3::timestamptz IS NULL OR (not_after <= $3 AND not_after > now())) AND ($4 OR revoked_at IS NULL)"
         " AND ($5::text IS NULL OR id > $5) ORDER BY id LIMIT $6",
         tenant_id, ca_id, expiring_before, include_revoked, after, limit)
 

@@ -198,6 +198,20 @@ async def fetch(conn: asyncpg.Connection, tenant_id: str, cert_id: str, *, for_u
     return row
 
 
+async def private_key(conn: asyncpg.Connection, ctx: RequestContext, svc: Services, cert_id: str) -> dict[str, Any]:
+    """The stored leaf key (roles with ``store_private_keys``), audited as ``pki_private_key_read``."""
+    row = await fetch(conn, ctx.tenant_id, cert_id)
+    blob = await repo.key_blob(conn, ctx.tenant_id, cert_id)
+    if blob is None:
+        raise AppError("not_found", f"no private key is stored for certificate '{cert_id}' (its role does not store"
+                       " keys, or it was signed from a CSR)", {"id": cert_id, "reason": "private_key_not_stored"})
+    pem = await common.open_(svc.keyring, blob, common.cert_key_aad(ctx.tenant_id, cert_id), tenant_id=ctx.tenant_id,
+                             partner_id=ctx.partner_id)
+    await svc.audit.record(ctx, action="pki_private_key_read", resource_type="certificate", resource_id=cert_id,
+                           extra={"serial_number": x509.serial_colon(int(row["serial_number"], 16))})
+    return {"certificate_id": cert_id, "private_key": pem.decode(), "private_key_type": row["key_type"]}
+
+
 async def list_certificates(conn: asyncpg.Connection, ctx: RequestContext, *, ca_id: str | None,
                             expiring_within: str | None, include_revoked: bool, after: str | None, limit: int,
                             base_url: str) -> tuple[list[dict[str, Any]], str | None]:

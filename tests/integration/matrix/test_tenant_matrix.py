@@ -615,6 +615,7 @@ PKI_ROUTES = {
     ("post", "/v1/pki/issue/{role}"), ("post", "/v1/pki/sign/{role}"),  # pki
     ("get", "/v1/pki/certificates"), ("get", "/v1/pki/certificates/{cert_id}"),  # pki
     ("get", "/v1/pki/certificates/{cert_id}/pem"), ("post", "/v1/pki/certificates/{cert_id}/revoke"),  # pki
+    ("get", "/v1/pki/certificates/{cert_id}/private-key"),  # pki
     ("post", "/v1/pki/csr"), ("get", "/v1/pki/csr"), ("get", "/v1/pki/csr/{csr_id}"),  # pki
     ("post", "/v1/pki/csr/{csr_id}/approve"), ("post", "/v1/pki/csr/{csr_id}/reject"),  # pki
     ("post", "/v1/pki/trust-anchors"), ("get", "/v1/pki/trust-anchors"),  # pki

@@ -114,3 +114,38 @@ async def test_certificate_gauges_on_the_metrics_endpoint(api, admin):
     assert f'scaivault_certificates_active{{ca_id="{h["inter"]["id"]}"}} 2.0' in r.text
     assert 'scaivault_certificates_expiring_soon{within_days="7"} 2.0' in r.text
     assert 'scaivault_certificates_expiring_soon{within_days="1"} 0.0' in r.text
+
+
+async def test_keys_are_sealed_at_rest_bound_to_their_row_and_events_are_emitted(api, admin):
+    h = await make_hierarchy(api, admin, key_type="ec", role_extra={"store_private_keys": True})
+    await ok(await api.post("/v1/pki/roles", headers=admin, json={
+        "name": "nostore", "ca_id": h["inter"]["id"], "allowed_domains": ["example.com"], "allow_subdomains": True,
+        "max_ttl": "24h", "key_type": "ec", "key_bits": 256}), 201)
+    kept = await ok(await api.post("/v1/pki/issue/web-a", headers=admin, json={"common_name": "k.example.com"}))
+    gone = await ok(await api.post("/v1/pki/issue/nostore", headers=admin, json={"common_name": "g.example.com"}))
+    assert kept["private_key_stored"] is True and gone["private_key_stored"] is False
+    got = await ok(await api.get(f"/v1/pki/certificates/{kept['id']}/private-key", headers=admin))
+    assert got["private_key"] == kept["private_key"]
+    r = await api.get(f"/v1/pki/certificates/{gone['id']}/private-key", headers=admin)
+    assert r.status_code == 404 and r.json()["error"]["details"]["reason"] == "private_key_not_stored", r.text
+    state = api._transport.app.state.sv  # type: ignore[attr-defined]
+    async with state.db.raw() as conn:
+        blobs = await conn.fetch("SELECT id, key_ciphertext FROM pki_cas WHERE tenant_id = 'tnt_acme_prod'")
+        leaf_blob = await conn.fetchval("SELECT key_ciphertext FROM pki_certificates WHERE id = $1", kept["id"])
+        assert await conn.fetchval("SELECT key_ciphertext FROM pki_certificates WHERE id = $1", gone["id"]) is None
+        for b in [*(r["key_ciphertext"] for r in blobs), leaf_blob]:
+            assert b[:2] == b"SV" and b"PRIVATE KEY" not in b and b"-----" not in b
+        # AAD binds a CA key to its CA: the root's key copied onto the intermediate does not open
+        root_blob = next(r["key_ciphertext"] for r in blobs if r["id"] == h["root"]["id"])
+        await conn.execute("UPDATE pki_cas SET key_ciphertext = $1 WHERE id = $2", root_blob, h["inter"]["id"])
+    r = await api.post("/v1/pki/issue/web-a", headers=admin, json={"common_name": "x.example.com"})
+    assert r.status_code == 500 and r.json()["error"]["code"] == "decryption_failed", r.text
+    assert "PRIVATE" not in r.text
+    async with state.db.raw() as conn:
+        events = await conn.fetch("SELECT event_type, data FROM events WHERE event_type LIKE 'certificate.%'"
+                                  " ORDER BY seq")
+    assert [e["event_type"] for e in events] == ["certificate.issued", "certificate.issued"]
+    assert all("PRIVATE" not in e["data"] for e in events)
+    r = await api.post(f"/v1/pki/certificates/{gone['id']}/revoke", headers=admin, json={"reason": "superseded"})
+    assert r.status_code == 500  # the intermediate's key no longer opens: the revocation (and its CRL) roll back
+    assert (await ok(await api.get(f"/v1/pki/certificates/{gone['id']}", headers=admin)))["revoked"] is False

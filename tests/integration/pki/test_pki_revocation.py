@@ -60,6 +60,12 @@ async def test_revoked_leaf_is_in_the_public_crl_which_verifies_against_the_ca(a
     again = await ok(await api.post(f"/v1/pki/certificates/{gone['id']}/revoke", headers=admin,
                                     json={"reason": "superseded"}))
     assert again["revocation_reason"] == "key_compromise"
+    state = api._transport.app.state.sv  # type: ignore[attr-defined]
+    async with state.db.raw() as conn:
+        rows = await conn.fetch("SELECT data FROM events WHERE event_type = 'certificate.revoked'")
+    import orjson
+    assert [orjson.loads(r["data"])["certificate_id"] for r in rows] == [gone["id"]]
+    assert orjson.loads(rows[0]["data"])["reason"] == "key_compromise"
     # forced rebuild returns the PEM and next update
     rebuilt = await ok(await api.post(f"/v1/pki/ca/{inter['id']}/crl", headers=admin))
     assert rebuilt["crl_pem"].startswith("-----BEGIN X509 CRL-----") and rebuilt["next_update"]

@@ -33,6 +33,7 @@ ID_ROUTES: list[tuple[str, str, Any]] = [
     ("post", "/pki/sign/{role}", {"csr_pem": make_csr("a.example.com")}),
     ("get", "/pki/certificates/{cert_id}", None),
     ("get", "/pki/certificates/{cert_id}/pem", None),
+    ("get", "/pki/certificates/{cert_id}/private-key", None),
     ("post", "/pki/certificates/{cert_id}/revoke", {"reason": "key_compromise"}),
     ("get", "/pki/csr/{csr_id}", None),
     ("post", "/pki/csr/{csr_id}/approve", None),
@@ -66,7 +67,7 @@ def _norm(r: httpx.Response, *values: str) -> tuple[int, str]:
 
 @pytest.fixture
 async def world(api, admin) -> dict[str, str]:
-    h = await make_hierarchy(api, admin, key_type="ec")
+    h = await make_hierarchy(api, admin, key_type="ec", role_extra={"store_private_keys": True})
     leaf = await ok(await api.post("/v1/pki/issue/web-a", headers=admin, json={"common_name": "a.example.com"}))
     csr = await ok(await api.post("/v1/pki/csr", headers=admin, json={"role": "web-a",
                                                                        "csr_pem": make_csr("b.example.com")}), 201)
