@@ -99,3 +99,64 @@ def ensure_dev_admin_policy(api_url: str, token: str, *, identity_id: str = f"sa
             return b.status_code in (201, 409)
     except httpx.HTTPError:
         return False
+
+
+PARTNER_ADMIN_CLIENT_ID = "partner-admin-svc"
+SCAIKEY_WEBHOOK_PATH = "/v1/identity/webhooks/scaikey"
+
+
+def register_scaikey_webhook(scaikey_url: str, scaivault_client_secret: str, api_url: str, webhook_secret: str,
+                             *, timeout: float = 10.0) -> str | None:
+    """Register the API's ScaiKey receiver in the emulator with the generated ``SCAIKEY_WEBHOOK_SECRET`` (all
+    event types), so a change made in ScaiKey reaches ScaiVault by webhook as it would in production. The
+    emulator keeps its state in memory, so every ``make dev`` registers it again; an existing registration for
+    the same URL is kept. Uses the ``scaivault`` platform app (admin:write). Returns the webhook id, or None."""
+    url = api_url.rstrip("/") + SCAIKEY_WEBHOOK_PATH
+    try:
+        with httpx.Client(base_url=scaikey_url.rstrip("/"), timeout=timeout) as c:
+            t = c.post("/api/v1/platform/oauth/token", data={"grant_type": "client_credentials"},
+                       auth=("scaivault", scaivault_client_secret))
+            if t.status_code != 200:
+                return None
+            headers = {"Authorization": f"Bearer {t.json()['access_token']}"}
+            listed = c.get("/api/v1/admin/webhooks", headers=headers)
+            if listed.status_code == 200:
+                body = listed.json()
+                items = body.get("items", body.get("webhooks", [])) if isinstance(body, dict) else body
+                for hook in items or []:
+                    if isinstance(hook, dict) and hook.get("url") == url:
+                        return str(hook.get("id"))
+            r = c.post("/api/v1/admin/webhooks", headers=headers, json={
+                "url": url, "secret": webhook_secret, "events": [],
+                "description": "make dev: ScaiKey changes reach ScaiVault's receiver"})
+            return str(r.json()["id"]) if r.status_code == 201 else None
+    except (httpx.HTTPError, ValueError, KeyError):
+        return None
+
+
+def sync_identities(api_url: str, scaikey_url: str, *, timeout: float = 60.0) -> bool:
+    """Mirror every seeded partner and tenant (names included) before the stack reports ready: one identity sync
+    of everything the partner admin sees, waited for. The worker's first sweep does the same on a fresh stack,
+    but only once per Temporal data directory and in the background, so without this a reused ``.scaivault-dev``
+    or a quick first request could meet ``tenant_not_found``. Returns False on any failure."""
+    import time
+
+    token = mint_admin_token(scaikey_url, client_id=PARTNER_ADMIN_CLIENT_ID)
+    if token is None:
+        return False
+    headers = {"Authorization": f"Bearer {token}"}
+    try:
+        with httpx.Client(base_url=api_url, headers=headers, timeout=10.0) as c:
+            r = c.post("/v1/identity/sync")
+            if r.status_code != 202:
+                return False
+            sync_id = r.json()["sync_id"]
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                s = c.get(f"/v1/identity/sync/{sync_id}")
+                if s.status_code == 200 and s.json().get("status") in ("succeeded", "failed", "skipped"):
+                    return bool(s.json()["status"] == "succeeded")
+                time.sleep(0.5)
+    except (httpx.HTTPError, ValueError, KeyError):
+        return False
+    return False

@@ -28,7 +28,12 @@ from types import FrameType
 from typing import TextIO
 
 from devstack import services as svc
-from devstack.admin_token import ensure_dev_admin_policy, mint_admin_token
+from devstack.admin_token import (
+    ensure_dev_admin_policy,
+    mint_admin_token,
+    register_scaikey_webhook,
+    sync_identities,
+)
 from devstack.services import say
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -210,6 +215,16 @@ class DevStack:
         self.info["admin_token"] = mint_admin_token(scaikey_url) if scaikey_url else None
         if self.info["admin_token"]:
             ensure_dev_admin_policy(str(self.info["api_url"]), str(self.info["admin_token"]))
+        if scaikey_url:
+            # ScaiKey -> ScaiVault by webhook, signed with the generated SCAIKEY_WEBHOOK_SECRET (docs/guide)
+            self.info["scaikey_webhook_id"] = register_scaikey_webhook(
+                scaikey_url, secrets_["SCAIKEY_CLIENT_SECRET"], api_url, secrets_["SCAIKEY_WEBHOOK_SECRET"])
+            if self.info["scaikey_webhook_id"] is None:
+                say("[devstack] could not register the ScaiKey webhook; ScaiKey changes arrive by sync only")
+            # every seeded partner and tenant mirrored (with its name) before the stack says it is up
+            self.info["identity_synced"] = sync_identities(api_url, scaikey_url)
+            if not self.info["identity_synced"]:
+                say("[devstack] the start-up identity sync did not succeed; see logs/worker.log")
         self._write_stack_json(running=True)
 
     def _start_scaikey(self, port: int, client_secret: str) -> str:

@@ -76,9 +76,48 @@ def test_make_dev_stack_serves_the_quickstart_and_stops_cleanly(tmp_path):
         assert code == 200 and {e["action"] for e in body["logs"]} >= {"read", "write", "delete"}
         assert curl(f"{api}/v1/health/ready")[0] == 200
         assert curl(info["temporal_ui_url"])[0] == 200
+        _seeded_tenants_partner_names_and_scaikey_webhook(info, state)
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
     pids = json.loads(stack_file.read_text()).get("pids", {})
     assert pids, "stack.json records the pid of every process it started"
     assert not [name for name, pid in pids.items() if svc.pid_alive(int(pid))], "everything it started is stopped"
+
+
+def _token(scaikey: str, path: str, client: str, secret: str) -> str:
+    out = subprocess.run(["curl", "-s", "-X", "POST", f"{scaikey}{path}", "-u", f"{client}:{secret}",
+                          "-d", "grant_type=client_credentials"], capture_output=True, text=True, timeout=30)
+    return str(json.loads(out.stdout)["access_token"])
+
+
+def _seeded_tenants_partner_names_and_scaikey_webhook(info: dict, state: Path) -> None:
+    """Issue 21 item 5: right after start-up every seeded tenant exists (no tenant_not_found for tnt_acme_dev
+    before a sync), the seed's partner and tenant names came through, and the emulator has ScaiVault's receiver
+    registered with the generated secret, so a change made in ScaiKey reaches ScaiVault by webhook."""
+    api, scaikey = info["api_url"], info["scaikey_url"]
+    assert info.get("identity_synced") is True and info.get("scaikey_webhook_id"), info
+    partner = f"Authorization: Bearer {_token(scaikey, '/api/v1/auth/tenants/acme-prod/oauth/token', 'partner-admin-svc', 'dev-partner-admin-secret')}"
+    code, who = curl(f"{api}/v1/t/tnt_acme_dev/auth/whoami", "-H", partner)
+    assert code == 200 and who["tenant_id"] == "tnt_acme_dev", who
+    code, body = curl(f"{api}/v1/identity/tenants", "-H", partner)
+    assert code == 200 and {t["id"]: t["name"] for t in body["tenants"]} == {
+        "tnt_acme_prod": "Acme Production", "tnt_acme_dev": "Acme Development"}, body
+    code, body = curl(f"{api}/v1/identity/partners", "-H", partner)
+    assert code == 200 and [(p["id"], p["name"]) for p in body["partners"]] == [("prt_acme", "Acme Corp")], body
+
+    secret = json.loads((state / "secrets.json").read_text())["SCAIKEY_CLIENT_SECRET"]
+    platform = f"Authorization: Bearer {_token(scaikey, '/api/v1/platform/oauth/token', 'scaivault', secret)}"
+    code, hooks = curl(f"{scaikey}/api/v1/admin/webhooks", "-H", platform)
+    assert [h["url"] for h in hooks["items"]] == [f"{api}/v1/identity/webhooks/scaikey"], hooks
+    code, _ = curl("-X", "PATCH", f"{scaikey}/api/v1/admin/users/usr_carol", "-H", platform,
+                   "-H", "content-type: application/json", "-d", '{"status": "SUSPENDED"}')
+    assert code == 200
+    deadline = time.time() + 30  # the next sync is an hour away: only the webhook can bring this in time
+    while True:
+        code, body = curl(f"{api}/v1/identity/tenants/tnt_acme_prod/users?q=carol", "-H", partner)
+        users = body.get("users", []) if code == 200 else []
+        if users and users[0]["status"] == "SUSPENDED":
+            break
+        assert time.time() < deadline, body
+        time.sleep(0.5)
