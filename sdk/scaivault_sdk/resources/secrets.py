@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from scaivault_sdk.cache import ReadCache
+from scaivault_sdk.errors import ValidationError
 from scaivault_sdk.models import (
     BatchReadResult,
     ItemError,
@@ -31,6 +32,8 @@ class SecretsResource(Resource):
         self._cache = cache
 
     def _url(self, path: str, op: str | None = None) -> str:
+        if ":" in path:  # illegal in paths (core.md §6.2); on the wire it would select an operation suffix
+            raise ValidationError(400, "invalid_path", "a secret path cannot contain ':'", {"path": path})
         return f"{self._base}/{secret_path(path)}" + (f":{op}" if op else "")
 
     def _forget(self, path: str) -> None:
@@ -79,7 +82,7 @@ class SecretsResource(Resource):
     async def update_metadata(self, path: str, metadata: dict[str, Any] | None = None, *,
                               max_versions: int | None = None, expires_in: str | None = None,
                               rotation_policy_id: str | None = None) -> SecretMetadata:
-        """Replace metadata and/or change options without creating a version (``PATCH``)."""
+        """Change metadata keys and/or options without creating a version (``PATCH``)."""
         body: dict[str, Any] = {}
         if metadata is not None:
             body["metadata"] = metadata

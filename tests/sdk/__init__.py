@@ -1,0 +1,1 @@
+"""SDK tests against the real API (and httpx.MockTransport for the retry classes)."""
