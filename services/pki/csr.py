@@ -60,7 +60,7 @@ async def submit(conn: asyncpg.Connection, ctx: RequestContext, body: Mapping[st
     names = issuance.csr_names(role, parsed, body)
     ttl = body.get("ttl")
     if ttl is not None:
-        issuance._ttl(role, ttl)
+        issuance.check_ttl(role, ttl)
         ttl = str(ttl)
     csr_id = new_id("csr")
     row = await repo.insert(conn, id=csr_id, tenant_id=ctx.tenant_id, role_name=role.name,

@@ -64,7 +64,7 @@ def _unknown(body: Mapping[str, Any], allowed: frozenset[str]) -> None:
         raise common.validation(unknown[0], f"unknown field(s) {unknown}")
 
 
-def _ttl(role: roles.Role, value: object) -> timedelta:
+def check_ttl(role: roles.Role, value: object) -> timedelta:
     if value is None or value == "":
         ttl = role.default_ttl
     else:
@@ -81,6 +81,8 @@ def _ttl(role: roles.Role, value: object) -> timedelta:
 
 def check_key(role: roles.Role, key_type: str, bits: int) -> None:
     want = role.config.get("key_type", "rsa")
+    if key_type == "rsa" and bits < 2048:
+        raise common.validation("csr_pem", f"RSA keys must have at least 2048 bits, the CSR has {bits}", role=role.name)
     if want == "any":
         return
     if key_type != want:
@@ -156,7 +158,7 @@ async def issue(conn: asyncpg.Connection, ctx: RequestContext, svc: Services, ro
     _unknown(body, ISSUE_FIELDS)
     role = roles.of_row(await roles.fetch(conn, ctx.tenant_id, role_name))
     names = roles.check_names(role, body.get("common_name"), _list(body, "alt_names"), _list(body, "ip_sans"))
-    ttl = _ttl(role, body.get("ttl"))
+    ttl = check_ttl(role, body.get("ttl"))
     key_type = role.config.get("key_type", "rsa")
     bits = int(role.config.get("key_bits") or 0)
     if key_type == "any":  # the server picks: EC P-256
@@ -182,7 +184,7 @@ async def sign(conn: asyncpg.Connection, ctx: RequestContext, svc: Services, rol
     parsed = x509.parse_csr(body.get("csr_pem"))
     check_key(role, parsed.key_type, parsed.key_bits)
     names = csr_names(role, parsed, body)
-    ttl = _ttl(role, body.get("ttl"))
+    ttl = check_ttl(role, body.get("ttl"))
     row, chain = await mint(conn, ctx, svc, role, names=names, ttl=ttl, public_key=parsed.csr.public_key(),  # type: ignore[arg-type]
                             key_type=parsed.key_type, key_bits=parsed.key_bits, source=source, private_pem=None)
     return _response(row, chain, svc.base_url, None)

@@ -36,6 +36,13 @@ async def test_bad_input_is_refused_with_its_code_and_leaves_nothing_behind(api,
                "validation_error")
     assert "requires EC" in err["message"]
     _err(await api.post(sign, headers=admin, json={}), 422, "validation_error")
+    # a role accepting any key type still refuses weak RSA keys
+    await ok(await api.post("/v1/pki/roles", headers=admin, json={
+        "name": "anykey", "ca_id": h["inter"]["id"], "allowed_domains": ["example.com"], "allow_subdomains": True,
+        "max_ttl": "24h", "key_type": "any"}), 201)
+    err = _err(await api.post("/v1/pki/sign/anykey", headers=admin, json={
+        "csr_pem": make_csr("a.example.com", key=rsa_key(1024))}), 422, "validation_error")
+    assert "2048" in err["message"]
     # names outside the role: the offending name is in the message and the details
     for body, name in (({"common_name": "a.example.com", "alt_names": ["ok.example.com", "evil.attacker.net"]},
                         "evil.attacker.net"),
@@ -95,7 +102,8 @@ async def test_bad_input_is_refused_with_its_code_and_leaves_nothing_behind(api,
     cas_after = (await ok(await api.get("/v1/pki/ca", headers=admin)))["cas"]
     assert [c["id"] for c in cas_after] == [c["id"] for c in cas_before]
     assert all(c["certificates_issued"] == 0 for c in cas_after)
-    assert [r["name"] for r in (await ok(await api.get("/v1/pki/roles", headers=admin)))["roles"]] == ["web-a"]
+    assert [r["name"] for r in (await ok(await api.get("/v1/pki/roles", headers=admin)))["roles"]] == ["web-a",
+                                                                                                      "anykey"]
     assert (await ok(await api.get("/v1/pki/csr", headers=admin)))["csrs"] == []
 
 
