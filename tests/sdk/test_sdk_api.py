@@ -63,7 +63,7 @@ async def test_list_paginates_and_batch_read_returns_secrets(vault: Any) -> None
         page = await c.secrets.list_page("sdk/list/", limit=3)
         assert page.has_more and page.cursor and len(page.items) == 3
         done: list[tuple[int, int]] = []
-        result = await c.secrets.batch_read(paths + ["sdk/list/missing"], progress=lambda d, t: done.append((d, t)))
+        result = await c.secrets.batch_read([*paths, "sdk/list/missing"], progress=lambda d, t: done.append((d, t)))
         assert sorted(result.secrets) == paths and result.secrets["sdk/list/k3"].data == {"v": "3"}
         assert result.errors["sdk/list/missing"].code == "secret_not_found"
         assert done == [(8, 8)]
