@@ -16,6 +16,7 @@ from api.deps import authorized
 from audit.sealer import prune_once, seal_all, verify_tenant
 from cli.main import main as cli_main
 from core.errors import AppError
+from repositories import audit as audit_repo
 from tests.helpers import ADMIN, CI, TENANT, bearer, client_token, reset_emulator, user_token
 
 # A tiny test-only router with a describe()'d path action (secrets are built elsewhere).
@@ -166,10 +167,15 @@ async def test_concurrent_requests_are_group_committed(env, scaikey):
 
 
 async def _sealed_whoamis(client, conn, token: str, n: int) -> list[asyncpg.Record]:
+    before = await conn.fetchval("SELECT count(*) FROM audit_log WHERE tenant_id = $1", TENANT)
     for _ in range(n):
         assert (await client.get("/v1/auth/whoami", headers=bearer(token))).status_code == 200
-    assert await seal_all(conn) >= n
-    return await conn.fetch("SELECT * FROM audit_log WHERE tenant_id = $1 ORDER BY seq", TENANT)
+    await seal_all(conn)
+    rows = await conn.fetch("SELECT * FROM audit_log WHERE tenant_id = $1 ORDER BY seq", TENANT)
+    assert len(rows) == before + n and [r["action"] for r in rows[before:]] == ["whoami"] * n
+    result = await verify_tenant(conn, TENANT)
+    assert result.ok and result.unsealed == 0 and result.checked == len(rows)  # every row sealed, exactly
+    return rows
 
 
 async def _as_superuser(conn: asyncpg.Connection, sql: str, *args: Any) -> None:
@@ -193,7 +199,7 @@ async def test_audit_log_and_seals_are_insert_only(env, scaikey):
         with pytest.raises(asyncpg.RaiseError, match="insert-only"):
             await conn.execute(f"TRUNCATE {table}")
     # the sealer wrote blocks, not rows: the entries are exactly as inserted
-    assert await conn.fetchval("SELECT count(*) FROM audit_seals WHERE tenant_id = $1", TENANT) >= 1
+    assert await conn.fetchval("SELECT count(*) FROM audit_seals WHERE tenant_id = $1", TENANT) == 1  # one pass
     assert await conn.fetch("SELECT * FROM audit_log WHERE tenant_id = $1 ORDER BY seq", TENANT) == rows
 
 
@@ -202,13 +208,13 @@ async def test_hash_chain_verify_names_an_edited_row(env, scaikey):
     admin = await client_token(scaikey, ADMIN)
     rows = await _sealed_whoamis(client, conn, admin, 5)
     r = await client.get("/v1/audit/verify", headers=bearer(admin))
-    assert r.status_code == 200 and r.json()["ok"] is True and r.json()["checked"] >= 5
+    assert r.status_code == 200 and r.json()["ok"] is True and r.json()["checked"] == len(rows)
     victim = rows[2]
     await _as_superuser(conn, "UPDATE audit_log SET identity_id = 'user:nobody' WHERE id = $1", victim["id"])
     body = (await client.get("/v1/audit/verify", headers=bearer(admin))).json()
     assert body["ok"] is False
     assert body["first_broken"]["id"] == victim["id"] and "edited" in body["first_broken"]["reason"]
-    assert body["first_broken"]["chain_seq"] == 3 and body["first_broken"]["block_no"] >= 1
+    assert body["first_broken"]["chain_seq"] == 3 and body["first_broken"]["block_no"] == 1  # one sealed block
 
 
 async def test_verify_pinpoints_edited_deleted_and_forged_rows(env, scaikey, capsys):
@@ -285,7 +291,7 @@ async def test_unsealed_entries_are_reported_not_broken(env, scaikey):
     assert result.ok and result.unsealed == 0
 
 
-async def test_sealer_waits_for_an_in_flight_writer_with_a_lower_seq(env, scaikey, db_url):
+async def test_sealer_waits_for_an_in_flight_writer_with_a_lower_seq(env, scaikey, db_url, monkeypatch):
     """A transaction that drew its seq first but commits last still gets sealed, in seq order."""
     client, conn, _ = env
     admin = await client_token(scaikey, ADMIN)
@@ -296,9 +302,21 @@ async def test_sealer_waits_for_an_in_flight_writer_with_a_lower_seq(env, scaike
         await slow.execute("INSERT INTO audit_log (id, tenant_id, ts, identity_id, identity_type, action, success)"
                            " VALUES ('log_slow', $1, now(), 'system:test', 'system', 'rotate', true)", TENANT)
         assert (await client.get("/v1/auth/whoami", headers=bearer(admin))).status_code == 200
+        seen_running: list[bool] = []
+        real_running = audit_repo.running
+
+        async def running(*args: Any) -> bool:
+            still = await real_running(*args)
+            seen_running.append(still)
+            return still
+
+        monkeypatch.setattr(audit_repo, "running", running)
         sealer = asyncio.create_task(seal_all(conn))
-        await asyncio.sleep(0.3)
-        assert not sealer.done()  # waiting for the slow writer
+        deadline = asyncio.get_running_loop().time() + 30
+        while True not in seen_running:  # the sealer found the slow writer in flight (observed, not slept)
+            assert asyncio.get_running_loop().time() < deadline and not sealer.done(), "never saw the writer"
+            await asyncio.sleep(0.01)
+        assert not sealer.done()  # so it is waiting for the slow writer
         await tx.commit()
         assert await sealer == 2
     finally:
@@ -424,8 +442,14 @@ async def test_trails_summary_and_export(env, scaikey):
     assert trail["summary"]["last_read_at"].endswith("Z")
     ident = (await client.get("/v1/audit/identities/sa:ci-deployer", headers=bearer(admin))).json()
     assert ident["summary"]["paths_touched"] == ["db/main"] and ident["summary"]["actions_30d"]["read"] == 2
-    summ = (await client.get("/v1/audit/summary", headers=bearer(admin))).json()
-    assert summ["total_events"] == summ["successful_events"] + summ["failed_events"] >= 5
+    summ_r = await client.get("/v1/audit/summary", headers=bearer(admin))
+    summ = summ_r.json()
+    assert summ["total_events"] == summ["successful_events"] + summ["failed_events"]
+    stored = await _conn.fetch(  # what the summary saw: every row but its own request's (written after it)
+        "SELECT success FROM audit_log WHERE tenant_id = $1 AND request_id IS DISTINCT FROM $2", TENANT,
+        summ_r.headers["x-request-id"])
+    assert (summ["successful_events"], summ["failed_events"]) == (
+        sum(r["success"] for r in stored), sum(not r["success"] for r in stored))
     assert summ["by_action"]["read"] == 3 and summ["top_paths"][0] == {"path": "db/main", "count": 3}
     async with client.stream("GET", "/v1/audit/logs/export", params={"action": "read"},
                              headers=bearer(admin)) as resp:
