@@ -7,6 +7,7 @@ rotation's version carries its cycle as idempotency key (services/rotation/rotat
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -33,6 +34,14 @@ from workflows.types.rotation import (
 )
 
 log = logging.getLogger("scaivault.rotation")
+HEARTBEAT_SECONDS = 5.0
+
+
+async def _heartbeats() -> None:
+    """Key generation can be slow: heartbeat so a dead worker is noticed after the heartbeat timeout."""
+    while True:
+        activity.heartbeat()
+        await asyncio.sleep(HEARTBEAT_SECONDS)
 
 
 def _wf_id() -> str | None:
@@ -100,12 +109,20 @@ class RotationActivities:
 
     @activity.defn(name="rotation_scheduler.rotate")
     async def rotate(self, inp: RotateInput) -> RotateResult:
+        beat = asyncio.get_running_loop().create_task(_heartbeats())
         try:
             out = await rotate_auto(self.state, tenant_id=inp.tenant_id, secret_id=inp.secret_id, cycle=inp.cycle,
                                     rotated_at=datetime.fromisoformat(inp.rotated_at.replace("Z", "+00:00")),
                                     trigger=inp.trigger, history_id=inp.history_id, workflow_id=_wf_id())
         except AppError as exc:
             raise to_application_error(exc) from None
+        finally:
+            beat.cancel()
+        pause = self.settings.rotation_crash_test_pause_seconds
+        if pause > 0:  # tests only: the version is committed, the result not yet recorded (crash test window)
+            log.warning("rotation written; pausing before reporting", extra={"secret_id": inp.secret_id,
+                                                                             "cycle": inp.cycle, "seconds": pause})
+            await asyncio.sleep(pause)
         return RotateResult(status=out["status"], old_version=out.get("old_version"),
                             new_version=out.get("new_version"))
 

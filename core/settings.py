@@ -169,6 +169,8 @@ class Settings(BaseSettings):
     # --- rotation and expiry (docs/rotation.md) -------------------------------------------------------
     rotation_failure_backoff_seconds: int = Field(default=300, ge=1)  # first retry after a failed rotation; x2
     expiry_notify_before: str = "30d,7d,1d"  # default secret.expiring thresholds (a secret's notify_before wins)
+    # Tests only (crash test): the rotation activity waits this long after its version write committed. Keep 0.
+    rotation_crash_test_pause_seconds: float = Field(default=0.0, ge=0)
 
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Settings:

@@ -170,7 +170,8 @@ class SecretRotationWorkflow:
                 RotationActivities.rotate,
                 RotateInput(self.inp.tenant_id, self.inp.secret_id, plan.cycle, _iso(workflow.now()),
                             trigger=trigger, history_id=history_id),
-                start_to_close_timeout=timedelta(minutes=2), retry_policy=_ROTATE)
+                start_to_close_timeout=timedelta(minutes=5), heartbeat_timeout=timedelta(seconds=30),
+                retry_policy=_ROTATE)
         except ActivityError as exc:
             code, message = _error(exc)
             await self._failed(plan, code, message, trigger, history_id)

@@ -253,8 +253,9 @@ async def rotate_auto(state: Any, *, tenant_id: str, secret_id: int, cycle: int,
                         secret_id=secret_id)
         if a["deleted_at"] is not None:
             raise _fail("secret_not_found", "the secret was deleted", path=a["path"])
-        if a["cycle"] > cycle:
-            return {"status": "stale", "new_version": a["current_version"]}
+        if a["cycle"] > cycle:  # this cycle was rotated already: by this rotation (a retry) or by an outside write
+            done = await repo.version_for_key(conn, secret_id, str(cycle))
+            return {"status": "replayed" if done is not None else "stale", "new_version": done}
         policy = await repo.get_policy(conn, tenant_id, a["policy_id"])
         if policy is None:
             raise pol.not_found(a["policy_id"])
