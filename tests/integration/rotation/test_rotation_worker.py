@@ -89,7 +89,7 @@ async def test_manual_rotation_grace_end_and_reschedule(stack, worker_process) -
     pol, path, sid = await _attached(stack, auto_generate=True, grace_period="3s")
     other_pol, other, other_sid = await _attached(stack, auto_generate=True)
     # the workflow runs as soon as the secret is attached (PUT with options.rotation_policy_id)
-    st = await _poll(lambda: _state(stack, sid), "the workflow's first plan")
+    await _poll(lambda: _state(stack, sid), "the workflow's first plan")
     [a] = await stack.sql("SELECT anchor_at FROM rotation_assignments WHERE secret_id = $1", sid)
     due = a["anchor_at"] + timedelta(days=90)
 
