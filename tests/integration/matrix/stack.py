@@ -38,6 +38,7 @@ PARTNER_ACME = "partner-admin-svc"  # seeded: partner_admin of prt_acme (home tn
 ADMIN_B = "m-admin-dev"           # tenant_admin of tnt_acme_dev
 ADMIN_G = "m-admin-globex"        # tenant_admin of tnt_globex
 PARTNER_GLOBEX = "m-partner-globex"  # partner_admin of prt_globex (home tnt_globex)
+ADMIN_NOGRANT = "m-admin-nogrant"  # tenant_admin of tnt_acme_prod bound to no policy at all
 
 FAST: dict[str, Any] = {
     "webhook_allow_private": True,
@@ -93,6 +94,9 @@ def seed_document() -> dict[str, Any]:
     seed["applications"] += [
         {**common, "id": "app_m_admin_dev", "client_id": ADMIN_B, "name": "matrix admin dev", "scope": "TENANT",
          "tenant_id": TENANT_B, "partner_id": "prt_acme", "role": "tenant_admin", "client_secret": "m-admin-dev"},
+        {**common, "id": "app_m_admin_nogrant", "client_id": ADMIN_NOGRANT, "name": "matrix admin no grant",
+         "scope": "TENANT", "tenant_id": TENANT_A, "partner_id": "prt_acme", "role": "tenant_admin",
+         "client_secret": "m-admin-nogrant"},
         {**common, "id": "app_m_admin_globex", "client_id": ADMIN_G, "name": "matrix admin globex",
          "scope": "TENANT", "tenant_id": TENANT_G, "partner_id": "prt_globex", "role": "tenant_admin",
          "client_secret": "m-admin-globex"},

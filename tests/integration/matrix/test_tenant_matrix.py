@@ -105,9 +105,14 @@ async def world(stack: Stack) -> World:
     pat = await _json(await api.post("/v1/auth/tokens", headers=a, json={
         "name": f"{MARK}-pat", "scopes": ["secrets:read"]}), 201)
     ids["token"] = pat["id"]
+    rot = await _json(await api.post("/v1/rotation/policies", headers=a, json={
+        "name": f"{MARK}-rotation", "interval": "90d"}), 201)
+    ids["rotation_policy"] = rot["id"]
     override = 4321
     await _json(await api.put("/v1/admin/rate-limits", headers=a, json={"limits": {"read_secrets": override}}))
     await stack.write(a, f"{MARK}/db", "tenant-a-value")
+    await _json(await api.post(f"/v1/rotation/policies/{rot['id']}/secrets", headers=a,
+                               json={"secret_path": f"{MARK}/db"}), 201)
     await stack.write(await stack.sa(PARTNER_ACME), f"{MARK}/partner", "tenant-a-value-partner", partner=True)
     # B and G: a webhook each (the sentinels that prove their events were relayed) and a secret each
     b, g = await stack.sa(ADMIN_B), await stack.sa(ADMIN_G)
@@ -193,9 +198,20 @@ ID_PROBES = [
     IdProbe("get", "/v1/auth/tokens/{token_id}"),
     IdProbe("delete", "/v1/auth/tokens/{token_id}"),
     IdProbe("get", "/v1/identity/sync/{sync_id}"),
+    IdProbe("get", "/v1/rotation/policies/{policy_id}"),
+    IdProbe("patch", "/v1/rotation/policies/{policy_id}", {"interval": "1d"}),
+    IdProbe("post", "/v1/rotation/policies/{policy_id}/disable"),
+    IdProbe("post", "/v1/rotation/policies/{policy_id}/enable"),
+    IdProbe("post", "/v1/rotation/policies/{policy_id}/secrets", {"secret_path": f"{MARK}/db"}),
+    IdProbe("post", "/v1/rotation/policies/{policy_id}/rotate", {"secret_paths": [f"{MARK}/db"]}),
+    IdProbe("post", "/v1/rotation/policies/{policy_id}/rotate"),
+    IdProbe("get", "/v1/rotation/policies/{policy_id}/history"),
+    IdProbe("delete", "/v1/rotation/policies/{policy_id}/secrets/{secret_path}"),
+    IdProbe("delete", "/v1/rotation/policies/{policy_id}"),
 ]
-# secret policies share the {policy_id} name with access policies
+# secret policies and rotation policies share the {policy_id} name with access policies
 SP_PATHS = "/v1/secret-policies/"
+ROT_PATHS = "/v1/rotation/"
 
 
 def _fill(probe: IdProbe, world: World, fake: bool) -> tuple[str, list[str]]:
@@ -205,10 +221,13 @@ def _fill(probe: IdProbe, world: World, fake: bool) -> tuple[str, list[str]]:
             continue
         if placeholder == "policy_id" and url.startswith(SP_PATHS):
             key = "secret_policy"
+        if placeholder == "policy_id" and url.startswith(ROT_PATHS):
+            key = "rotation_policy"
         real = world.ids[key]
         value = fake_id(real) if fake else real
         used.append(value)
         url = url.replace("{" + placeholder + "}", value)
+    url = url.replace("{secret_path}", f"{MARK}/db")  # A's attached secret: the same in both probes
     return url + probe.params, used
 
 
@@ -244,6 +263,8 @@ async def _snapshot(world: World) -> dict[str, Any]:
         "limits": (await get("/v1/admin/rate-limits"))["overrides"],
         "secret": (await get(f"/v1/secrets/{MARK}/db"))["data"],
         "alice_roles": await get("/v1/identity/users/usr_alice/roles"),
+        "rotation_policy": await get(f"/v1/rotation/policies/{i['rotation_policy']}"),
+        "rotation_due": await get(f"/v1/rotation/due?within_hours=87600&policy_id={i['rotation_policy']}"),
     }
 
 
@@ -272,7 +293,7 @@ async def test_id_probe_is_a_missing_resource(world: World, before: dict[str, An
     r_real = await st.api.request(probe.method.upper(), _with_prefix(prober, real_url), **kw)
     assert r_real.status_code in (403, 404), (prober.name, probe.name, r_real.status_code, r_real.text)
     assert normalize(r_real, *real_ids) == normalize(r_fake, *fake_ids), (prober.name, probe.name)
-    assert MARK not in r_real.text
+    assert MARK not in r_real.text.replace(f'"{MARK}/db"', '"<the path the probe sent>"'), r_real.text
     # positive control: the id really is A's, and A reaches it; a change attempt changed nothing of A's
     if probe.method == "get":
         r_own = await st.api.get(real_url, headers=await st.sa(ADMIN_A))
@@ -309,6 +330,9 @@ LIST_PROBES = [
     ListProbe("get", "/v1/audit/identities/{identity_id}", "/v1/audit/identities/sa:dev-admin"),
     ListProbe("get", "/v1/audit/verify", "/v1/audit/verify"),
     ListProbe("get", "/v1/admin/rate-limits", "/v1/admin/rate-limits"),
+    ListProbe("get", "/v1/rotation/policies", "/v1/rotation/policies"),
+    ListProbe("get", "/v1/rotation/due", "/v1/rotation/due?within_hours=87600"),
+    ListProbe("get", "/v1/rotation/pending", "/v1/rotation/pending?within_hours=87600"),
     ListProbe("get", "/v1/identity/sync/history", "/v1/identity/sync/history"),
     ListProbe("get", "/v1/secrets", f"/v1/secrets?prefix={MARK}/"),
     ListProbe("get", "/v1/secrets/{path}", f"/v1/secrets/{MARK}/db", echo=(f"{MARK}/db",)),
@@ -626,6 +650,7 @@ EXTRA_ROUTES = {
     ("put", "/v1/admin/rate-limits"), ("get", "/v1/identity/tenants/{tenant_id}/users"),
     ("get", "/v1/identity/tenants/{tenant_id}/groups"), ("post", "/v1/webhooks"), ("post", "/v1/subscriptions"),
     ("post", "/v1/secret-policies"), ("post", "/v1/policies"), ("post", "/v1/auth/tokens"),
+    ("post", "/v1/rotation/policies"),
     ("get", "/v1/partner/secrets/{path}"), ("get", "/v1/secrets/{path}:metadata"),
     *PKI_ROUTES,
 }
