@@ -186,7 +186,7 @@ def revocation_reason(body: Mapping[str, Any]) -> str:
     reason = body.get("reason", "unspecified")
     if reason is None:
         reason = "unspecified"
-    if reason not in x509.REASONS:
+    if not isinstance(reason, str) or reason not in x509.REASONS:
         raise common.validation("reason", f"reason must be an RFC 5280 reason: {sorted(x509.REASONS)}",
                                 allowed=sorted(x509.REASONS))
     return str(reason)

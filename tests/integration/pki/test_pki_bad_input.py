@@ -95,6 +95,10 @@ async def test_bad_input_is_refused_with_its_code_and_leaves_nothing_behind(api,
          "certificate_not_found")
     _err(await api.post("/v1/pki/certificates/cert_01J00000000000000000000000/revoke", headers=admin), 404,
          "certificate_not_found")
+    for reason in (["key_compromise"], {"x": 1}, 3, "stolen"):  # an unhashable reason once made a 500
+        _err(await api.post(f"/v1/pki/ca/{h['root']['id']}/revoke", headers=admin, json={"reason": reason}), 422,
+             "validation_error")
+    assert (await ok(await api.get(f"/v1/pki/ca/{h['root']['id']}", headers=admin)))["is_active"] is True
     _err(await api.get("/v1/pki/certificates?expiring_within=later", headers=admin), 400, "invalid_duration")
     _err(await api.get("/v1/pki/certificates?cursor=%%%", headers=admin), 400, "invalid_cursor")
     # nothing was left behind
