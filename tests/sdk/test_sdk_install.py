@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import venv
 from pathlib import Path
@@ -22,7 +23,9 @@ async def test_sdk_installs_alone_and_reads_a_secret_in_three_lines(vault: Any, 
     venv.create(env_dir, with_pip=True)
     py = str(env_dir / "bin" / "python")
     pip = [py, "-m", "pip", "install", "-q", "--disable-pip-version-check"]
-    subprocess.run([*pip, "--no-deps", str(REPO / "sdk")], check=True, timeout=300)
+    src = tmp_path / "sdk"  # a copy: building in place would leave build/ and *.egg-info in the repo
+    shutil.copytree(REPO / "sdk", src, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
+    subprocess.run([*pip, "--no-deps", str(src)], check=True, timeout=300)
     subprocess.run([*pip, "httpx>=0.27"], check=True, timeout=300)  # the SDK's one dependency (and its deps)
 
     script = (

@@ -23,6 +23,8 @@ FORBIDDEN = {
     "services": {"activities", "cli", "devstack"},
     "activities": {"api", "cli", "worker"},
     "clients": PROJECT - {"clients", "core"},
+    "sdk": PROJECT,                   # scaivault-sdk installs alone: no server package (docs/sdk.md)
+    "cli/user": PROJECT - {"cli"},    # the user CLI runs on the SDK only (docs/cli.md)
 }
 # Value types and the request context that lower layers may share (documented in architecture.md).
 ALLOWED_API_MODULES = {"api.context", "api.state", "api.deps", "api.errors"}
