@@ -100,7 +100,7 @@ async def attach_secret(policy_id: str, body: JsonObject, ctx: Admin, request: R
     ctx.describe("rotation_policy_attach", resource_type="rotation_policy", resource_id=policy_id)
     state = app_state(request)
     async with state.db.raw() as conn, conn.transaction():
-        doc, secret_id = await svc.attach(conn, ctx, policy_id, body, state.get("audit"))
+        doc, secret_id = await svc.attach(conn, ctx, policy_id, body, state.get("audit"), state.get("access"))
     await state.components["secrets"].changed(_owner(ctx))
     await _wake(request, ctx, [secret_id], "attached")
     return doc
@@ -112,7 +112,7 @@ async def detach_secret(policy_id: str, secret_path: str, ctx: Admin, request: R
     ctx.describe("rotation_policy_detach", resource_type="rotation_policy", resource_id=policy_id)
     state = app_state(request)
     async with state.db.raw() as conn, conn.transaction():
-        secret_id = await svc.detach(conn, ctx, policy_id, secret_path, state.get("audit"))
+        secret_id = await svc.detach(conn, ctx, policy_id, secret_path, state.get("audit"), state.get("access"))
     await state.components["secrets"].changed(_owner(ctx))
     await _wake(request, ctx, [secret_id], "detached")
     return Response(status_code=204)

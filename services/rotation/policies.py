@@ -214,13 +214,16 @@ def assignment_doc(policy: Mapping[str, Any], a: Mapping[str, Any], path: str) -
 
 
 async def attach(conn: asyncpg.Connection, ctx: RequestContext, policy_id: str, body: Mapping[str, Any],
-                 audit: Any) -> tuple[dict[str, Any], int]:
+                 audit: Any, access: Any) -> tuple[dict[str, Any], int]:
+    """Attaching schedules new values for the path: the caller needs ``rotate`` on it (checked before the
+    secret is looked up, so a denied path answers exactly like a missing one)."""
     inp.reject_unknown(dict(body), {"secret_path"})
     path = body.get("secret_path")
     if not isinstance(path, str):
         raise _field("secret_path", "is required")
     inp.check_path(path)
     policy = await fetch(conn, ctx, policy_id)
+    await access.check(ctx, path, "rotate")
     secret = await _live_secret(conn, ctx, path)
     await repo.upsert_assignment(conn, secret_id=secret["id"], tenant_id=ctx.tenant_id, policy_id=policy_id)
     await repo.link_secret(conn, secret["id"], policy_id)
@@ -230,9 +233,11 @@ async def attach(conn: asyncpg.Connection, ctx: RequestContext, policy_id: str, 
     return assignment_doc(policy, a, path), secret["id"]
 
 
-async def detach(conn: asyncpg.Connection, ctx: RequestContext, policy_id: str, path: str, audit: Any) -> int:
+async def detach(conn: asyncpg.Connection, ctx: RequestContext, policy_id: str, path: str, audit: Any,
+                 access: Any) -> int:
     inp.check_path(path)
     await fetch(conn, ctx, policy_id)
+    await access.check(ctx, path, "rotate")
     secret = await _live_secret(conn, ctx, path)
     a = await repo.assignment(conn, secret["id"], for_update=True)
     if a is None or a["policy_id"] != policy_id:

@@ -451,10 +451,6 @@ async def test_subscription_fanout(fanout: Fanout, base: str, perm: str, channel
 
 
 # ------------------------------------------------------------------------------------------------ rotation attach
-@pytest.mark.xfail(strict=True, reason=(
-    "OPEN HOLE (found by this matrix, rotation area): POST /v1/rotation/policies/{id}/secrets checks only the admin "
-    "scope, no path policy: a tenant admin with no grant on a path learns whether it exists (201 vs 404) and "
-    "schedules rotations (new values) of secrets it may neither write nor rotate. Remove this mark with the fix."))
 async def test_rotation_attach_needs_a_path_grant(narrow: Narrow) -> None:
     """Attaching a secret to a rotation policy changes it on a schedule: a tenant admin with no grant on the path
     is refused exactly as for a path that does not exist."""
