@@ -24,6 +24,7 @@ BENCHES: list[tuple[str, list[str], list[str]]] = [
     ("crypto_bench.py", [], ["--n", "5000"]),
     ("webhooks_bench.py", ["--events", "1000"], ["--events", "200"]),
     ("identity_sync_bench.py", [], ["--users", "2000", "--groups", "100"]),
+    ("pki_bench.py", ["--spawn", "--duration", "10"], ["--spawn", "--duration", "2"]),
 ]
 
 
