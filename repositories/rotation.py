@@ -244,15 +244,21 @@ async def end_grace(conn: asyncpg.Connection, secret_id: int, version: int, unti
 
 
 # ------------------------------------------------------------------------------------------- expiry
-async def expiring(conn: asyncpg.Connection, horizon_seconds: int, limit: int) -> list[asyncpg.Record]:
-    """Live secrets whose current expiry is within ``horizon_seconds`` (or past)."""
+async def expiring(conn: asyncpg.Connection, default_thresholds: str, limit: int) -> list[asyncpg.Record]:
+    """Live tenant secrets with an expiry notice owed: ``expires_at`` has passed without its ``expired`` mark, or
+    a ``notify_before`` threshold (the secret's, else ``default_thresholds``) has passed without its mark.
+    Thresholds are validated durations (``7d``, ``12h``), which PostgreSQL reads as intervals too."""
     return await conn.fetch(
-        "SELECT s.id, s.scope, s.owner_id, s.tenant_id, s.partner_id, s.path, s.expires_at, s.notify_before"
-        " FROM secrets s WHERE s.expires_at IS NOT NULL AND s.deleted_at IS NULL"
-        " AND s.expires_at <= now() + make_interval(secs => $1)"
-        " AND NOT EXISTS (SELECT 1 FROM secret_expiry_marks m WHERE m.secret_id = s.id"
-        "   AND m.expires_at = s.expires_at AND m.mark = 'expired')"
-        " ORDER BY s.expires_at LIMIT $2", float(horizon_seconds), limit)
+        "SELECT s.id, s.tenant_id, s.partner_id, s.path, s.expires_at, s.notify_before, s.current_version"
+        " FROM secrets s WHERE s.scope = 'tenant' AND s.expires_at IS NOT NULL AND s.deleted_at IS NULL"
+        " AND s.expires_at <= now() + interval '400 days' AND ("
+        "  (s.expires_at <= now() AND NOT EXISTS (SELECT 1 FROM secret_expiry_marks m WHERE m.secret_id = s.id"
+        "     AND m.expires_at = s.expires_at AND m.mark = 'expired'))"
+        "  OR EXISTS (SELECT 1 FROM unnest(string_to_array(coalesce(nullif(s.notify_before, ''), $1), ',')) t"
+        "     WHERE s.expires_at > now() AND s.expires_at - trim(t)::interval <= now()"
+        "     AND NOT EXISTS (SELECT 1 FROM secret_expiry_marks m WHERE m.secret_id = s.id"
+        "       AND m.expires_at = s.expires_at AND m.mark = trim(t))))"
+        " ORDER BY s.expires_at LIMIT $2", default_thresholds, limit)
 
 
 async def expiry_marks(conn: asyncpg.Connection, secret_id: int, expires_at: datetime) -> set[str]:

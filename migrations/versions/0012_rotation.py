@@ -100,13 +100,15 @@ def upgrade() -> None:
             created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
             PRIMARY KEY (secret_id, expires_at, mark)
         );
+        CREATE INDEX secrets_expiry_sweep ON secrets (expires_at)
+            WHERE expires_at IS NOT NULL AND deleted_at IS NULL AND scope = 'tenant';
         """
     )
 
 
 def downgrade() -> None:
     op.execute(
-        "DROP TABLE secret_expiry_marks; DROP INDEX IF EXISTS secret_versions_rotation_key;"
+        "DROP INDEX IF EXISTS secrets_expiry_sweep; DROP TABLE secret_expiry_marks; DROP INDEX IF EXISTS secret_versions_rotation_key;"
         " ALTER TABLE secret_versions DROP COLUMN rotation_key; DROP TABLE rotation_history;"
         " DROP TABLE rotation_marks; DROP TABLE rotation_assignments; DROP TABLE rotation_policies;"
     )
