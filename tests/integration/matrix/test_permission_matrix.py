@@ -163,6 +163,7 @@ EXTRA_ROUTES = {
     ("get", "/v1/audit/secrets/{path}"),       # test_audit_trail_*
     ("get", "/v1/rotation/policies/{policy_id}/history"),  # test_audit_trail_* (audit:read, like audit trails)
     ("post", "/v1/rotation/policies/{policy_id}/secrets"),  # test_rotation_attach_*
+    ("delete", "/v1/rotation/policies/{policy_id}/secrets/{secret_path}"),  # test_rotation_attach_*
     ("post", "/v1/subscriptions"),             # the fan-out rows
     ("get", "/v1/subscriptions/{sub_id}/poll"),
 }
@@ -453,9 +454,14 @@ async def test_subscription_fanout(fanout: Fanout, base: str, perm: str, channel
 # ------------------------------------------------------------------------------------------------ rotation attach
 async def test_rotation_attach_needs_a_path_grant(narrow: Narrow) -> None:
     """Attaching a secret to a rotation policy changes it on a schedule: a tenant admin with no grant on the path
-    is refused exactly as for a path that does not exist."""
+    is refused exactly as for a path that does not exist -- and so is detaching one (the row found this hole;
+    fixed in a31ca26)."""
     st = narrow.stack
     await st.write(narrow.admin, "m/denied/attach/s", "attach-value")
+    await st.write(narrow.admin, "m/denied/attach/attached", "attached-value")
+    r = await st.api.post(f"/v1/rotation/policies/{narrow.rot_id}/secrets", headers=narrow.admin,
+                          json={"secret_path": "m/denied/attach/attached"})
+    assert r.status_code == 201, r.text
     h = await st.sa(ADMIN_NOGRANT)
     r_real = await st.api.post(f"/v1/rotation/policies/{narrow.rot_id}/secrets", headers=h,
                                json={"secret_path": "m/denied/attach/s"})
@@ -463,4 +469,14 @@ async def test_rotation_attach_needs_a_path_grant(narrow: Narrow) -> None:
                                json={"secret_path": "m/denied/attach/missing"})
     assert r_real.status_code == 403 and r_real.json()["error"]["code"] == "access_denied", r_real.text
     assert normalize(r_real, "m/denied/attach/s") == normalize(r_fake, "m/denied/attach/missing")
+    r_real = await st.api.delete(f"/v1/rotation/policies/{narrow.rot_id}/secrets/m/denied/attach/attached",
+                                 headers=h)
+    r_fake = await st.api.delete(f"/v1/rotation/policies/{narrow.rot_id}/secrets/m/denied/attach/missing",
+                                 headers=h)
+    assert r_real.status_code == 403 and r_real.json()["error"]["code"] == "access_denied", r_real.text
+    assert normalize(r_real, "m/denied/attach/attached") == normalize(r_fake, "m/denied/attach/missing")
+    meta = (await st.api.get("/v1/secrets/m/denied/attach/attached:metadata", headers=narrow.admin)).json()
+    assert meta["rotation_policy_id"] == narrow.rot_id  # still attached
+    meta = (await st.api.get("/v1/secrets/m/denied/attach/s:metadata", headers=narrow.admin)).json()
+    assert meta["rotation_policy_id"] is None  # never attached
 
