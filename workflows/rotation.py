@@ -103,7 +103,9 @@ class SecretRotationWorkflow:
                 req = self.manual.pop(0)
                 await self._manual(plan, req)
                 continue
-            if not plan.secret_live:
+            if not plan.secret_live:  # soft-deleted: recorded once per cycle; a restore wakes nothing, a write does
+                if "failed:0" not in plan.marks:
+                    await self._failed(plan, "secret_not_found", "the secret is deleted", "schedule", None, attempt=0)
                 st.status = "failed"
                 st.last_error = {"code": "secret_not_found", "message": "the secret is deleted"}
                 await self._idle()
@@ -183,13 +185,16 @@ class SecretRotationWorkflow:
         st.last_result, st.last_error, st.failures = result.status, None, 0
         st.rotations += 1 if result.status == "success" else 0
 
-    async def _failed(self, plan: Plan, code: str, message: str, trigger: str, history_id: str | None) -> None:
+    async def _failed(self, plan: Plan, code: str, message: str, trigger: str, history_id: str | None,
+                      attempt: int | None = None) -> None:
         st = self.state
-        st.failures += 1
+        if attempt is None:
+            st.failures += 1
         st.last_result, st.last_error, st.status = "failed", {"code": code, "message": message}, "failed"
         await workflow.execute_activity_method(
             RotationActivities.record_failure,
-            FailureInput(self.inp.tenant_id, self.inp.secret_id, plan.cycle, code, message, attempt=st.failures,
+            FailureInput(self.inp.tenant_id, self.inp.secret_id, plan.cycle, code, message,
+                         attempt=st.failures if attempt is None else attempt,
                          trigger=trigger, history_id=history_id),
             start_to_close_timeout=timedelta(seconds=30), retry_policy=_SHORT)
 

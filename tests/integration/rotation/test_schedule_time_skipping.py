@@ -67,6 +67,18 @@ async def _state(handle) -> RotationState:
     return await handle.query(STATE_QUERY, result_type=RotationState)  # type: ignore[no-any-return]
 
 
+async def _until(handle, pred: Any, what: str) -> RotationState:
+    import asyncio
+
+    deadline = datetime.now(UTC) + timedelta(seconds=60)
+    while True:
+        st = await _state(handle)
+        if pred(st):
+            return st
+        assert datetime.now(UTC) < deadline, f"{what}: {st}"
+        await asyncio.sleep(0.2)
+
+
 async def _skip_to(env, handle, t0: datetime, days: float) -> None:
     """Advance workflow time to ``t0 + days`` (the test server skips timers while the worker is idle)."""
     now = await env.get_current_time()
@@ -229,3 +241,99 @@ async def test_event_driven_policy_walks_warn_due_overdue_then_outside_write(sta
     await wait_for(lambda: {"rotation.overdue", "secret.rotated"} <= {
         x.event["event_type"] for x in rx.successes() if x.event.get("path") == path},
         what="overdue and rotated at the receiver")
+
+
+async def test_disable_pauses_timers_and_enable_fires_the_missed_rotation_at_once(stack, skipping) -> None:
+    from workflows.types.rotation import RESCHEDULE_SIGNAL, Reschedule
+
+    env, queue = skipping
+    pol, path, sid = await _attach(stack, auto_generate=True)
+    t0 = await _anchor(stack, sid)
+    handle = await _start(env, queue, stack, sid)
+    await _skip_to(env, handle, t0, 1)
+    r = await stack.api.post(f"/v1/rotation/policies/{pol['id']}/disable", headers=stack.admin)
+    assert r.status_code == 200 and r.json()["is_active"] is False
+    await handle.signal(RESCHEDULE_SIGNAL, Reschedule("disable"))  # the API signalled the dev server's copy
+    st = await _until(handle, lambda st: st.status == "paused", "paused")
+    assert st.next_action is None
+    await _skip_to(env, handle, t0, 120)  # past every threshold and the due time: nothing happens while paused
+    assert await stack.events("rotation.due", "rotation.completed", path=path) == []
+    assert await stack.versions(path) == [1]
+    meta = (await stack.api.get(f"/v1/secrets/{path}:metadata", headers=stack.admin)).json()["rotation_status"]
+    assert meta["status"] == "paused" and meta["cycle"] == 1  # the anchor is kept
+    r = await stack.api.post(f"/v1/rotation/policies/{pol['id']}/enable", headers=stack.admin)
+    assert r.json()["is_active"] is True
+    await handle.signal(RESCHEDULE_SIGNAL, Reschedule("enable"))
+    done = await _wait_events(stack, path, ("rotation.completed",), 1)
+    assert done[0]["data"]["cycle"] == 1
+    # the missed rotation fired at once: one due_now notice, the stale warnings recorded as skipped, not sent
+    due = await stack.events("rotation.due", path=path)
+    assert [(e["data"]["threshold"], e["data"]["due_now"]) for e in due] == [(None, True)]
+    marks = await stack.sql("SELECT mark, emitted FROM rotation_marks WHERE secret_id = $1 AND cycle = 1"
+                            " ORDER BY mark", sid)
+    assert [(m["mark"], m["emitted"]) for m in marks] == [("1d", False), ("30d", False), ("7d", False),
+                                                          ("due", True)]
+    assert await stack.versions(path) == [1, 2]
+
+
+async def test_failures_are_classified_recorded_retried_and_recover(stack, skipping) -> None:
+    from workflows.types.rotation import RESCHEDULE_SIGNAL, Reschedule
+
+    env, queue = skipping
+    r = await stack.api.post("/v1/secret-policies", headers=stack.admin, json={
+        "name": f"gone-{uuid.uuid4().hex[:6]}", "policy_type": "password",
+        "fields": [{"name": "password", "generator": "random", "config": {"length": 20}}]})
+    sp = r.json()
+    pol, path, sid = await _attach(stack, auto_generate=True, secret_policy_id=sp["id"])
+    assert (await stack.api.delete(f"/v1/secret-policies/{sp['id']}", headers=stack.admin)).status_code == 204
+    t0 = await _anchor(stack, sid)
+    handle = await _start(env, queue, stack, sid)
+    await _skip_to(env, handle, t0, 90.5)
+    # retried with backoff (ROTATION_FAILURE_BACKOFF_SECONDS, doubling): each try is recorded as the next attempt
+    failed = await _wait_events(stack, path, ("rotation.failed",), 2)
+    assert all(f["data"]["error"]["code"] == "secret_policy_not_found" for f in failed)
+    assert [f["data"]["attempt"] for f in failed] == list(range(1, len(failed) + 1))
+    st = await _state(handle)
+    assert st.last_error is not None and st.last_error["code"] == "secret_policy_not_found"
+    assert st.failures >= 2
+    meta = (await stack.api.get(f"/v1/secrets/{path}:metadata", headers=stack.admin)).json()["rotation_status"]
+    assert meta["status"] == "failed" and meta["last_error"]["code"] == "secret_policy_not_found"
+    hist = (await stack.api.get(f"/v1/rotation/policies/{pol['id']}/history?status=failed",
+                                headers=stack.admin)).json()["data"]
+    assert hist and all(h["error"]["code"] == "secret_policy_not_found" for h in hist)
+    audit = await stack.sql("SELECT success, error_code FROM audit_log WHERE secret_path = $1 AND action = 'rotate'",
+                            path)
+    assert audit and all((a["success"], a["error_code"]) == (False, "secret_policy_not_found") for a in audit)
+    assert await stack.versions(path) == [1]
+    # fixed (the link removed: the built-in recipe applies): the next try succeeds
+    r = await stack.api.patch(f"/v1/rotation/policies/{pol['id']}", json={"secret_policy_id": None},
+                              headers=stack.admin)
+    assert r.status_code == 200, r.text
+    await handle.signal(RESCHEDULE_SIGNAL, Reschedule("fixed"))
+    await _wait_events(stack, path, ("rotation.completed",), 1)
+    assert await stack.versions(path) == [1, 2]
+    v2 = (await stack.api.get(f"/v1/secrets/{path}", headers=stack.admin)).json()["data"]
+    assert set(v2) == {"value"} and len(v2["value"]) == 32
+    st = await _state(handle)
+    assert st.last_result == "success" and st.failures == 0 and st.cycle == 2
+
+
+async def test_deleted_secret_is_a_recorded_failure_and_detach_ends_the_workflow(stack, skipping) -> None:
+    env, queue = skipping
+    pol, path, sid = await _attach(stack, auto_generate=True)
+    t0 = await _anchor(stack, sid)
+    handle = await _start(env, queue, stack, sid)
+    assert (await stack.api.delete(f"/v1/secrets/{path}", headers=stack.admin)).status_code == 204
+    await _skip_to(env, handle, t0, 91)
+    from workflows.types.rotation import RESCHEDULE_SIGNAL, Reschedule
+
+    await handle.signal(RESCHEDULE_SIGNAL, Reschedule("deleted"))
+    failed = await _wait_events(stack, path, ("rotation.failed",), 1)
+    assert failed[0]["data"]["error"]["code"] == "secret_not_found"
+    await _skip_to(env, handle, t0, 200)
+    assert len(await stack.events("rotation.failed", path=path)) == 1  # once per cycle, not per wake-up
+    # deleting the policy detaches the secret; the workflow completes
+    assert (await stack.api.delete(f"/v1/rotation/policies/{pol['id']}", headers=stack.admin)).status_code == 204
+    await handle.signal(RESCHEDULE_SIGNAL, Reschedule("policy deleted"))
+    result = await handle.result()
+    assert (result["status"] if isinstance(result, dict) else result.status) == "detached"
