@@ -50,17 +50,16 @@ async def test_workflow_finishes_after_its_worker_is_killed(settings_factory, wo
         task_queue=settings.task_queue(HOUSEKEEPING),
         result_type=HousekeepingResult,
     )
-    for _ in range(200):  # wait for real progress, then kill the worker mid-step
-        remaining = await _count(settings.asyncpg_dsn)
-        if remaining <= ROWS - 200:
-            break
+    deadline = asyncio.get_running_loop().time() + 60
+    while await _count(settings.asyncpg_dsn) > ROWS - 200:  # wait for real progress, then kill mid-step
+        assert asyncio.get_running_loop().time() < deadline, "the housekeeping step never made progress"
         await asyncio.sleep(0.05)
     first.kill()
     assert not first.alive()
     remaining = await _count(settings.asyncpg_dsn)
     assert 0 < remaining < ROWS, "the kill must land mid-run"
-    await asyncio.sleep(1.0)
-    assert await _count(settings.asyncpg_dsn) == remaining, "nothing runs while no worker is up"
+    # (no sleep to "prove" nothing runs without a worker: the process is gone; what matters is below, that the
+    # new worker finishes the same workflow run, the step retried, and deletes exactly the old rows)
 
     worker_process(settings)  # a fresh worker process picks the activity up after the heartbeat timeout
     result = await asyncio.wait_for(handle.result(), timeout=90)
@@ -73,7 +72,8 @@ async def test_workflow_finishes_after_its_worker_is_killed(settings_factory, wo
         await conn.close()
     attempts = [e.activity_task_started_event_attributes.attempt async for e in handle.fetch_history_events()
                 if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED]
-    assert max(attempts) >= 2, "the step was retried on the new worker"
+    # one activity (history records its last start); it completed on a retry, i.e. on the new worker
+    assert len(attempts) == 1 and attempts[0] >= 2, attempts
 
 
 async def test_worker_creates_the_housekeeping_schedule(settings_factory, worker_process):
