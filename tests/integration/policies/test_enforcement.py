@@ -89,7 +89,8 @@ async def test_group_bindings_come_from_the_user_token(api, admin, scaikey):
     bob = bearer(await user_token(scaikey, "bob@acme.example"))
     carol = bearer(await user_token(scaikey, "carol@acme.example"))
     r = await probe(api, bob, "read", "dev/x")
-    assert r.status_code == 200 and "group:developers" in r.json()["identity_ids"]
+    assert r.status_code == 200 and sorted(r.json()["identity_ids"]) == [
+        "group:developers", "group:oncall", "group:sre", "user:bob@acme.example"]  # the token's groups, exactly
     assert error(await probe(api, carol, "read", "dev/x"))["code"] == "access_denied"
 
 
