@@ -51,6 +51,7 @@ ROUTERS: list[str] = [
     "api.routers.pki_certificates",
     "api.routers.pki_csr",
     "api.routers.pki_trust_anchors",
+    "api.routers.federation_backends",
 ]
 
 # "module:function" set-up hooks: async def setup(state: AppState) -> Callable[[], Awaitable[None]] | None
@@ -64,6 +65,7 @@ COMPONENTS: list[str] = [
     "api.identity_setup:setup_identity",
     "services.secrets:setup_secrets",
     "services.rotation.rotate:setup_rotation",
+    "services.federation.proxy:setup_federation",
     "api.events_setup:setup",
 ]
 

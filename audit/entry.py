@@ -24,6 +24,9 @@ EXTRA_ACTIONS = (
     "pki_csr_submit", "pki_csr_list", "pki_csr_read", "pki_csr_approve", "pki_csr_reject",
     "pki_trust_anchor_create", "pki_trust_anchor_list", "pki_trust_anchor_read", "pki_trust_anchor_delete",
     "pki_private_key_read",
+    "federation_backend_create", "federation_backend_list", "federation_backend_read", "federation_backend_update",
+    "federation_backend_delete", "federation_backend_status", "federation_conflict_list",
+    "federation_conflict_resolve",
     "request",  # "request": an authenticated route that declared nothing
 )
 ACTIONS = frozenset(SPEC_ACTIONS + EXTRA_ACTIONS)

@@ -71,15 +71,19 @@ REGISTRY: dict[str, ErrorSpec] = {
     "engine_not_found": _404,
     "role_not_found": _404,
     "lease_not_found": _404,
+    "backend_not_found": _404,
+    "conflict_not_found": _404,
     # 405 / 409 / 413
     "method_not_allowed": ErrorSpec(405),
     "secret_exists": ErrorSpec(409),
     "version_conflict": ErrorSpec(409, "rarely"),
     "policy_in_use": ErrorSpec(409),
     "conflict": ErrorSpec(409),
+    "federated_path_read_only": ErrorSpec(409),  # a write to a path a proxy-mode backend serves
     "payload_too_large": ErrorSpec(413),
     # 429
     "rate_limited": ErrorSpec(429, "yes"),
+    "backend_rate_limited": ErrorSpec(429, "yes"),  # a federated backend throttled us (lifecycle.md §6.5)
     # 5xx
     "internal_error": ErrorSpec(500, "once"),
     "decryption_failed": ErrorSpec(500),  # stored ciphertext failed authentication (tampered or moved row)

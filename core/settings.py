@@ -172,6 +172,17 @@ class Settings(BaseSettings):
     # Tests only (crash test): the rotation activity waits this long after its version write committed. Keep 0.
     rotation_crash_test_pause_seconds: float = Field(default=0.0, ge=0)
 
+    # --- federation (docs/federation.md) ---------------------------------------------------------------
+    federation_remote_timeout_seconds: float = Field(default=5.0, gt=0)  # every call to a federated backend
+    federation_min_sync_interval_seconds: int = Field(default=60, ge=1)  # floor for a backend's sync_interval
+    federation_sync_page_size: int = Field(default=100, ge=1, le=1000)  # keys per heartbeat (resume granularity)
+    federation_sync_heartbeat_seconds: int = Field(default=30, ge=1)  # heartbeat timeout of the sync activity
+    federation_backoff_seconds: int = Field(default=30, ge=1)  # reported retry-after of a failed sync
+    federation_proxy_concurrency: int = Field(default=8, ge=1, le=256)  # in-flight proxied reads per backend
+    federation_index_ttl_seconds: float = Field(default=5.0, gt=0)  # per-process mapping index freshness bound
+    # Tests only (crash test): the sync activity sleeps this long after each page. Keep 0.
+    federation_crash_test_page_pause_seconds: float = Field(default=0.0, ge=0)
+
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Settings:
         required = ["token_hmac_key", "audit_hmac_key", "temporal_codec_key", "scaikey_client_secret"]

@@ -46,6 +46,9 @@ LIST_MAX_LIMIT = 1000
 _DUMP = orjson.OPT_UTC_Z
 _PUT_KEYS = {"data", "secret_type", "metadata", "options"}
 _PATCH_KEYS = {"metadata", "options", "secret_type"}
+# RequestContext.internal key: the audit action of a version write made by background work on another's behalf
+# (federation sync writes are ``federation_sync``); absent = ``write``.
+WRITE_AUDIT_ACTION = "write_audit_action"
 
 
 def _now() -> datetime:
@@ -87,6 +90,11 @@ class Deps:
     @property
     def limiter(self) -> Any:
         return self.state.components.get("rate_limiter")
+
+    @property
+    def federation(self) -> Any:
+        """``services.federation.proxy.FederationProxy`` when federation is set up (docs/federation.md)."""
+        return self.state.components.get("federation")
 
     @property
     def rotation(self) -> Any:
@@ -216,6 +224,11 @@ class SecretsService:
         """GET value: one SQL round trip, warm keys, JSON bytes out."""
         inp.check_path(path)
         await self._check(ctx, owner, path, "read")
+        fed = self.deps.federation
+        if fed is not None:  # a proxy-mode backend serves this path (one dict lookup when the tenant has none)
+            proxied = await fed.read(ctx, owner, path, version)
+            if proxied is not None:
+                return proxied  # type: ignore[no-any-return]
         gen = ctx.internal.get(GEN_EXTRA) if owner.scope == "tenant" else None
         row = self.cache.get(owner.owner_id, path, version, gen) if gen is not None else None
         if row is None:
@@ -465,6 +478,8 @@ class SecretsService:
         ``services.rotation.rotate.RotationWrite``) makes it a rotation of an existing secret (idempotent per cycle)."""
         inp.check_path(path)
         await self._check(ctx, owner, path, "write")
+        if self.deps.federation is not None:
+            await self.deps.federation.check_write(owner, path)  # proxied paths are read-only
         inp.reject_unknown(doc, _PUT_KEYS)
         if "data" not in doc:
             raise inp.field_error("data", "is required")
@@ -523,8 +538,8 @@ class SecretsService:
                           data=self._scoped(owner, {"version": 1, "secret_type": secret_type,
                                                     "created_by": new.actor, "tags": tags,
                                                     "expires_at": _iso(new.expires_at)}))
-        await self.deps.audit.record(ctx, action="write", path=path, permission="write", version=1,
-                                     extra={"created": True}, conn=conn)
+        await self.deps.audit.record(ctx, action=ctx.internal.get(WRITE_AUDIT_ACTION, "write"), path=path,
+                                     permission="write", version=1, extra={"created": True}, conn=conn)
         return self._write_body(owner, path, 1, new, row["created_at"], row["updated_at"])
 
     async def _append(self, ctx: RequestContext, conn: asyncpg.Connection, owner: Owner, path: str,
@@ -556,7 +571,8 @@ class SecretsService:
         extra = {"pruned_versions": res["pruned"]} if res["pruned"] else {}
         if rot is not None:
             extra.update(rot.audit_extra())
-        await self.deps.audit.record(ctx, action="rotate" if rot is not None else "write", path=path,
+        action = "rotate" if rot is not None else ctx.internal.get(WRITE_AUDIT_ACTION, "write")
+        await self.deps.audit.record(ctx, action=action, path=path,
                                      permission="write", version=version, extra=extra or None, conn=conn)
         if rot is not None:
             await hook.emit(conn, ctx, owner, path, rot)
@@ -613,6 +629,8 @@ class SecretsService:
     async def delete(self, ctx: RequestContext, owner: Owner, path: str, permanent: bool) -> None:
         inp.check_path(path)
         await self._check(ctx, owner, path, "delete")
+        if self.deps.federation is not None:
+            await self.deps.federation.check_write(owner, path)  # proxied paths are read-only
         async with self.db.raw() as conn, conn.transaction():
             row = await repo.lock(conn, owner, path)
             if row is None or (row["deleted_at"] is not None and not permanent):

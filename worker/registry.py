@@ -18,6 +18,7 @@ IDENTITY = "identity"
 EVENTS = "events"
 PKI = "pki"
 ROTATION = "rotation"
+FEDERATION = "federation"
 
 
 @dataclass
@@ -107,12 +108,26 @@ def _pki_activities(deps: WorkerDeps) -> list[Callable[..., Any]]:
     return [acts.emit_expiring, acts.rebuild_crls]
 
 
+def _federation_workflows() -> list[type]:
+    from workflows.federation import FederationSyncWorkflow
+
+    return [FederationSyncWorkflow]
+
+
+def _federation_activities(deps: WorkerDeps) -> list[Callable[..., Any]]:
+    from activities.federation import FederationActivities
+
+    acts = FederationActivities(deps.settings, deps.db, deps.redis)
+    return [acts.run_sync]
+
+
 REGISTRATIONS: list[QueueRegistration] = [
     QueueRegistration(HOUSEKEEPING, _housekeeping_workflows, _housekeeping_activities),
     QueueRegistration(IDENTITY, _identity_workflows, _identity_activities),
     QueueRegistration(EVENTS, _events_workflows, _events_activities),
     QueueRegistration(PKI, _pki_workflows, _pki_activities),
     QueueRegistration(ROTATION, _rotation_workflows, _rotation_activities),
+    QueueRegistration(FEDERATION, _federation_workflows, _federation_activities),
 ]
 
 

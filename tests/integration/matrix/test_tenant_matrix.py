@@ -108,6 +108,15 @@ async def world(stack: Stack) -> World:
     rot = await _json(await api.post("/v1/rotation/policies", headers=a, json={
         "name": f"{MARK}-rotation", "interval": "90d"}), 201)
     ids["rotation_policy"] = rot["id"]
+    fed = await _json(await api.post("/v1/federation/backends?verify=false", headers=a, json={
+        "name": f"{MARK}-fed", "type": "hashicorp-vault", "mode": "proxy", "path_mapping": {
+            f"{MARK}fed/**": "secret/data/**"}, "config": {"endpoint": "http://127.0.0.1:9", "auth_method": "token",
+                                                         "auth_config_path": f"{MARK}/db"}}), 201)
+    ids["federation_backend"] = fed["id"]
+    ids["federation_conflict"] = "fcf_01M8TRBWQT0RT2135TDPRPVBXC"  # a conflict row of A's backend (issue 18)
+    await stack.sql("INSERT INTO federation_conflicts (id, tenant_id, backend_id, path, backend_path)"
+                    " VALUES ($1, $2, $3, $4, 'secret/x')", ids["federation_conflict"], TENANT_A, fed["id"],
+                    f"{MARK}fed/x")
     override = 4321
     await _json(await api.put("/v1/admin/rate-limits", headers=a, json={"limits": {"read_secrets": override}}))
     await stack.write(a, f"{MARK}/db", "tenant-a-value")
@@ -168,7 +177,8 @@ class IdProbe:
 
 
 ID_KEYS = {"webhook_id": "webhook", "delivery_id": "delivery", "sub_id": "subscription",
-           "policy_id": "policy", "binding_id": "binding", "token_id": "token", "sync_id": "sync"}
+           "policy_id": "policy", "binding_id": "binding", "token_id": "token", "sync_id": "sync",
+           "backend_id": "federation_backend", "conflict_id": "federation_conflict"}
 
 ID_PROBES = [
     IdProbe("get", "/v1/webhooks/{webhook_id}"),
@@ -208,6 +218,13 @@ ID_PROBES = [
     IdProbe("get", "/v1/rotation/policies/{policy_id}/history"),
     IdProbe("delete", "/v1/rotation/policies/{policy_id}/secrets/{secret_path}"),
     IdProbe("delete", "/v1/rotation/policies/{policy_id}"),
+    IdProbe("get", "/v1/federation/backends/{backend_id}"),
+    IdProbe("patch", "/v1/federation/backends/{backend_id}", {"name": "pwned"}),
+    IdProbe("get", "/v1/federation/backends/{backend_id}/status"),
+    IdProbe("post", "/v1/federation/backends/{backend_id}/sync"),
+    IdProbe("get", "/v1/federation/backends/{backend_id}/conflicts"),
+    IdProbe("post", "/v1/federation/backends/{backend_id}/conflicts/{conflict_id}/resolve", {"keep": "local"}),
+    IdProbe("delete", "/v1/federation/backends/{backend_id}"),
 ]
 # secret policies and rotation policies share the {policy_id} name with access policies
 SP_PATHS = "/v1/secret-policies/"
@@ -265,6 +282,8 @@ async def _snapshot(world: World) -> dict[str, Any]:
         "alice_roles": await get("/v1/identity/users/usr_alice/roles"),
         "rotation_policy": await get(f"/v1/rotation/policies/{i['rotation_policy']}"),
         "rotation_due": await get(f"/v1/rotation/due?within_hours=87600&policy_id={i['rotation_policy']}"),
+        "federation_backend": await get(f"/v1/federation/backends/{i['federation_backend']}"),
+        "federation_conflicts": await get(f"/v1/federation/backends/{i['federation_backend']}/conflicts"),
     }
 
 
@@ -314,6 +333,7 @@ class ListProbe:
 
 LIST_PROBES = [
     ListProbe("get", "/v1/webhooks", "/v1/webhooks"),
+    ListProbe("get", "/v1/federation/backends", "/v1/federation/backends"),
     ListProbe("get", "/v1/subscriptions", "/v1/subscriptions"),
     ListProbe("get", "/v1/secret-policies", "/v1/secret-policies?include_inactive=true"),
     ListProbe("get", "/v1/policies", "/v1/policies?include_inactive=true"),
@@ -650,7 +670,7 @@ EXTRA_ROUTES = {
     ("put", "/v1/admin/rate-limits"), ("get", "/v1/identity/tenants/{tenant_id}/users"),
     ("get", "/v1/identity/tenants/{tenant_id}/groups"), ("post", "/v1/webhooks"), ("post", "/v1/subscriptions"),
     ("post", "/v1/secret-policies"), ("post", "/v1/policies"), ("post", "/v1/auth/tokens"),
-    ("post", "/v1/rotation/policies"),
+    ("post", "/v1/rotation/policies"), ("post", "/v1/federation/backends"),
     ("get", "/v1/partner/secrets/{path}"), ("get", "/v1/secrets/{path}:metadata"),
     *PKI_ROUTES,
 }

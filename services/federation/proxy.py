@@ -1,0 +1,142 @@
+"""Proxy mode (lifecycle.md §6.2): reads of paths a proxy-mode backend maps go to the remote, with
+FEDERATION_REMOTE_TIMEOUT_SECONDS per call and at most FEDERATION_PROXY_CONCURRENCY reads in flight per backend;
+each read is audited like a local one (action ``read``, ``extra.federated``). Writes and deletes of proxied paths
+are refused (``409 federated_path_read_only``): the backend is the source of truth.
+
+``SecretsService`` asks this component (``state.components["federation"]``) on every tenant read and write, after
+the policy check (so policies see the local path exactly as for local secrets). The per-tenant mapping index is
+cached in the process: a tenant without proxy mappings costs one dict lookup and a clock read. It is dropped in
+this process on every backend change and otherwise trusted for FEDERATION_INDEX_TTL_SECONDS (other processes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from core.errors import AppError
+from repositories import federation as repo
+from services.federation import backends as bk
+from services.federation.mapping import Mapping
+from services.federation.remote import Remote, RemoteError
+
+_REMOTE_TTL = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    mapping: Mapping
+    backend_id: str
+
+
+class FederationProxy:
+    def __init__(self, state: Any) -> None:
+        self.state = state
+        self.ttl = float(state.settings.federation_index_ttl_seconds)
+        self._index: dict[str, tuple[float, tuple[_Entry, ...]]] = {}
+        self._sems: dict[str, asyncio.Semaphore] = {}
+        self._remotes: dict[str, tuple[float, Any, Remote]] = {}
+
+    def invalidate(self, tenant_id: str) -> None:
+        self._index.pop(tenant_id, None)
+
+    async def _entries(self, tenant_id: str) -> tuple[_Entry, ...]:
+        hit = self._index.get(tenant_id)
+        now = time.monotonic()
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        async with self.state.db.raw() as conn:
+            rows = await repo.mapped_proxies(conn, tenant_id)
+        entries = tuple(_Entry(m, r["id"]) for r in rows if r["mode"] == "proxy" for m in bk.compiled(r))
+        self._index[tenant_id] = (now + self.ttl, entries)
+        return entries
+
+    async def match(self, tenant_id: str, path: str) -> _Entry | None:
+        hit = self._index.get(tenant_id)
+        if hit is not None and not hit[1] and hit[0] > time.monotonic():
+            return None  # the common case: this tenant proxies nothing
+        for e in await self._entries(tenant_id):
+            if e.mapping.matches(path):
+                return e
+        return None
+
+    async def check_write(self, owner: Any, path: str) -> None:
+        if owner.scope != "tenant":
+            return
+        e = await self.match(owner.owner_id, path)
+        if e is not None:
+            raise AppError("federated_path_read_only", f"'{path}' is served by a proxy-mode federated backend; "
+                           "write it in the backend (the source of truth)", {"path": path, "backend_id": e.backend_id})
+
+    async def _remote(self, row: Any) -> Remote:
+        key = row["id"]
+        hit = self._remotes.get(key)
+        if hit is not None and hit[0] > time.monotonic() and hit[1] == row["updated_at"]:
+            return hit[2]
+        remote = await bk.remote_for(self.state, row)
+        if hit is not None:
+            asyncio.get_running_loop().create_task(hit[2].aclose())
+        self._remotes[key] = (time.monotonic() + _REMOTE_TTL, row["updated_at"], remote)
+        return remote
+
+    async def read(self, ctx: Any, owner: Any, path: str, version: int | None) -> bytes | None:
+        """The proxied value document, or None when the path is not proxied (then the local read proceeds)."""
+        if owner.scope != "tenant":
+            return None
+        e = await self.match(owner.owner_id, path)
+        if e is None:
+            return None
+        if version is not None:
+            raise AppError("invalid_request", "older versions of a proxied path are not addressable here",
+                           {"path": path, "backend_id": e.backend_id})
+        async with self.state.db.raw() as conn:
+            row = await repo.get(conn, owner.owner_id, e.backend_id)
+        if row is None or row["mode"] != "proxy":  # changed in another process since the index was built
+            self.invalidate(owner.owner_id)
+            return None
+        key = e.mapping.to_remote(path)
+        settings = self.state.settings
+        sem = self._sems.setdefault(row["id"], asyncio.Semaphore(settings.federation_proxy_concurrency))
+        timeout = float(settings.federation_remote_timeout_seconds)
+        try:
+            await asyncio.wait_for(sem.acquire(), timeout)
+        except TimeoutError:
+            raise AppError("service_unavailable", f"federated backend '{row['name']}' is saturated (too many reads "
+                           "in flight)", {"backend_id": row["id"], "backend": row["name"],
+                                          "reason": "concurrency"}) from None
+        try:
+            remote = await self._remote(row)
+            data, rv = await asyncio.wait_for(remote.read(key), timeout * 2)
+        except TimeoutError:
+            raise bk.unavailable(row, RemoteError("unavailable", "timed out")) from None
+        except RemoteError as exc:
+            if exc.kind == "not_found":
+                raise AppError("secret_not_found", f"Secret '{path}' not found",
+                               {"path": path, "backend_id": row["id"]}) from None
+            if exc.kind == "auth":
+                self._remotes.pop(row["id"], None)
+            raise bk.unavailable(row, exc) from None
+        finally:
+            sem.release()
+        await self.state.components["audit"].record(ctx, action="read", path=path, permission="read",
+                                                   extra={"federated": row["id"]})
+        doc = {"path": path, "secret_type": "kv", "version": int(rv) if rv.isdigit() else None, "data": data,
+               "metadata": {}, "federation": {"backend_id": row["id"], "backend": row["name"], "mode": "proxy",
+                                              "remote_version": rv}}
+        return orjson.dumps(doc)
+
+    async def aclose(self) -> None:
+        for _, _, remote in self._remotes.values():
+            await remote.aclose()
+        self._remotes.clear()
+
+
+async def setup_federation(state: Any) -> Any:
+    """COMPONENTS hook: the proxy component the secrets service consults."""
+    proxy = FederationProxy(state)
+    state.components["federation"] = proxy
+    return proxy.aclose

@@ -1,0 +1,135 @@
+"""Federated backends through HTTP against a real OpenBao dev server and moto_server: validation (each bad input a
+clear error), verify on create (not a Vault, wrong credentials), CRUD, and proxy mode for both backend types
+(reads go to the remote and are audited; writes refused; remote 404 is secret_not_found; outage is 503 naming
+the backend; policies apply to the local path)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import boto3
+import pytest
+
+from tests.helpers import CI, bearer, client_token
+
+pytestmark = [pytest.mark.asyncio]
+
+
+def _vault(bao: Any, creds_path: str, **over: Any) -> dict[str, Any]:
+    body = {"name": f"b-{uuid.uuid4().hex[:8]}", "type": "hashicorp-vault", "mode": "proxy",
+            "config": {"endpoint": bao.url, "auth_method": "token", "auth_config_path": creds_path},
+            "path_mapping": {f"ext/{uuid.uuid4().hex[:6]}/**": "secret/data/**"}}
+    body.update(over)
+    return body
+
+
+async def test_bad_input_is_refused_with_clear_errors(stack_factory: Any, bao: Any, moto: str) -> None:
+    stack = await stack_factory(federation_min_sync_interval_seconds=60)
+    assert (await stack.put("fedcreds/good", {"token": bao.token})).status_code == 201
+    assert (await stack.put("fedcreds/bad", {"token": "not-the-token"})).status_code == 201
+
+    async def create(body: dict[str, Any], status: int, code: str, verify: bool = True) -> dict[str, Any]:
+        r = await stack.api.post(f"/v1/federation/backends?verify={str(verify).lower()}", json=body,
+                                 headers=stack.admin)
+        assert r.status_code == status, r.text
+        assert r.json()["error"]["code"] == code, r.text
+        return r.json()["error"]  # type: ignore[no-any-return]
+
+    err = await create(_vault(bao, "fedcreds/bad"), 400, "invalid_config")
+    assert "not-the-token" not in str(err)
+    await create(_vault(bao, "fedcreds/good", config={"endpoint": moto, "auth_method": "token",
+                                                       "auth_config_path": "fedcreds/good"}), 400, "invalid_config")
+    await create(_vault(bao, "fedcreds/missing"), 400, "invalid_config")
+    await create(_vault(bao, "fedcreds/good", type="azure-key-vault"), 422, "validation_error")
+    await create(_vault(bao, "fedcreds/good", type="google-secret-manager"), 422, "validation_error")
+    await create(_vault(bao, "fedcreds/good", path_mapping={"ext/a/*": "secret/data/**"}), 422, "validation_error")
+    await create(_vault(bao, "fedcreds/good", path_mapping={"ext/a/**": "secret/data/x"}), 422, "validation_error")
+    await create(_vault(bao, "fedcreds/good", path_mapping={"**": "secret/data/**"}), 422, "validation_error")
+    await create(_vault(bao, "fedcreds/good", path_mapping={"ext/a/**": "secret/**"}), 422, "validation_error")
+    await create(_vault(bao, "fedcreds/good", mode="sync", sync_interval="30s"), 422, "validation_error")
+    await create(_vault(bao, "fedcreds/good", mode="sync"), 422, "validation_error")
+    await create(_vault(bao, "fedcreds/good", config={"endpoint": "ftp://x", "auth_method": "token",
+                                                       "auth_config_path": "fedcreds/good"}), 422,
+                 "validation_error")
+    await create(_vault(bao, "fedcreds/good", config={"endpoint": bao.url, "auth_method": "kubernetes",
+                                                       "auth_config_path": "fedcreds/good"}), 422,
+                 "validation_error")
+    ok = _vault(bao, "fedcreds/good", path_mapping={"ext/shared/**": "secret/data/**"})
+    r = await stack.api.post("/v1/federation/backends", json=ok, headers=stack.admin)
+    assert r.status_code == 201, r.text
+    created = r.json()
+    assert "token" not in str(created) or bao.token not in str(created)
+    # a second backend whose mapping overlaps the first one's
+    await create(_vault(bao, "fedcreds/good", path_mapping={"ext/shared/deeper/**": "secret/data/**"}), 422,
+                 "validation_error")
+    await create(_vault(bao, "fedcreds/good", path_mapping={"ext/**": "secret/data/**"}), 422, "validation_error")
+
+    # CRUD
+    bid = created["id"]
+    r = await stack.api.get(f"/v1/federation/backends/{bid}", headers=stack.admin)
+    assert r.status_code == 200 and r.json()["name"] == ok["name"]
+    r = await stack.api.get("/v1/federation/backends", headers=stack.admin)
+    assert [b["id"] for b in r.json()["backends"]] == [bid]
+    r = await stack.api.patch(f"/v1/federation/backends/{bid}", json={"mode": "sync", "sync_interval": "10m"},
+                              headers=stack.admin)
+    assert r.status_code == 200 and r.json()["sync_interval"] == "10m", r.text
+    r = await stack.api.delete(f"/v1/federation/backends/{bid}", headers=stack.admin)
+    assert r.status_code == 204
+    r = await stack.api.get(f"/v1/federation/backends/{bid}", headers=stack.admin)
+    assert r.status_code == 404 and r.json()["error"]["code"] == "backend_not_found"
+
+
+async def test_vault_proxy_mode_reads_remote_refuses_writes_and_names_outages(stack: Any, bao: Any,
+                                                                           scaikey: str) -> None:
+    local = f"ext/{uuid.uuid4().hex[:6]}"
+    b = await stack.vault_backend(bao, mode="proxy", local=f"{local}/**")
+    bao.put("app/db", {"password": "remote-v1"})
+    r = await stack.get(f"{local}/app/db")
+    assert r.status_code == 200, r.text
+    doc = r.json()
+    assert doc["data"] == {"password": "remote-v1"} and doc["federation"]["backend_id"] == b["id"]
+    bao.put("app/db", {"password": "remote-v2"})
+    r = await stack.get(f"{local}/app/db")
+    assert r.json()["data"] == {"password": "remote-v2"} and r.json()["version"] == 2  # live, no cache
+    rows = await stack.sql("SELECT action, identity_id, extra_data FROM audit_log WHERE secret_path = $1"
+                           " AND action = 'read' AND success", f"{local}/app/db")
+    assert len(rows) == 2 and b["id"] in rows[0]["extra_data"]
+    r = await stack.get(f"{local}/app/missing")
+    assert r.status_code == 404 and r.json()["error"]["code"] == "secret_not_found"
+    r = await stack.put(f"{local}/app/db", {"password": "local"})
+    assert r.status_code == 409 and r.json()["error"]["code"] == "federated_path_read_only", r.text
+    r = await stack.api.delete(f"/v1/secrets/{local}/app/db", headers=stack.admin)
+    assert r.status_code == 409
+    # an unmapped path next to it is an ordinary local secret
+    assert (await stack.put(f"{local}x/app", {"a": "b"})).status_code == 201
+    # policies apply to the local path: ci-deployer has no grant here
+    ci = bearer(await client_token(scaikey, CI))
+    r = await stack.api.get(f"/v1/secrets/{local}/app/db", headers=ci)
+    assert r.status_code == 403 and r.json()["error"]["code"] == "access_denied", r.text
+    # outage: 503 naming the backend
+    bao.handle.stop(timeout=10)
+    r = await stack.get(f"{local}/app/db")
+    assert r.status_code == 503, r.text
+    err = r.json()["error"]
+    assert err["code"] == "service_unavailable" and err["details"]["backend"] == b["name"]
+    st = await stack.status(b["id"])
+    assert st["connection"]["status"] == "unreachable" and st["status"] == "unreachable"
+
+
+async def test_asm_proxy_mode(stack: Any, moto: str) -> None:
+    sm = boto3.client("secretsmanager", endpoint_url=moto, region_name="us-east-1", aws_access_key_id="testing",
+                      aws_secret_access_key="testing")
+    pre = f"prod{uuid.uuid4().hex[:6]}/"
+    sm.create_secret(Name=pre + "app/api", SecretString='{"key": "asm-1"}')
+    sm.create_secret(Name=pre + "app/plain", SecretString="just-a-string")
+    local = f"ext/aws{uuid.uuid4().hex[:6]}"
+    await stack.asm_backend(moto, mode="proxy", local=f"{local}/**", remote=f"{pre}**")
+    r = await stack.get(f"{local}/app/api")
+    assert r.status_code == 200 and r.json()["data"] == {"key": "asm-1"}, r.text
+    r = await stack.get(f"{local}/app/plain")
+    assert r.json()["data"] == {"value": "just-a-string"}
+    sm.put_secret_value(SecretId=pre + "app/api", SecretString='{"key": "asm-2"}')
+    assert (await stack.get(f"{local}/app/api")).json()["data"] == {"key": "asm-2"}
+    r = await stack.get(f"{local}/app/none")
+    assert r.status_code == 404 and r.json()["error"]["code"] == "secret_not_found"
