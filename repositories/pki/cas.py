@@ -24,7 +24,10 @@ async def insert(conn: asyncpg.Connection, *, id: str, tenant_id: str, partner_i
 
 
 async def get(conn: asyncpg.Connection, tenant_id: str, ca_id: str, *, for_update: bool = False) -> asyncpg.Record | None:
-    lock = " FOR UPDATE" if for_update else ""
+    # NO KEY UPDATE: serializes writers of the row without blocking the FOR KEY SHARE locks that foreign-key
+    # checks take (pki_cas.parent_ca_id, pki_certificates.ca_id); plain FOR UPDATE deadlocked a CA revocation
+    # against an issuance updating the child CA's row twice in one transaction (which re-runs the FK check).
+    lock = " FOR NO KEY UPDATE" if for_update else ""
     return await conn.fetchrow(f"SELECT {COLS} FROM pki_cas WHERE tenant_id = $1 AND id = $2{lock}", tenant_id, ca_id)
 
 

@@ -33,7 +33,10 @@ async def insert(conn: asyncpg.Connection, *, id: str, tenant_id: str, ca_id: st
 
 async def get(conn: asyncpg.Connection, tenant_id: str, cert_id: str, *,
               for_update: bool = False) -> asyncpg.Record | None:
-    lock = " FOR UPDATE" if for_update else ""
+    # NO KEY UPDATE: serializes writers of the row without blocking the FOR KEY SHARE locks that foreign-key
+    # checks take (pki_cas.parent_ca_id, pki_certificates.ca_id); plain FOR UPDATE deadlocked a CA revocation
+    # against an issuance updating the child CA's row twice in one transaction (which re-runs the FK check).
+    lock = " FOR NO KEY UPDATE" if for_update else ""
     return await conn.fetchrow(f"SELECT {COLS} FROM pki_certificates WHERE tenant_id = $1 AND id = $2{lock}",
                                tenant_id, cert_id)
 
@@ -83,7 +86,7 @@ async def expiring_unnotified(conn: asyncpg.Connection, threshold_days: int, now
         " FROM pki_certificates c JOIN pki_cas t ON t.id = c.ca_id"
         " WHERE c.revoked_at IS NULL AND c.not_after > $2 AND c.not_after <= $2 + make_interval(days => $1)"
         " AND NOT EXISTS (SELECT 1 FROM pki_expiry_notices n WHERE n.certificate_id = c.id"
-        " AND n.threshold_days <= $1) ORDER BY c.not_after LIMIT $3 FOR UPDATE OF c SKIP LOCKED",
+        " AND n.threshold_days <= $1) ORDER BY c.not_after LIMIT $3 FOR NO KEY UPDATE OF c SKIP LOCKED",
         threshold_days, now, limit)
 
 

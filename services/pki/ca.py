@@ -154,6 +154,9 @@ async def chain_pems(conn: asyncpg.Connection, tenant_id: str, ca: Mapping[str, 
 async def revoke(conn: asyncpg.Connection, ctx: RequestContext, ca_id: str, body: Mapping[str, Any], *,
                  keyring: Any, audit: Any, base_url: str) -> dict[str, Any]:
     reason = revocation_reason(body)
+    ca = await fetch(conn, ctx.tenant_id, ca_id)
+    for ancestor in reversed(await _ancestors(conn, ctx.tenant_id, ca)):  # lock order: root first, then down
+        await repo.get(conn, ctx.tenant_id, ancestor, for_update=True)
     ca = await fetch(conn, ctx.tenant_id, ca_id, for_update=True)
     if ca["revoked_at"] is not None:
         return public(ca, base_url)  # idempotent
@@ -177,6 +180,16 @@ async def revoke(conn: asyncpg.Connection, ctx: RequestContext, ca_id: str, body
     await audit.record(ctx, action="pki_revoke", resource_type="pki_ca", resource_id=ca_id, conn=conn,
                        extra={"reason": reason, "cas_revoked": len(ids), "certificates_revoked": len(leaves)})
     return public(await fetch(conn, ctx.tenant_id, ca_id), base_url)
+
+
+async def _ancestors(conn: asyncpg.Connection, tenant_id: str, ca: Mapping[str, Any]) -> list[str]:
+    out: list[str] = []
+    parent = ca["parent_ca_id"]
+    while parent is not None and len(out) < 16:
+        out.append(parent)
+        row = await repo.get(conn, tenant_id, parent)
+        parent = row["parent_ca_id"] if row is not None else None
+    return out
 
 
 def revocation_reason(body: Mapping[str, Any]) -> str:

@@ -96,7 +96,10 @@ def check_key(role: roles.Role, key_type: str, bits: int) -> None:
 
 async def _issuing_ca(conn: asyncpg.Connection, tenant_id: str, role: roles.Role,
                       not_after: datetime) -> asyncpg.Record:
-    ca = await ca_repo.get(conn, tenant_id, role.ca_id)
+    # Locked until the certificate is stored: a concurrent revocation of this CA either runs first (and this
+    # request sees the CA revoked) or waits and then revokes this certificate too. Locks are always taken
+    # ancestors first, then certificates (see ca.revoke), so revocations and issuances cannot deadlock.
+    ca = await ca_repo.get(conn, tenant_id, role.ca_id, for_update=True)
     if ca is None:
         raise common.ca_not_found(role.ca_id)
     if not ca_svc.is_active(ca):
@@ -230,12 +233,13 @@ async def list_certificates(conn: asyncpg.Connection, ctx: RequestContext, *, ca
 async def revoke(conn: asyncpg.Connection, ctx: RequestContext, svc: Services, cert_id: str,
                  body: Mapping[str, Any]) -> dict[str, Any]:
     reason = ca_svc.revocation_reason(body)
+    row = await fetch(conn, ctx.tenant_id, cert_id)
+    ca = await ca_svc.fetch(conn, ctx.tenant_id, row["ca_id"], for_update=True)  # the CA first, then the certificate
     row = await fetch(conn, ctx.tenant_id, cert_id, for_update=True)
     if row["revoked_at"] is not None:
         return public(row, svc.base_url)  # idempotent: the first revocation stands
     now = datetime.now(UTC)
     await repo.revoke(conn, ctx.tenant_id, cert_id, now, reason)
-    ca = await ca_svc.fetch(conn, ctx.tenant_id, row["ca_id"], for_update=True)
     issuer = await crl.load_issuer(conn, svc.keyring, svc.base_url, ctx.tenant_id, ctx.partner_id, ca)
     await crl.rebuild(conn, issuer, ctx.tenant_id, ca["id"], now=now)
     serial = x509.serial_colon(int(row["serial_number"], 16))

@@ -100,3 +100,39 @@ async def test_crl_of_an_unknown_ca_or_through_another_tenants_prefix_is_ca_not_
     assert r_fake.status_code == r_other.status_code == 404
     assert r_other.json()["error"]["code"] == "ca_not_found"
     assert r_other.json()["error"]["message"].replace(cid, "X") == r_fake.json()["error"]["message"].replace(fake, "X")
+
+
+async def test_no_certificate_outlives_a_concurrent_ca_revocation(api, admin):
+    """Issuances racing a CA revocation: each either fails (the CA is revoked) or is revoked with the CA, and
+    the concurrent revocations and issuances never deadlock (every request gets a clean answer)."""
+    import asyncio
+
+    h = await make_hierarchy(api, admin, key_type="ec")
+    first = await ok(await api.post("/v1/pki/issue/web-a", headers=admin, json={"common_name": "f.example.com"}))
+
+    async def issue(i: int) -> int:
+        r = await api.post("/v1/pki/issue/web-a", headers=admin, json={"common_name": f"c{i}.example.com"})
+        assert r.status_code in (200, 422), r.text
+        return r.status_code
+
+    async def revoke_ca() -> int:
+        await asyncio.sleep(0)
+        r = await api.post(f"/v1/pki/ca/{h['inter']['id']}/revoke", headers=admin, json={"reason": "ca_compromise"})
+        assert r.status_code == 200, r.text
+        return r.status_code
+
+    async def revoke_leaf() -> int:
+        r = await api.post(f"/v1/pki/certificates/{first['id']}/revoke", headers=admin, json={"reason": "superseded"})
+        assert r.status_code == 200, r.text
+        return r.status_code
+
+    results = await asyncio.gather(*(issue(i) for i in range(12)), revoke_ca(), revoke_leaf(),
+                                   *(issue(i) for i in range(12, 20)))
+    assert results.count(200) >= 2
+    listed = await ok(await api.get(f"/v1/pki/certificates?ca_id={h['inter']['id']}&include_revoked=true&limit=1000",
+                                    headers=admin))
+    assert listed["certificates"] and all(c["revoked"] for c in listed["certificates"]), listed
+    crl = x509.load_der_x509_crl((await api.get(f"/v1/pki/ca/{h['inter']['id']}/crl")).content)
+    for c in listed["certificates"]:
+        serial = int(c["serial_number"].replace(":", ""), 16)
+        assert crl.get_revoked_certificate_by_serial_number(serial) is not None, c["id"]
