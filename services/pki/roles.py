@@ -299,4 +299,7 @@ def check_names(role: Role, common_name: str | None, alt_names: list[str], ip_sa
         if not dns and not ips:
             raise common.validation("alt_names", "at least one name is required")
         cn = dns[0] if dns else ips[0]
+        if len(cn) > 64:  # X.509 caps the CN at 64 characters (RFC 5280 ub-common-name)
+            raise common.validation("common_name", f"the first name '{cn}' is longer than 64 characters and cannot be"
+                                    " the common name: give a shorter common_name", name=cn)
     return Names(cn, dns, ips)

@@ -60,6 +60,12 @@ async def test_name_knobs(api, admin):
         "max_ttl": "1h", "require_cn": False, "key_type": "ec", "key_bits": 256}), 201)
     leaf = await ok(await api.post("/v1/pki/issue/nocn", headers=admin, json={"alt_names": ["x.example.com"]}))
     assert leaf["common_name"] == "x.example.com"
+    long_name = "a" * 60 + ".example.com"  # a valid DNS name, too long for a CN: 422, not a 500 from the builder
+    r = await api.post("/v1/pki/issue/nocn", headers=admin, json={"alt_names": [long_name]})
+    assert r.status_code == 422 and r.json()["error"]["details"]["name"] == long_name, r.text
+    leaf = await ok(await api.post("/v1/pki/issue/nocn", headers=admin, json={
+        "common_name": "short.example.com", "alt_names": [long_name]}))
+    assert leaf["alt_names"] == ["short.example.com", long_name]
     r = await api.post("/v1/pki/issue/web-a", headers=admin, json={"alt_names": ["api.svc.local"]})
     assert r.status_code == 422 and r.json()["error"]["details"]["fields"][0]["field"] == "common_name", r.text
 
