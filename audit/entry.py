@@ -27,6 +27,9 @@ EXTRA_ACTIONS = (
     "federation_backend_create", "federation_backend_list", "federation_backend_read", "federation_backend_update",
     "federation_backend_delete", "federation_backend_status", "federation_conflict_list",
     "federation_conflict_resolve",
+    "dynamic_engine_create", "dynamic_engine_list", "dynamic_engine_read", "dynamic_engine_update",
+    "dynamic_engine_delete", "dynamic_role_create", "dynamic_role_list", "dynamic_role_read", "dynamic_role_update",
+    "dynamic_role_delete", "dynamic_lease_list", "dynamic_lease_read",
     "request",  # "request": an authenticated route that declared nothing
 )
 ACTIONS = frozenset(SPEC_ACTIONS + EXTRA_ACTIONS)

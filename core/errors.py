@@ -78,6 +78,7 @@ REGISTRY: dict[str, ErrorSpec] = {
     "secret_exists": ErrorSpec(409),
     "version_conflict": ErrorSpec(409, "rarely"),
     "policy_in_use": ErrorSpec(409),
+    "engine_in_use": ErrorSpec(409),  # a dynamic engine with live leases (docs/dynamic.md)
     "conflict": ErrorSpec(409),
     "federated_path_read_only": ErrorSpec(409),  # a write to a path a proxy-mode backend serves
     "payload_too_large": ErrorSpec(413),

@@ -39,6 +39,14 @@ SECRET_ROTATIONS = Gauge("scaivault_secret_rotations_total", "Rotations recorded
 ROTATION_QUEUE_DEPTH = Gauge("scaivault_rotation_queue_depth", "Attached secrets due, overdue or failed",
                              multiprocess_mode="max")
 
+# Dynamic credentials (lifecycle.md §4.2, §4.4): leases active and engine health are set from PostgreSQL at scrape
+# time (services/dynamic/metrics.py); generated credentials are counted where they are issued.
+LEASES_ACTIVE = Gauge("scaivault_leases_active", "Leases not yet revoked, per engine", ["engine"],
+                      multiprocess_mode="max")
+LEASES_GENERATED = Counter("scaivault_leases_generated_total", "Dynamic credentials issued", ["engine", "role"])
+ENGINE_HEALTH = Gauge("scaivault_engine_health", "1 when the engine's target answered its last check, else 0",
+                      ["engine"], multiprocess_mode="max")
+
 
 def render() -> tuple[bytes, str]:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

@@ -183,6 +183,23 @@ class Settings(BaseSettings):
     # Tests only (crash test): the sync activity sleeps this long after each page. Keep 0.
     federation_crash_test_page_pause_seconds: float = Field(default=0.0, ge=0)
 
+    # --- dynamic credentials (docs/dynamic.md) -----------------------------------------------------------
+    dynamic_connect_timeout_seconds: float = Field(default=5.0, gt=0)  # test connection / target connect
+    dynamic_target_pool_size: int = Field(default=8, ge=1)  # API connections per engine per process (issuing)
+    dynamic_root_credentials_cache_seconds: float = Field(default=30.0, ge=0)  # root secret re-read interval
+    dynamic_health_cache_seconds: float = Field(default=30.0, ge=0)  # GET engine re-checks older results
+    dynamic_aws_wait_seconds: float = Field(default=30.0, gt=0)  # wait_until_usable deadline for new AWS keys
+    # Revocation, per engine: rate (leases/s; an engine's config.revocation_rate_per_second wins), connections,
+    # statements per transaction, failures before revocation_failed, retry backoff (doubles up to the max).
+    dynamic_revocation_rate_per_second: float = Field(default=500.0, gt=0)
+    dynamic_revocation_concurrency: int = Field(default=4, ge=1, le=64)
+    dynamic_revocation_batch_size: int = Field(default=25, ge=1, le=1000)
+    dynamic_revocation_max_attempts: int = Field(default=5, ge=1)
+    dynamic_revocation_backoff_seconds: float = Field(default=2.0, gt=0)
+    dynamic_revocation_backoff_max_seconds: float = Field(default=300.0, gt=0)
+    dynamic_revoker_idle_seconds: int = Field(default=300, ge=1)  # a revoker re-reads PostgreSQL at least this often
+    dynamic_revoker_run_seconds: float = Field(default=60.0, gt=0)  # one revoke_due activity pass at most
+
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Settings:
         required = ["token_hmac_key", "audit_hmac_key", "temporal_codec_key", "scaikey_client_secret"]

@@ -19,6 +19,7 @@ EVENTS = "events"
 PKI = "pki"
 ROTATION = "rotation"
 FEDERATION = "federation"
+LEASES = "leases"
 
 
 @dataclass
@@ -108,6 +109,19 @@ def _pki_activities(deps: WorkerDeps) -> list[Callable[..., Any]]:
     return [acts.emit_expiring, acts.rebuild_crls]
 
 
+def _leases_workflows() -> list[type]:
+    from workflows.dynamic import LeaseRevokerWorkflow
+
+    return [LeaseRevokerWorkflow]
+
+
+def _leases_activities(deps: WorkerDeps) -> list[Callable[..., Any]]:
+    from activities.dynamic import LeaseActivities
+
+    acts = LeaseActivities(deps.settings, deps.db, deps.redis)
+    return [acts.revoke_due, acts.set_paused, acts.retry]
+
+
 def _federation_workflows() -> list[type]:
     from workflows.federation import FederationSyncWorkflow
 
@@ -128,6 +142,7 @@ REGISTRATIONS: list[QueueRegistration] = [
     QueueRegistration(PKI, _pki_workflows, _pki_activities),
     QueueRegistration(ROTATION, _rotation_workflows, _rotation_activities),
     QueueRegistration(FEDERATION, _federation_workflows, _federation_activities),
+    QueueRegistration(LEASES, _leases_workflows, _leases_activities),
 ]
 
 

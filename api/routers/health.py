@@ -23,6 +23,7 @@ from core.errors import AppError
 from ratelimit.limiter import LocalBuckets
 from services import health as checks
 from services.pki import metrics as pki_metrics
+from services.dynamic import metrics as dynamic_metrics
 from services.rotation import metrics as rotation_metrics
 
 _PUBLIC_CATEGORY = "public_health"
@@ -135,5 +136,6 @@ async def prometheus(request: Request) -> Response:
     metrics.DB_POOL_AVAILABLE.set(stats["pool_available"])
     await pki_metrics.refresh(state.db)
     await rotation_metrics.refresh(state.db)
+    await dynamic_metrics.refresh(state.db)
     body, ctype = metrics.render()
     return Response(body, media_type=ctype)

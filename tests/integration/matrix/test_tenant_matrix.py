@@ -665,6 +665,19 @@ PKI_ROUTES = {
     ("post", "/v1/pki/trust-anchors"), ("get", "/v1/pki/trust-anchors"),  # pki
     ("get", "/v1/pki/trust-anchors/{anchor_id}"), ("delete", "/v1/pki/trust-anchors/{anchor_id}"),  # pki
 }  # PKI_ROUTES
+# Dynamic-credential routes: cross-tenant probes of every one (engine and role names, lease ids, creds, pause,
+# revoke-prefix) in tests/integration/dynamic/test_leases_api.py::test_cross_tenant_probes_answer_not_found.
+DYNAMIC_ROUTES = {
+    ("post", "/v1/dynamic/engines"), ("get", "/v1/dynamic/engines"), ("get", "/v1/dynamic/engines/{name}"),
+    ("patch", "/v1/dynamic/engines/{name}"), ("delete", "/v1/dynamic/engines/{name}"),
+    ("post", "/v1/dynamic/engines/{name}/revocation/pause"), ("post", "/v1/dynamic/engines/{name}/revocation/resume"),
+    ("post", "/v1/dynamic/engines/{engine}/roles"), ("get", "/v1/dynamic/engines/{engine}/roles"),
+    ("get", "/v1/dynamic/engines/{engine}/roles/{name}"), ("patch", "/v1/dynamic/engines/{engine}/roles/{name}"),
+    ("delete", "/v1/dynamic/engines/{engine}/roles/{name}"), ("post", "/v1/dynamic/engines/{engine}/creds/{role}"),
+    ("get", "/v1/dynamic/leases"), ("post", "/v1/dynamic/leases/revoke-prefix"),
+    ("get", "/v1/dynamic/leases/{lease_id}"), ("post", "/v1/dynamic/leases/{lease_id}/renew"),
+    ("post", "/v1/dynamic/leases/{lease_id}/revoke"),
+}  # DYNAMIC_ROUTES
 EXTRA_ROUTES = {
     ("get", "/v1/identity/partners"), ("get", "/v1/identity/tenants"), ("post", "/v1/identity/sync"),
     ("put", "/v1/admin/rate-limits"), ("get", "/v1/identity/tenants/{tenant_id}/users"),
@@ -673,6 +686,7 @@ EXTRA_ROUTES = {
     ("post", "/v1/rotation/policies"), ("post", "/v1/federation/backends"),
     ("get", "/v1/partner/secrets/{path}"), ("get", "/v1/secrets/{path}:metadata"),
     *PKI_ROUTES,
+    *DYNAMIC_ROUTES,
 }
 
 
