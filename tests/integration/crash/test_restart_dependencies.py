@@ -28,7 +28,7 @@ import pytest
 from clients.webhook_verify import EVENT_ID_HEADER
 from db.migrate import upgrade_to_head
 from devstack import services as svc
-from tests.helpers import ADMIN, TENANT, bearer, client_token, grant
+from tests.helpers import ADMIN, TENANT, bearer, client_token, grant, reset_emulator, user_token
 from tests.webhook_receiver import wait_for
 
 WRITERS = 6
@@ -105,6 +105,7 @@ class Load:
 @pytest.mark.slow
 async def test_postgres_and_temporal_restart_under_load(scaikey, own_servers, event_settings, api_server_factory,
                                                         worker_process, receiver_factory, hook_secret, redis_clean):
+    await reset_emulator(scaikey)
     start_pg, start_temporal = own_servers
     pg = start_pg()
     temporal = start_temporal()
@@ -113,7 +114,7 @@ async def test_postgres_and_temporal_restart_under_load(scaikey, own_servers, ev
     api = api_server_factory(settings)
     worker = worker_process(settings)
     rx = receiver_factory([hook_secret])
-    user = bearer(await _user_token(scaikey))
+    user = bearer(await user_token(scaikey, USER, scope=SCOPES, client_id="vault-ui"))
 
     async with httpx.AsyncClient(base_url=api.url, timeout=30) as client:
         admin = bearer(await client_token(scaikey, ADMIN))
@@ -192,12 +193,6 @@ async def test_postgres_and_temporal_restart_under_load(scaikey, own_servers, ev
         pytest.xfail(f"{len(refused)} request(s) answered 500 internal_error instead of 503 around the PostgreSQL"
                      " restart: lost/refused database connections (asyncpg ConnectionDoesNotExistError,"
                      " ConnectionRefusedError in RawPool.acquire) are not mapped to 503 (open defect)")
-
-
-async def _user_token(scaikey: str) -> str:
-    from tests.helpers import user_token
-
-    return await user_token(scaikey, USER, scope=SCOPES, client_id="vault-ui")
 
 
 async def _fetch(url: str, query: str, *args: Any) -> list[asyncpg.Record]:
