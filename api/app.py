@@ -25,6 +25,7 @@ from api.middleware import RequestContextMiddleware
 from api.openapi import install_openapi
 from api.responses import JSON
 from api.state import AppState
+from core import tracing
 from core.logging import configure_logging
 from core.settings import Settings, get_settings
 from db.engine import Database
@@ -83,6 +84,7 @@ def _resolve(spec: str) -> Callable[[AppState], Awaitable[Teardown | None]]:
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings.log_level, settings.log_format)
+    tracing.configure_from_env("scaivault-api")  # OTEL_* variables; off by default (core/tracing.py)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -135,6 +137,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodyLimitMiddleware, default_limit=settings.max_request_body_bytes,
                        rules=body_limit_rules(settings))
     app.add_middleware(RequestContextMiddleware, access_log=settings.access_log_enabled, fast_routes=fast_routes)
+    tracing.instrument_app(app)  # server span + request id/tenant/identity on spans; nothing while tracing is off
     for module in modules:
         app.include_router(module.router)
     install_openapi(app)  # FastAPI's document plus the hand-described secrets routes (api/openapi.py)

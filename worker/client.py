@@ -10,7 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TypeVar
 
-from temporalio.client import Client
+from temporalio.client import Client, Interceptor
 from temporalio.converter import DataConverter
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import TLSConfig
@@ -42,12 +42,22 @@ def tls_config(settings: Settings) -> TLSConfig | bool:
                      client_private_key=read(settings.temporal_tls_key_file))
 
 
+def interceptors() -> list[Interceptor]:
+    """The request-id carrier always; OpenTelemetry's TracingInterceptor (with the baggage interceptor before
+    it) only while tracing is on (core/tracing.py). A Worker built on the client inherits them."""
+    from core import tracing
+    from worker.interceptors import RequestIdInterceptor
+
+    return [RequestIdInterceptor(), *tracing.temporal_interceptors()]
+
+
 async def connect(settings: Settings, *, lazy: bool = False) -> Client:
     api_key = settings.temporal_api_key.get_secret_value() or None
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
         data_converter=data_converter(settings),
+        interceptors=interceptors(),
         tls=tls_config(settings) if not api_key else (tls_config(settings) or True),
         api_key=api_key,
         lazy=lazy,

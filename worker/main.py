@@ -11,6 +11,7 @@ from datetime import timedelta
 import redis.asyncio as aioredis
 from temporalio.worker import Worker
 
+from core import tracing
 from core.logging import configure_logging
 from core.settings import Settings, get_settings
 from db.engine import Database
@@ -24,6 +25,7 @@ log = logging.getLogger("scaivault.worker")
 
 async def run(settings: Settings, *, queues: str | None = None, stop: asyncio.Event | None = None) -> None:
     configure_logging(settings.log_level, settings.log_format)
+    tracing.configure_from_env("scaivault-worker")  # before connect(): the client then gets TracingInterceptor
     await asyncio.to_thread(ensure_schema, settings.database_url, settings.migrate_on_start)
     db = Database(settings, pool_size=min(settings.db_pool_size, 10), application_name="scaivault-worker")
     redis = aioredis.Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
