@@ -32,11 +32,13 @@ async def fetch(conn: asyncpg.Connection, tenant_id: str, anchor_id: str) -> asy
     return row
 
 
-def _parse(pem: object) -> cx509.Certificate:
+def _parse(pem: object) -> tuple[cx509.Certificate, str, str]:
+    """(certificate, subject, issuer); anything unparsable is a 422 here rather than a 500 later."""
     if not isinstance(pem, str) or not pem.strip() or len(pem) > 64 * 1024:
         raise common.validation("certificate_pem", "a PEM-encoded CA certificate is required")
     try:
         cert = cx509.load_pem_x509_certificate(pem.strip().encode())
+        subject, issuer = cert.subject.rfc4514_string(), cert.issuer.rfc4514_string()
         bc = cert.extensions.get_extension_for_class(cx509.BasicConstraints).value
     except cx509.ExtensionNotFound:
         raise common.validation("certificate_pem", "the certificate is not a CA certificate"
@@ -45,7 +47,7 @@ def _parse(pem: object) -> cx509.Certificate:
         raise common.validation("certificate_pem", "not a valid PEM-encoded X.509 certificate") from None
     if not bc.ca:
         raise common.validation("certificate_pem", "the certificate is not a CA certificate (basicConstraints CA=false)")
-    return cert
+    return cert, subject, issuer
 
 
 async def create(conn: asyncpg.Connection, ctx: RequestContext, body: Mapping[str, Any], audit: Any) -> dict[str, Any]:
@@ -53,13 +55,13 @@ async def create(conn: asyncpg.Connection, ctx: RequestContext, body: Mapping[st
     if unknown:
         raise common.validation(unknown[0], f"unknown field(s) {unknown}")
     name = common.check_name(body.get("name"))
-    cert = _parse(body.get("certificate_pem"))
+    cert, subject, issuer = _parse(body.get("certificate_pem"))
     fp = x509.fingerprint(cert)
     try:
         async with conn.transaction():
             row = await repo.insert(conn, id=new_id("ta"), tenant_id=ctx.tenant_id, name=name,
-                                    certificate_pem=x509.cert_pem(cert), subject=cert.subject.rfc4514_string(),
-                                    issuer=cert.issuer.rfc4514_string(), fingerprint_sha256=fp,
+                                    certificate_pem=x509.cert_pem(cert), subject=subject, issuer=issuer,
+                                    fingerprint_sha256=fp,
                                     not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc,
                                     created_by=ctx.principal.identity_id)
     except asyncpg.UniqueViolationError:

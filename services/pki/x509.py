@@ -278,8 +278,11 @@ def parse_csr(pem: object, field: str = "csr_pem") -> ParsedCsr:
         ok = False
     if not ok:
         raise invalid(field, "the CSR's signature does not verify (proof of possession failed)")
-    cns = csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    cn = str(cns[0].value) if cns else None
+    try:
+        cns = csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        cn = str(cns[0].value) if cns else None
+    except (ValueError, TypeError):
+        raise invalid(field, "the CSR's subject cannot be parsed") from None
     dns: list[str] = []
     ips: list[str] = []
     try:
