@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from tests.integration.pki.conftest import make_hierarchy, ok
 from tests.integration.pki.helpers import make_csr
 
-JSON = st.recursive(st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=False)
+JSON = st.recursive(st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=False, allow_infinity=False)
                     | st.text(max_size=80) | st.sampled_from(["rsa", "ec", "any", "root", "intermediate", "24h",
                                                              "example.com", "*.example.com", "10.0.0.1", "0s",
                                                              "9999999999d", "-1h", "a.example.com", "\u0000", "*"]),
