@@ -11,10 +11,10 @@ import orjson
 _POLICY_COLS = (
     "p.id, p.tenant_id, p.name, p.description, p.interval, p.interval_seconds, p.grace_period, p.grace_seconds,"
     " p.warn_before, p.auto_generate, p.secret_policy_id, p.webhook_ids, p.is_active, p.created_at, p.created_by,"
-    " p.updated_at, (SELECT count(*) FROM rotation_assignments a WHERE a.policy_id = p.id)::int AS secrets_count"
+    " p.updated_at, p.rotation_webhook_id, (SELECT count(*) FROM rotation_assignments a WHERE a.policy_id = p.id)::int AS secrets_count"
 )
 POLICY_FIELDS = ("name", "description", "interval", "interval_seconds", "grace_period", "grace_seconds",
-                 "warn_before", "auto_generate", "secret_policy_id", "webhook_ids", "is_active")
+                 "warn_before", "auto_generate", "secret_policy_id", "webhook_ids", "is_active", "rotation_webhook_id")
 
 
 def _db_value(name: str, value: Any) -> Any:
@@ -270,3 +270,21 @@ async def add_expiry_mark(conn: asyncpg.Connection, secret_id: int, expires_at: 
     status = await conn.execute("INSERT INTO secret_expiry_marks (secret_id, expires_at, mark) VALUES ($1, $2, $3)"
                                 " ON CONFLICT DO NOTHING", secret_id, expires_at, mark)
     return status.endswith(" 1")
+
+
+# ------------------------------------------------------------------------------- outside-system saga
+async def put_staged(conn: asyncpg.Connection, secret_id: int, cycle: int, ciphertext: bytes) -> None:
+    await conn.execute(
+        "INSERT INTO rotation_staged (secret_id, cycle, ciphertext) VALUES ($1, $2, $3) ON CONFLICT (secret_id)"
+        " DO UPDATE SET cycle = EXCLUDED.cycle, ciphertext = EXCLUDED.ciphertext, created_at = now()",
+        secret_id, cycle, ciphertext)
+
+
+async def get_staged(conn: asyncpg.Connection, secret_id: int, cycle: int) -> bytes | None:
+    v = await conn.fetchval("SELECT ciphertext FROM rotation_staged WHERE secret_id = $1 AND cycle = $2",
+                            secret_id, cycle)
+    return None if v is None else bytes(v)
+
+
+async def delete_staged(conn: asyncpg.Connection, secret_id: int) -> None:
+    await conn.execute("DELETE FROM rotation_staged WHERE secret_id = $1", secret_id)

@@ -19,11 +19,12 @@ from core.errors import AppError
 from core.ids import new_id
 from repositories import rotation as repo
 from repositories import secret_policies as sp_repo
+from repositories import webhooks as wh_repo
 from services import secret_input as inp
 
 DEFAULT_GRACE = "48h"
 _FIELDS = {"name", "description", "interval", "grace_period", "warn_before", "auto_generate", "secret_policy_id",
-           "webhook_ids", "is_active"}
+           "webhook_ids", "is_active", "rotation_webhook_id"}
 
 
 def iso(ts: datetime | None) -> str | None:
@@ -109,6 +110,14 @@ async def _validate(conn: asyncpg.Connection, ctx: RequestContext, body: Mapping
             raise _field("secret_policy_id", "must be a secret policy id (sp_...)")
         if await sp_repo.get(conn, ctx.tenant_id, sp_id) is None:
             raise AppError("secret_policy_not_found", f"secret policy '{sp_id}' not found", {"id": sp_id})
+    outside = merged.get("rotation_webhook_id")
+    if outside is not None:
+        if not isinstance(outside, str) or not outside:
+            raise _field("rotation_webhook_id", "must be a webhook id (wh_...)")
+        if await wh_repo.get(conn, ctx.tenant_id, outside) is None:
+            raise AppError("webhook_not_found", f"webhook '{outside}' not found", {"id": outside})
+        if not auto:
+            raise _field("rotation_webhook_id", "needs auto_generate: true (ScaiVault drives the rotation)")
     hooks = merged.get("webhook_ids") or []
     if isinstance(hooks, str):
         hooks = orjson.loads(hooks)
@@ -117,7 +126,7 @@ async def _validate(conn: asyncpg.Connection, ctx: RequestContext, body: Mapping
     return {"name": name.strip(), "description": description, "interval": interval, "interval_seconds": interval_s,
             "grace_period": grace, "grace_seconds": grace_s, "warn_before": ",".join(t[0] for t in thresholds),
             "auto_generate": auto, "secret_policy_id": sp_id, "webhook_ids": list(dict.fromkeys(hooks)),
-            "is_active": active}
+            "is_active": active, "rotation_webhook_id": outside}
 
 
 def public(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -128,7 +137,8 @@ def public(row: Mapping[str, Any]) -> dict[str, Any]:
         "warn_before": row["warn_before"], "auto_generate": row["auto_generate"],
         "secret_policy_id": row["secret_policy_id"],
         "webhook_ids": orjson.loads(hooks) if isinstance(hooks, str) else list(hooks or []),
-        "is_active": row["is_active"], "secrets_count": row["secrets_count"], "created_at": iso(row["created_at"]),
+        "is_active": row["is_active"], "rotation_webhook_id": row["rotation_webhook_id"],
+        "secrets_count": row["secrets_count"], "created_at": iso(row["created_at"]),
         "updated_at": iso(row["updated_at"]),
     }
 

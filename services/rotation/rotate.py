@@ -224,6 +224,9 @@ def worker_state(settings: Any, db: Any, redis: Any) -> Any:
     state.components.update(access=AllowAll(), audit=recorder_for(settings, db), keyring=keyring_for(settings, db))
     state.components["rotation"] = RotationHook(state)
     state.components["secrets"] = SecretsService(state, AccessTracker(db))
+    from services.rotation.outside import OutsideSystem
+
+    state.components["outside"] = OutsideSystem(settings)
     return state
 
 
@@ -261,6 +264,22 @@ async def rotate_auto(state: Any, *, tenant_id: str, secret_id: int, cycle: int,
             raise pol.not_found(a["policy_id"])
         sp_id = policy["secret_policy_id"] or a["secret_secret_policy_id"]
         sp_row = await sp_repo.get(conn, tenant_id, sp_id) if sp_id else None
+    owner = Owner("tenant", tenant_id, a["partner_id"])
+    ctx = system_context(SYSTEM_JOB, tenant_id, partner_id=a["partner_id"], workflow_id=workflow_id,
+                         action="rotate", path=a["path"])
+    if policy["rotation_webhook_id"]:  # the outside-system saga (services/rotation/outside.py)
+        outside = state.components["outside"]
+        value, target, rotation_id = await outside.pending_value(
+            state, webhook_id=policy["rotation_webhook_id"], owner=owner, path=a["path"], secret_id=secret_id,
+            cycle=cycle, current_version=a["current_version"])
+        rot = RotationWrite(cycle=cycle, rotated_at=rotated_at, trigger=trigger, auto_generated=False,
+                            history_id=history_id)
+        _, body = await state.components["secrets"].write(ctx, owner, a["path"], {"data": value}, rotation=rot)
+        doc = orjson.loads(body)
+        await outside.promoted(state, target, rotation_id, secret_id=secret_id, path=a["path"], cycle=cycle,
+                               new_version=doc.get("version"))
+        return {"status": "replayed" if doc.get("replayed") else "success", "old_version": a["current_version"],
+                "new_version": doc.get("version")}
     if sp_id and sp_row is None:
         raise _fail("secret_policy_not_found", f"secret policy '{sp_id}' not found", id=sp_id)
     try:
@@ -269,9 +288,6 @@ async def rotate_auto(state: Any, *, tenant_id: str, secret_id: int, cycle: int,
         raise
     except Exception as exc:  # a generator failure never carries a value
         raise _fail("internal_error", f"value generation failed ({type(exc).__name__})") from None
-    ctx = system_context(SYSTEM_JOB, tenant_id, partner_id=a["partner_id"], workflow_id=workflow_id,
-                         action="rotate", path=a["path"])
-    owner = Owner("tenant", tenant_id, a["partner_id"])
     rot = RotationWrite(cycle=cycle, rotated_at=rotated_at, trigger=trigger, auto_generated=True,
                         history_id=history_id)
     _, body = await state.components["secrets"].write(ctx, owner, a["path"], {"data": data}, rotation=rot)
