@@ -30,6 +30,9 @@ EXTRA_ACTIONS = (
     "dynamic_engine_create", "dynamic_engine_list", "dynamic_engine_read", "dynamic_engine_update",
     "dynamic_engine_delete", "dynamic_role_create", "dynamic_role_list", "dynamic_role_read", "dynamic_role_update",
     "dynamic_role_delete", "dynamic_lease_list", "dynamic_lease_read",
+    "rotation_policy_create", "rotation_policy_list", "rotation_policy_read", "rotation_policy_update",
+    "rotation_policy_delete", "rotation_policy_enable", "rotation_policy_disable", "rotation_policy_attach",
+    "rotation_policy_detach", "rotation_history", "rotation_due",
     "request",  # "request": an authenticated route that declared nothing
 )
 ACTIONS = frozenset(SPEC_ACTIONS + EXTRA_ACTIONS)
