@@ -1,8 +1,8 @@
 """One sync run of a sync-mode backend (lifecycle.md §6.5), called by the ``federation_sync.run`` activity.
 
 1. List the remote keys under every mapping (cheap; repeated on a resumed attempt), sorted by local path.
-2. Page through them (``FEDERATION_SYNC_PAGE_SIZE``); after each page report the last local path done as the
-   heartbeat, so a retried attempt (worker killed) resumes after it instead of starting over.
+2. Page through them (``FEDERATION_SYNC_PAGE_SIZE`` keys per batch of version look-ups), heartbeating the last
+   local path done after every key, so a retried attempt (worker killed) resumes after it instead of starting over.
 3. Per key: ask the remote version (Vault: KV v2 metadata ``current_version``; ASM: the ``AWSCURRENT`` version id
    from the listing). Unchanged against the ledger (``federation_items``) -> nothing. Changed -> fetch the value and
    - local value equal -> only the ledger moves (this is also what makes a resumed attempt write nothing twice:
@@ -177,9 +177,9 @@ async def run_sync(state: Any, tenant_id: str, backend_id: str, *, resume_after:
                     if item is not None and not item["remote_deleted"] and item["remote_version"] == rv \
                             and path not in conflicts:
                         run.counts["unchanged"] += 1
-                        continue
-                    await run.one(path, key, items, conflicts)
-                heartbeat(page[-1][0])
+                    else:
+                        await run.one(path, key, items, conflicts)
+                    heartbeat(path)  # done up to here (the SDK throttles the calls it sends)
                 if pause is not None:
                     await pause()
             await run.deletions({p for p, _, _ in entries}, items, mappings)
