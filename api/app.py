@@ -53,10 +53,10 @@ ROUTERS: list[str] = [
     "api.routers.pki_csr",
     "api.routers.pki_trust_anchors",
     "api.routers.federation_backends",
-]
     "api.routers.dynamic_engines",
     "api.routers.dynamic_roles",
     "api.routers.dynamic_leases",
+]
 
 # "module:function" set-up hooks: async def setup(state: AppState) -> Callable[[], Awaitable[None]] | None
 COMPONENTS: list[str] = [
