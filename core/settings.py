@@ -63,6 +63,12 @@ class Settings(BaseSettings):
     # Deadline for each call the API makes to start, signal or query a workflow (worker/client.with_deadline);
     # past it the request answers 503 service_unavailable naming Temporal.
     temporal_rpc_timeout_seconds: float = Field(default=4.0, gt=0, le=60)
+    # host:port of the worker's own Prometheus /metrics (worker_scheduler_*, queue depths); empty = off, because
+    # several workers per host (one per task queue) would collide on a fixed default port (docs/operations.md).
+    worker_metrics_bind_address: str = ""
+    # A workflow task waits this long on the sticky queue of the worker that ran it last before any worker may take
+    # it (SDK default 10 s): after a worker crash, timers (lease expiry, rotation) fire this much late at most.
+    temporal_sticky_queue_timeout_seconds: float = Field(default=3.0, gt=0, le=60)
     housekeeping_interval_seconds: int = 300
     housekeeping_batch_size: int = 500
     housekeeping_batch_pause_ms: int = 0

@@ -40,6 +40,7 @@ async def run(settings: Settings, *, queues: str | None = None, stop: asyncio.Ev
             activities=reg.activities(deps),
             graceful_shutdown_timeout=timedelta(seconds=10),
         ))
+            sticky_queue_schedule_to_start_timeout=timedelta(seconds=settings.temporal_sticky_queue_timeout_seconds),
     await ensure_schedules(client, settings)
     stop = stop or asyncio.Event()
     __import__("audit.sealer").sealer.start_worker_sealer(db, settings, stop)  # AUDIT: chain sealer loop

@@ -183,6 +183,7 @@ async def revoke_due(state: Any, targets: Targets, tenant_id: str, engine_id: st
     if engine["revocation_paused"]:
         async with state.db.raw() as conn:
             nxt = await repo.next_due(conn, engine_id)
+            await repo.set_wake(conn, engine_id, nxt)  # resume wakes the revoker; new leases need not
         return {"paused": True, "next_due_in_seconds": _until(nxt)}
     cfg = repo.config_of(engine)
     rate = float(cfg.get("revocation_rate_per_second") or s.dynamic_revocation_rate_per_second)
