@@ -21,6 +21,7 @@ from typing import Any
 import jwt
 
 from clients.scaikey import ScaiKeyClient, ScaiKeyError
+from core import metrics
 from core.background import cancel_and_wait
 
 log = logging.getLogger("scaivault.auth")
@@ -53,8 +54,10 @@ class JwksCache:
                 doc = await self.client.fetch_jwks()
             except ScaiKeyError as exc:
                 log.warning("JWKS refresh failed; keeping cached keys", extra={"error": str(exc)})
+                metrics.JWKS_REFRESHES.labels("error").inc()
                 return False
             self.fetch_count += 1
+            metrics.JWKS_REFRESHES.labels("ok").inc()
             keys: dict[str, tuple[Any, str]] = {}
             for jwk in doc.get("keys", []):
                 kid = jwk.get("kid")

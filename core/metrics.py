@@ -39,6 +39,27 @@ SECRET_ROTATIONS = Gauge("scaivault_secret_rotations_total", "Rotations recorded
 ROTATION_QUEUE_DEPTH = Gauge("scaivault_rotation_queue_depth", "Attached secrets due, overdue or failed",
                              multiprocess_mode="max")
 
+# Background jobs (issue 20; docs/operations.md "Metrics"). Every Temporal activity run, by activity type
+# (housekeeping steps as housekeeping.run_step:<step>) and outcome (success, failure, cancelled): recorded by
+# worker/interceptors.py MetricsInterceptor in the worker process, exposed on its WORKER_METRICS_PORT.
+_JOB_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0)
+WORKER_RUNS = Counter("worker_scheduler_runs_total", "Background job runs (Temporal activities)",
+                      ["task", "outcome"])
+WORKER_RUN_DURATION = Histogram("worker_scheduler_run_duration_seconds", "Background job run duration", ["task"],
+                                buckets=_JOB_BUCKETS)
+# Queue depths read from PostgreSQL at scrape time (services/job_metrics.py; areas register their own).
+QUEUE_DEPTH = Gauge("scaivault_queue_depth", "Work waiting, by queue (outbox_backlog, webhook_deliveries_pending, "
+                    "...)", ["queue"], multiprocess_mode="max")
+OUTBOX_OLDEST_AGE = Gauge("scaivault_outbox_oldest_age_seconds", "Age of the oldest undispatched outbox event",
+                          multiprocess_mode="max")
+WEBHOOK_QUEUE_DEPTH = Gauge("scaivault_webhook_queue_depth", "Webhook deliveries pending", multiprocess_mode="max")
+DB_LATENCY = Histogram("scaivault_db_latency_seconds", "PostgreSQL round trip (probe at each scrape)",
+                       buckets=_BUCKETS)
+REDIS_LATENCY = Histogram("scaivault_redis_latency_seconds", "Redis round trip (probe at each scrape)",
+                          buckets=_BUCKETS)
+JWKS_REFRESHES = Counter("scaivault_jwks_refreshes_total", "JWKS fetches from ScaiKey, by result (ok, error)",
+                         ["result"])
+
 # Dynamic credentials (lifecycle.md §4.2, §4.4): leases active and engine health are set from PostgreSQL at scrape
 # time (services/dynamic/metrics.py); generated credentials are counted where they are issued.
 LEASES_ACTIVE = Gauge("scaivault_leases_active", "Leases not yet revoked, per engine", ["engine"],

@@ -43,9 +43,13 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Protocol
 
+from core.metrics import KMS_LATENCY
 from crypto import aead, envelope
 from crypto.errors import DecryptError, KeyNotFound, PartnerChanged
 from crypto.kms import KmsProvider
+
+_KMS_ENCRYPT = KMS_LATENCY.labels("encrypt")
+_KMS_DECRYPT = KMS_LATENCY.labels("decrypt")
 
 # ------------------------------------------------------------------------------------- types
 
@@ -307,11 +311,19 @@ class KeyHierarchy:
     # -- KMS -----------------------------------------------------------------------------------
     async def _kms_wrap(self, key: bytes, ctx: dict[str, str]) -> bytes:
         self.stats.kms_calls += 1
-        return await self.kms.wrap(key, ctx)
+        t0 = time.perf_counter()
+        try:
+            return await self.kms.wrap(key, ctx)
+        finally:
+            _KMS_ENCRYPT.observe(time.perf_counter() - t0)  # scaivault_kms_latency_seconds{operation}
 
     async def _kms_unwrap(self, blob: bytes, ctx: dict[str, str]) -> bytes:
         self.stats.kms_calls += 1
-        return await self.kms.unwrap(blob, ctx)
+        t0 = time.perf_counter()
+        try:
+            return await self.kms.unwrap(blob, ctx)
+        finally:
+            _KMS_DECRYPT.observe(time.perf_counter() - t0)
 
     # -- loaders -------------------------------------------------------------------------------
     async def _load_partner(self, partner_id: str, version: int | None, create: bool) -> Kek:

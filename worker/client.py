@@ -43,12 +43,13 @@ def tls_config(settings: Settings) -> TLSConfig | bool:
 
 
 def interceptors() -> list[Interceptor]:
-    """The request-id carrier always; OpenTelemetry's TracingInterceptor (with the baggage interceptor before
-    it) only while tracing is on (core/tracing.py). A Worker built on the client inherits them."""
+    """The request-id carrier and the job metrics (worker side) always; OpenTelemetry's TracingInterceptor
+    (with the baggage interceptor before it) only while tracing is on (core/tracing.py). A Worker built on the
+    client inherits them."""
     from core import tracing
-    from worker.interceptors import RequestIdInterceptor
+    from worker.interceptors import MetricsInterceptor, RequestIdInterceptor
 
-    return [RequestIdInterceptor(), *tracing.temporal_interceptors()]
+    return [RequestIdInterceptor(), MetricsInterceptor(), *tracing.temporal_interceptors()]
 
 
 async def connect(settings: Settings, *, lazy: bool = False) -> Client:

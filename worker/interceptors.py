@@ -1,4 +1,5 @@
-"""Temporal interceptors that carry the starting request's ``request_id`` into workflows and activities.
+"""Temporal interceptors: the starting request's ``request_id`` into workflows and activities
+(:class:`RequestIdInterceptor`), and the background-job metrics of every activity run (:class:`MetricsInterceptor`).
 
 The client side (API, CLI, activities that start workflows) puts the current request id in the
 ``scaivault-request-id`` header of a workflow start or signal-with-start; the workflow copies its start header
@@ -12,6 +13,8 @@ The header holds the request id only (validated by api/middleware.py: ``[A-Za-z0
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,6 +25,7 @@ import temporalio.worker
 import temporalio.workflow
 from temporalio.api.common.v1 import Payload
 
+from core import metrics
 from core.logging import REQUEST_ID_HEADER, request_id_var
 
 
@@ -102,3 +106,39 @@ class _WorkflowOutbound(temporalio.worker.WorkflowOutboundInterceptor):
     ) -> temporalio.workflow.ChildWorkflowHandle[Any, Any]:
         input.headers = self._copy(input.headers)
         return await super().start_child_workflow(input)
+
+
+# --------------------------------------------------------------------------------------------- job metrics
+class MetricsInterceptor(temporalio.client.Interceptor, temporalio.worker.Interceptor):
+    """``worker_scheduler_runs_total{task,outcome}`` and ``worker_scheduler_run_duration_seconds{task}`` for every
+    activity run (a retry is another run). A client interceptor too (a no-op there), so it sits in the client's
+    list from worker/client.py and every Worker built on that client inherits it. ``task`` is the activity type; an input with a ``step`` field (the
+    housekeeping sweepers) adds it: ``housekeeping.run_step:<step>``. Outcome: success, failure, cancelled."""
+
+    def intercept_activity(
+        self, next: temporalio.worker.ActivityInboundInterceptor
+    ) -> temporalio.worker.ActivityInboundInterceptor:
+        return _MetricsActivityInbound(next)
+
+
+def job_task(activity_type: str, args: Any) -> str:
+    step = getattr(args[0], "step", None) if args else None
+    return f"{activity_type}:{step}" if isinstance(step, str) and step else activity_type
+
+
+class _MetricsActivityInbound(temporalio.worker.ActivityInboundInterceptor):
+    async def execute_activity(self, input: temporalio.worker.ExecuteActivityInput) -> Any:
+        task = job_task(temporalio.activity.info().activity_type, input.args)
+        outcome = "failure"
+        t0 = time.perf_counter()
+        try:
+            result = await super().execute_activity(input)
+            outcome = "success"
+            return result
+        except BaseException as exc:
+            if temporalio.activity.is_cancelled() or isinstance(exc, asyncio.CancelledError):
+                outcome = "cancelled"
+            raise
+        finally:
+            metrics.WORKER_RUNS.labels(task, outcome).inc()
+            metrics.WORKER_RUN_DURATION.labels(task).observe(time.perf_counter() - t0)

@@ -16,6 +16,7 @@ from core.logging import configure_logging
 from core.settings import Settings, get_settings
 from db.engine import Database
 from db.migrate import ensure_schema
+from worker import metrics_server
 from worker.client import connect
 from worker.registry import WorkerDeps, selected
 from worker.schedules import ensure_schedules
@@ -44,6 +45,8 @@ async def run(settings: Settings, *, queues: str | None = None, stop: asyncio.Ev
     await ensure_schedules(client, settings)
     stop = stop or asyncio.Event()
     __import__("audit.sealer").sealer.start_worker_sealer(db, settings, stop)  # AUDIT: chain sealer loop
+    # /metrics of this worker (WORKER_METRICS_BIND_ADDRESS; off when empty): job runs, durations, queue depths
+    metrics_server.start(settings.worker_metrics_bind_address, db, redis, stop)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         try:

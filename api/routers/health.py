@@ -22,6 +22,7 @@ from core import metrics
 from core.errors import AppError
 from ratelimit.limiter import LocalBuckets
 from services import health as checks
+from services import job_metrics
 from services.pki import metrics as pki_metrics
 from services.dynamic import metrics as dynamic_metrics
 from services.rotation import metrics as rotation_metrics
@@ -137,5 +138,6 @@ async def prometheus(request: Request) -> Response:
     await pki_metrics.refresh(state.db)
     await rotation_metrics.refresh(state.db)
     await dynamic_metrics.refresh(state.db)
+    await job_metrics.refresh(state.db, state.redis)  # queue depths, DB/Redis probes (services/job_metrics.py)
     body, ctype = metrics.render()
     return Response(body, media_type=ctype)

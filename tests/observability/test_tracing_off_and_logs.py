@@ -34,7 +34,7 @@ def test_off_by_default_imports_no_sdk_and_adds_no_middleware():
         "loaded = [m for m in sys.modules if m.startswith(('opentelemetry.sdk.trace', 'opentelemetry.instrumentation', 'opentelemetry.exporter'))]\n"
         "assert not loaded, loaded\n"
         "from worker.client import interceptors\n"
-        "assert [type(i).__name__ for i in interceptors()] == ['RequestIdInterceptor']\n"
+        "assert [type(i).__name__ for i in interceptors()] == ['RequestIdInterceptor', 'MetricsInterceptor']\n"
         "print('ok')\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
