@@ -68,6 +68,9 @@ REGISTRY: dict[str, ErrorSpec] = {
     "certificate_not_found": _404,
     "csr_not_found": _404,
     "trust_anchor_not_found": _404,
+    "acme_account_not_found": _404,
+    "acme_order_not_found": _404,
+    "dns_provider_not_found": _404,
     "engine_not_found": _404,
     "role_not_found": _404,
     "lease_not_found": _404,
@@ -84,7 +87,11 @@ REGISTRY: dict[str, ErrorSpec] = {
     "payload_too_large": ErrorSpec(413),
     # 429
     "rate_limited": ErrorSpec(429, "yes"),
-    "backend_rate_limited": ErrorSpec(429, "yes"),  # a federated backend throttled us (lifecycle.md §6.5)
+    "backend_rate_limited": ErrorSpec(429, "yes"),  # a federated backend or an ACME CA throttled us (§6.5, §3.6)
+    # ACME (docs/acme.md): the CA could not validate a challenge; a DNS provider or the CA failed
+    "acme_challenge_failed": ErrorSpec(422),
+    "dns_provider_error": ErrorSpec(502, "yes"),
+    "acme_backend_error": ErrorSpec(502, "yes"),
     # 5xx
     "internal_error": ErrorSpec(500, "once"),
     "decryption_failed": ErrorSpec(500),  # stored ciphertext failed authentication (tampered or moved row)

@@ -97,16 +97,20 @@ def _rotation_activities(deps: WorkerDeps) -> list[Callable[..., Any]]:
 
 
 def _pki_workflows() -> list[type]:
+    from workflows.acme import ManagedCertificateWorkflow
     from workflows.pki import PkiMaintenanceWorkflow
 
-    return [PkiMaintenanceWorkflow]
+    return [PkiMaintenanceWorkflow, ManagedCertificateWorkflow]
 
 
 def _pki_activities(deps: WorkerDeps) -> list[Callable[..., Any]]:
     from activities.pki import PkiActivities
 
+    from activities.acme import AcmeActivities
+
     acts = PkiActivities(deps.settings, deps.db)
-    return [acts.emit_expiring, acts.rebuild_crls]
+    acme = AcmeActivities(deps.settings, deps.db)
+    return [acts.emit_expiring, acts.rebuild_crls, acme.run_order, acme.record_failure, acme.renewal_order]
 
 
 def _leases_workflows() -> list[type]:

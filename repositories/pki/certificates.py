@@ -10,7 +10,7 @@ import orjson
 
 COLS = ("id, tenant_id, ca_id, role_name, source, serial_number, common_name, alt_names, ip_sans, key_type, key_bits,"
         " certificate_pem, (key_ciphertext IS NOT NULL) AS key_stored, not_before, not_after, revoked_at,"
-        " revocation_reason, created_at, created_by")
+        " revocation_reason, created_at, created_by, renewed_from_id")
 
 
 def names_of(row: asyncpg.Record, col: str) -> list[str]:
@@ -82,8 +82,9 @@ async def expiring_unnotified(conn: asyncpg.Connection, threshold_days: int, now
                               limit: int) -> list[asyncpg.Record]:
     """Active certificates within ``threshold_days`` of expiry with no notice yet for that threshold; locked."""
     return await conn.fetch(
-        "SELECT c.id, c.tenant_id, c.ca_id, c.serial_number, c.common_name, c.alt_names, c.not_after, t.partner_id"
-        " FROM pki_certificates c JOIN pki_cas t ON t.id = c.ca_id"
+        "SELECT c.id, c.tenant_id, c.ca_id, c.serial_number, c.common_name, c.alt_names, c.not_after,"
+        " COALESCE(t.partner_id, c.partner_id) AS partner_id"  # ACME certificates have no internal CA
+        " FROM pki_certificates c LEFT JOIN pki_cas t ON t.id = c.ca_id"
         " WHERE c.revoked_at IS NULL AND c.not_after > $2 AND c.not_after <= $2 + make_interval(days => $1)"
         " AND NOT EXISTS (SELECT 1 FROM pki_expiry_notices n WHERE n.certificate_id = c.id"
         " AND n.threshold_days <= $1) ORDER BY c.not_after LIMIT $3 FOR NO KEY UPDATE OF c SKIP LOCKED",

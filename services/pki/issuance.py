@@ -43,7 +43,9 @@ def public(row: Mapping[str, Any], base_url: str) -> dict[str, Any]:
             "key_type": row["key_type"], "key_bits": row["key_bits"], "private_key_stored": row["key_stored"],
             "not_before": common.iso(row["not_before"]), "not_after": common.iso(row["not_after"]),
             "revoked": row["revoked_at"] is not None, "revoked_at": common.iso(row["revoked_at"]),
-            "revocation_reason": row["revocation_reason"], "crl_url": common.crl_url(base_url, row["ca_id"]),
+            "revocation_reason": row["revocation_reason"],
+            "crl_url": common.crl_url(base_url, row["ca_id"]) if row["ca_id"] else None,  # ACME: the CA's own
+            "renewed_from_id": row.get("renewed_from_id"),
             "created_at": common.iso(row["created_at"]), "created_by": row["created_by"]}
 
 

@@ -1,0 +1,1 @@
+"""Managed certificates: ACME accounts, orders, challenges, DNS providers and auto-renewal (docs/acme.md)."""

@@ -1,0 +1,87 @@
+"""Payloads of the managed-certificate workflow (``cert-renewal/<tenant>/<cert>``, pki task queue). Ids, dates and
+error codes only: no account key, DNS credential, key authorization or certificate key ever enters Temporal."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+MANAGED_WORKFLOW = "acme.managed_certificate"
+RENEW_NOW_SIGNAL = "renew_now"
+PAUSE_SIGNAL = "pause"
+RESUME_SIGNAL = "resume"
+STATE_QUERY = "state"
+
+
+@dataclass
+class ErrorInfo:
+    code: str
+    message: str
+    at: str | None = None
+    retry_after_seconds: float | None = None
+
+
+@dataclass
+class ManagedState:
+    status: str = "ordering"  # ordering | waiting | backoff | paused | stopped
+    current_certificate_id: str | None = None
+    not_before: str | None = None
+    not_after: str | None = None
+    next_renewal: str | None = None
+    next_retry_at: str | None = None
+    current_order_id: str | None = None
+    order_tries: int = 0
+    attempts: int = 0  # failed attempts since the last success
+    last_attempt_at: str | None = None
+    last_error: ErrorInfo | None = None
+    renewals: int = 0
+    paused: bool = False
+    auto_renew: bool = True
+    renew_before_seconds: float | None = None
+    history: list[str] = field(default_factory=list)  # certificate ids, oldest first (last 20)
+
+
+@dataclass
+class ManagedInput:
+    tenant_id: str
+    managed_id: str
+    order_id: str
+    retry_base_seconds: float = 60.0
+    retry_max_seconds: float = 3600.0
+    max_order_tries: int = 3
+    heartbeat_timeout_seconds: float = 30.0
+    state: ManagedState | None = None
+
+
+@dataclass
+class RunOrderInput:
+    tenant_id: str
+    order_id: str
+    attempt: int
+
+
+@dataclass
+class RunOrderResult:
+    certificate_id: str
+    not_before: str
+    not_after: str
+    renewed: bool
+    auto_renew: bool
+    renew_before_seconds: float | None
+
+
+@dataclass
+class FailureInput:
+    tenant_id: str
+    order_id: str
+    code: str
+    message: str
+    attempt: int
+    abandon: bool
+
+
+@dataclass
+class RenewalOrderInput:
+    tenant_id: str
+    managed_id: str
+    from_certificate_id: str
+    previous_order_id: str
