@@ -17,7 +17,14 @@ from db.engine import Database
 from repositories import dynamic as repo
 from services.dynamic import revocation
 from services.dynamic.engines import Targets
-from workflows.types.dynamic import FailingLease, RetryInput, RevokeDueInput, RevokeDueResult, SetPausedInput
+from workflows.types.dynamic import (
+    FailingLease,
+    ReconcileInput,
+    RetryInput,
+    RevokeDueInput,
+    RevokeDueResult,
+    SetPausedInput,
+)
 
 log = logging.getLogger("scaivault.dynamic")
 
@@ -37,12 +44,13 @@ def _beat(details: Any) -> None:
 
 
 class LeaseActivities:
-    def __init__(self, settings: Settings, db: Database, redis: Any = None) -> None:
+    def __init__(self, settings: Settings, db: Database, redis: Any = None, temporal: Any = None) -> None:
         from services.rotation.rotate import worker_state
 
         self.settings = settings
         self.db = db
         self.state = worker_state(settings, db, redis)  # SecretsService (root credentials), audit recorder
+        self.state.temporal = temporal
         self.targets = Targets(settings, int(settings.dynamic_revocation_concurrency))
         self.state.components["dynamic_targets"] = self.targets
 
@@ -70,3 +78,15 @@ class LeaseActivities:
     @activity.defn(name="leases.retry")
     async def retry(self, inp: RetryInput) -> int:
         return await revocation.retry(self.state, inp.tenant_id, inp.engine_id, inp.lease_ids)
+
+    @activity.defn(name="leases.reconcile")
+    async def reconcile(self, inp: ReconcileInput) -> int:
+        async with self.db.raw() as conn:
+            rows = await repo.late_engines(conn, inp.late_seconds)
+        woke = 0
+        for r in rows:
+            if await revocation.wake(self.state, r["tenant_id"], r["id"], reason="reconcile"):
+                woke += 1
+        if rows:
+            log.info("lease revokers reconciled", extra={"engines": len(rows), "woken": woke})
+        return woke

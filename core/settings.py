@@ -216,6 +216,7 @@ class Settings(BaseSettings):
     dynamic_revocation_backoff_max_seconds: float = Field(default=300.0, gt=0)
     dynamic_revoker_idle_seconds: int = Field(default=300, ge=1)  # a revoker re-reads PostgreSQL at least this often
     dynamic_revoker_run_seconds: float = Field(default=60.0, gt=0)  # one revoke_due activity pass at most
+    dynamic_reconcile_seconds: int = Field(default=60, ge=1)  # lease-reconcile Schedule: restart stalled revokers
 
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Settings:

@@ -244,3 +244,11 @@ async def failing(conn: asyncpg.Connection, engine_id: str, limit: int = 20) -> 
     return await conn.fetch(
         "SELECT id, attempts, last_error, status FROM dynamic_leases WHERE engine_id = $1"
         " AND status IN ('revoking', 'revocation_failed') AND attempts > 0 ORDER BY id LIMIT $2", engine_id, limit)
+
+
+async def late_engines(conn: asyncpg.Connection, late_seconds: int) -> list[asyncpg.Record]:
+    """Engines (not paused) with a lease due for longer than ``late_seconds``: their revoker is not running."""
+    return await conn.fetch(
+        "SELECT e.id, e.tenant_id FROM dynamic_engines e WHERE NOT e.revocation_paused AND EXISTS (SELECT 1 FROM"
+        " dynamic_leases l WHERE l.engine_id = e.id AND l.status <> 'revoked'"
+        " AND COALESCE(l.next_attempt_at, l.expires_at) < now() - make_interval(secs => $1))", late_seconds)

@@ -9,6 +9,8 @@
   stored while Temporal was unavailable (it answered 503 and kept the run row ``pending``).
 * ``<prefix>pki-maintenance``: hourly on the ``pki`` queue: certificate.expiring at the thresholds (exactly once) and
   CRL rebuilds before nextUpdate (workflows/pki.py, docs/pki.md).
+* ``<prefix>lease-reconcile``: every DYNAMIC_RECONCILE_SECONDS on the ``leases`` queue: starts the revoker of any
+  engine with an overdue lease (workflows/dynamic.py, docs/dynamic.md).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from temporalio.client import (
 )
 
 from core.settings import Settings
-from worker.registry import HOUSEKEEPING, IDENTITY, PKI
+from worker.registry import HOUSEKEEPING, IDENTITY, LEASES, PKI
 from workflows.types.housekeeping import HousekeepingInput
 from workflows.types.identity import SCHEDULED_WORKFLOW, ScheduledSyncInput
 from workflows.types.pki import MAINTENANCE_INTERVAL_SECONDS, MAINTENANCE_WORKFLOW, MaintenanceInput
@@ -60,6 +62,24 @@ def _pki(settings: Settings) -> Schedule:
                                            id=pki_maintenance_schedule_id(settings),
                                            task_queue=settings.task_queue(PKI)),
         spec=_every(MAINTENANCE_INTERVAL_SECONDS),
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+    )
+
+
+def lease_reconcile_schedule_id(settings: Settings) -> str:
+    return f"{settings.temporal_task_queue_prefix}lease-reconcile"
+
+
+def _lease_reconcile(settings: Settings) -> Schedule:
+    """Every DYNAMIC_RECONCILE_SECONDS on the ``leases`` queue: start the revoker of any engine with an overdue
+    lease (issued while Temporal was unreachable, or a lost workflow); docs/dynamic.md."""
+    from workflows.types.dynamic import RECONCILE_WORKFLOW, ReconcileInput
+
+    return Schedule(
+        action=ScheduleActionStartWorkflow(RECONCILE_WORKFLOW, ReconcileInput(),
+                                           id=lease_reconcile_schedule_id(settings),
+                                           task_queue=settings.task_queue(LEASES)),
+        spec=_every(settings.dynamic_reconcile_seconds),
         policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
     )
 
@@ -118,3 +138,4 @@ async def ensure_schedules(client: Client, settings: Settings) -> None:
                   trigger_on_create=settings.identity_sync_sweep_on_create)
     await _ensure(client, identity_requeue_schedule_id(settings), _identity(settings, sweep=False))
     await _ensure(client, pki_maintenance_schedule_id(settings), _pki(settings))
+    await _ensure(client, lease_reconcile_schedule_id(settings), _lease_reconcile(settings))

@@ -27,12 +27,14 @@ with workflow.unsafe.imports_passed_through():
     from activities.dynamic import LeaseActivities
     from workflows.types.dynamic import (
         PAUSE_SIGNAL,
+        RECONCILE_WORKFLOW,
         RESUME_SIGNAL,
         RETRY_SIGNAL,
         REVOKER_WORKFLOW,
         STATE_QUERY,
         WAKE_SIGNAL,
         Pause,
+        ReconcileInput,
         RetryFailed,
         RetryInput,
         RevokeDueInput,
@@ -125,3 +127,15 @@ class LeaseRevokerWorkflow:
     @workflow.query(name=STATE_QUERY)
     def query_state(self) -> RevokerState:
         return self.state
+
+
+@workflow.defn(name=RECONCILE_WORKFLOW)
+class LeaseReconcileWorkflow:
+    """Run by the ``<prefix>lease-reconcile`` Schedule: (re)start the revoker of every engine with a lease overdue
+    by more than ``late_seconds`` (a lease issued while Temporal was unreachable, a lost history). Idempotent:
+    signal-with-start of a running revoker only wakes it."""
+
+    @workflow.run
+    async def run(self, inp: ReconcileInput) -> int:
+        return await workflow.execute_activity_method(  # type: ignore[no-any-return]
+            LeaseActivities.reconcile, inp, start_to_close_timeout=timedelta(minutes=2), retry_policy=_RETRY)

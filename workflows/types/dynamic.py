@@ -23,6 +23,14 @@ class RevokerInput:
     iterations_before_continue: int = 500
 
 
+RECONCILE_WORKFLOW = "LeaseReconcile"
+
+
+@dataclass(frozen=True)
+class ReconcileInput:
+    late_seconds: int = 30  # a due lease this late means its engine's revoker is not running: start it
+
+
 @dataclass(frozen=True)
 class Wake:
     reason: str = ""

@@ -135,3 +135,17 @@ async def test_pause_protects_credentials_and_resume_drains(stack_factory, worke
     for lease in leases:
         await poll(lambda lease=lease: _revoked(stack, lease["lease_id"]))
         assert not await stack.target.role_exists(lease["data"]["username"])
+
+
+async def test_lease_issued_while_temporal_unreachable_is_revoked_by_the_reconcile(
+        stack_factory, settings_factory, worker_process) -> None:
+    """The API cannot signal the revoker (Temporal unreachable from the API): the lease row alone is enough, the
+    worker's lease-reconcile Schedule starts the engine's revoker and the lease is revoked."""
+    stack = await stack_factory(**FAST, temporal_address="127.0.0.1:1", temporal_rpc_timeout_seconds=0.5)
+    eng = await stack.engine()
+    await stack.role(eng["name"])
+    lease = (await stack.creds(eng["name"], ttl="1s")).json()
+    assert lease["status"] == "active"
+    worker_process(settings_factory(**FAST, dynamic_reconcile_seconds=2))
+    await poll(lambda: _revoked(stack, lease["lease_id"]), deadline=90)
+    assert not await stack.target.role_exists(lease["data"]["username"])
