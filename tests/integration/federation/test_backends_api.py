@@ -133,3 +133,22 @@ async def test_asm_proxy_mode(stack: Any, moto: str) -> None:
     assert (await stack.get(f"{local}/app/api")).json()["data"] == {"key": "asm-2"}
     r = await stack.get(f"{local}/app/none")
     assert r.status_code == 404 and r.json()["error"]["code"] == "secret_not_found"
+
+
+async def test_vault_approle_auth(stack: Any, bao: Any) -> None:
+    assert bao.call("POST", "/v1/sys/auth/approle", json={"type": "approle"}).status_code == 204
+    policy = 'path "secret/*" { capabilities = ["read", "list"] }'
+    assert bao.call("PUT", "/v1/sys/policies/acl/fed", json={"policy": policy}).status_code == 204
+    assert bao.call("POST", "/v1/auth/approle/role/fed", json={"token_policies": ["fed"]}).status_code == 204
+    role_id = bao.call("GET", "/v1/auth/approle/role/fed/role-id").json()["data"]["role_id"]
+    secret_id = bao.call("POST", "/v1/auth/approle/role/fed/secret-id").json()["data"]["secret_id"]
+    bao.put("team/cfg", {"url": "https://x"})
+    local = f"ext/{uuid.uuid4().hex[:6]}"
+    # a wrong secret_id is refused on create (verify)
+    r = await stack.vault_backend(bao, mode="proxy", local=f"{local}/**", auth="approle",
+                                  creds={"role_id": role_id, "secret_id": "wrong"}, expect=400)
+    assert r["error"]["code"] == "invalid_config" and "wrong" not in str(r)
+    await stack.vault_backend(bao, mode="proxy", local=f"{local}/**", auth="approle",
+                              creds={"role_id": role_id, "secret_id": secret_id})
+    r = await stack.get(f"{local}/team/cfg")
+    assert r.status_code == 200 and r.json()["data"] == {"url": "https://x"}, r.text
