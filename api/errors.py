@@ -14,6 +14,7 @@ from starlette.responses import Response
 
 from core.errors import AppError
 from core.logging import request_id_var
+from db.engine import connection_lost
 
 log = logging.getLogger("scaivault.api")
 
@@ -98,7 +99,24 @@ async def _unstorable_text(request: Request, exc: Exception) -> Response:
         {"fields": [{"field": "body", "message": "must not contain NUL characters"}]}))
 
 
+def dependency_unavailable(exc: BaseException) -> AppError | None:
+    """The documented error for an exception that means a dependency is gone, else None (a real 500).
+
+    A database connection cut by PostgreSQL's shutdown or a terminated backend, or refused while PostgreSQL is
+    down or starting (see ``db.engine.connection_lost``), is ``503 service_unavailable`` naming the database,
+    with ``Retry-After``: the request may be retried, nothing is wrong with it. Every route goes through here
+    (the request middleware and the last-resort handler), so no route maps these itself."""
+    if connection_lost(exc):
+        log.warning("database unavailable", extra={"error": type(exc).__name__})
+        return AppError("service_unavailable", "the database is unavailable (connection lost or refused); "
+                        "retry shortly", {"dependency": "database"}, headers={"Retry-After": "2"})
+    return None
+
+
 async def _unhandled(request: Request, exc: Exception) -> Response:
+    unavailable = dependency_unavailable(exc)
+    if unavailable is not None:
+        return await app_error_response(request, unavailable)
     log.error("unhandled error", exc_info=(type(exc), exc, exc.__traceback__),
               extra={"path": request.url.path, "method": request.method})
     return error_response(500, "internal_error", "an unexpected error occurred; quote the request_id to support")

@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.errors import app_error_response, error_response
+from api.errors import app_error_response, dependency_unavailable, error_response
 from core import metrics
 from core.errors import AppError
 from core.ids import ulid
@@ -182,6 +182,16 @@ class RequestContextMiddleware:
             else:
                 await self.app(scope, receive, send_wrapper)
         except Exception as exc:
+            unavailable = dependency_unavailable(exc)
+            if unavailable is not None:  # e.g. the database connection was lost: 503, not a crash
+                if not started[0]:
+                    if "app" in scope:  # the error hook (failure audit) needs the app
+                        response = await app_error_response(Request(scope, receive), unavailable)
+                    else:
+                        response = error_response(unavailable.status, unavailable.code, unavailable.message,
+                                                  unavailable.details, unavailable.headers)
+                    await response(scope, receive, send_wrapper)
+                return
             log.error("unhandled error", exc_info=exc, extra={"path": path, "method": scope["method"]})
             if not started[0]:
                 body = orjson.dumps({"error": {

@@ -19,12 +19,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
+from asyncpg.exceptions import _base as asyncpg_base
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from core.settings import Settings
@@ -115,6 +118,58 @@ class RawPool:
 
 
 _DISCARD_ON = (asyncio.CancelledError, asyncpg.InterfaceError, asyncpg.ConnectionDoesNotExistError, OSError)
+
+# Server-side errors that mean "this connection is gone / no connection can be had right now": class 08
+# (connection exception), 57P01-57P03 (admin/crash shutdown, cannot connect now), 53300 (too many connections).
+_LOST_SERVER_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresConnectionError, asyncpg.AdminShutdownError, asyncpg.CrashShutdownError,
+    asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError)
+_LOST_SQLSTATES = ("57P01", "57P02", "57P03", "53300")
+_DRIVER_DIRS = tuple(f"{os.sep}{name}{os.sep}" for name in ("asyncpg", "sqlalchemy", "psycopg"))
+
+
+def _raised_by_driver(exc: BaseException) -> bool:
+    """The exception passed through the database driver's (or SQLAlchemy's pool's) own frames."""
+    tb = exc.__traceback__
+    while tb is not None:
+        if any(d in tb.tb_frame.f_code.co_filename for d in _DRIVER_DIRS):
+            return True
+        tb = tb.tb_next
+    return False
+
+
+def _lost(exc: BaseException) -> bool:
+    if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    if isinstance(exc, _LOST_SERVER_ERRORS):
+        return True
+    if isinstance(exc, asyncpg.InterfaceError):
+        # "connection is closed" / "... closed in the middle of operation"; never a client-side DataError
+        # (a value asyncpg cannot encode) or a misuse such as "another operation is in progress"
+        return not isinstance(exc, asyncpg_base.DataError) and "closed" in str(exc)
+    if type(exc).__module__.startswith("psycopg") and type(exc).__name__ == "OperationalError":
+        state = getattr(getattr(exc, "diag", None), "sqlstate", None) or getattr(exc, "sqlstate", None)
+        return state is None or state.startswith("08") or state in _LOST_SQLSTATES
+    # ConnectionRefusedError / ConnectionResetError / TimeoutError while the driver connects or talks
+    return isinstance(exc, OSError) and _raised_by_driver(exc)
+
+
+def connection_lost(exc: BaseException) -> bool:
+    """True when ``exc`` (or an exception it wraps: ``__cause__``, ``__context__``, SQLAlchemy's ``orig``) means
+    the database connection was cut (PostgreSQL shut down or terminated the backend mid-query) or could not be
+    opened (refused, starting up, too many connections). The API answers such a request
+    ``503 service_unavailable`` naming the database (api/errors.py), never a 500."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen or len(seen) > 16:
+            continue
+        seen.add(id(e))
+        if _lost(e):
+            return True
+        todo.extend((e.__cause__, e.__context__, getattr(e, "orig", None)))
+    return False
 
 
 class Database:
