@@ -18,9 +18,9 @@ import sys
 from typing import Any, NoReturn
 
 USER_MODULES: list[str] = ["cli.user.commands"]
-OPERATOR_MODULES: list[str] = ["cli.main", "cli.audit", "cli.identity", "cli.kms"]
+OPERATOR_MODULES: list[str] = ["cli.main", "cli.audit", "cli.identity", "cli.kms", "cli.doctor"]
 COMMAND_MODULES: list[str] = USER_MODULES + OPERATOR_MODULES
-OPERATOR_COMMANDS = {"migrate", "worker", "serve", "kms", "admin"}
+OPERATOR_COMMANDS = {"migrate", "worker", "serve", "kms", "admin", "doctor"}
 OPERATOR_AUDIT_COMMANDS = {"verify", "seal", "prune"}
 
 
