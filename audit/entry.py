@@ -41,6 +41,10 @@ EXTRA_ACTIONS = (
     "webhook_redeliver", "subscription_create", "subscription_list", "subscription_read", "subscription_update",
     "subscription_delete", "subscription_ack", "secret_policy_create", "secret_policy_list", "secret_policy_read",
     "secret_policy_update", "secret_policy_delete", "secret_policy_preview", "secret_generate",
+    "pki_acme_renew", "pki_acme_order", "pki_acme_account_create", "pki_acme_account_list", "pki_acme_account_read",
+    "pki_acme_account_delete", "pki_acme_order_create", "pki_acme_order_list", "pki_acme_order_read",
+    "pki_acme_managed_read", "pki_acme_managed_control", "dns_provider_create", "dns_provider_list",
+    "dns_provider_read", "dns_provider_update", "dns_provider_delete", "dns_provider_test",
     "request",  # "request": an authenticated route that declared nothing
 )
 ACTIONS = frozenset(SPEC_ACTIONS + EXTRA_ACTIONS)
