@@ -28,6 +28,7 @@ from workflows.types.rotation import (
     MarkInput,
     Plan,
     PlanInput,
+    ReconcileInput,
     RotateInput,
     RotateResult,
     Threshold,
@@ -52,9 +53,10 @@ def _wf_id() -> str | None:
 
 
 class RotationActivities:
-    def __init__(self, settings: Settings, db: Database, redis: Any = None) -> None:
+    def __init__(self, settings: Settings, db: Database, redis: Any = None, temporal: Any = None) -> None:
         self.settings = settings
         self.db = db
+        self.temporal = temporal
         self.state = worker_state(settings, db, redis)
         self.audit = recorder_for(settings, db)
 
@@ -125,6 +127,12 @@ class RotationActivities:
             await asyncio.sleep(pause)
         return RotateResult(status=out["status"], old_version=out.get("old_version"),
                             new_version=out.get("new_version"))
+
+    @activity.defn(name="rotation_scheduler.reconcile")
+    async def reconcile(self, inp: ReconcileInput) -> int:
+        from services.rotation.schedule import reconcile
+
+        return await reconcile(self.db, self.temporal, self.settings, inp.limit)
 
     @activity.defn(name="rotation_scheduler.record_failure")
     async def record_failure(self, inp: FailureInput) -> None:

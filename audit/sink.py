@@ -99,6 +99,7 @@ class GroupCommitSink:
     async def submit(self, row: Sequence[Any]) -> None:
         """Queue one row and return once it is committed; raises AuditUnavailable otherwise."""
         if self._closing:
+            metrics.AUDIT_WRITE_FAILURES.inc()
             raise AuditUnavailable("audit writer is shutting down")
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         fut.add_done_callback(_silence)
@@ -107,7 +108,11 @@ class GroupCommitSink:
         try:
             await asyncio.wait_for(asyncio.shield(fut), self._timeout)
         except TimeoutError:
+            metrics.AUDIT_WRITE_FAILURES.inc()
             raise AuditUnavailable(f"audit write not committed within {self._timeout}s") from None
+        except AuditUnavailable:
+            metrics.AUDIT_WRITE_FAILURES.inc()  # scaivault_audit_write_failures_total (alert: audit unavailable)
+            raise
 
     # ------------------------------------------------------------------------------------------- writer
 

@@ -59,6 +59,10 @@ REDIS_LATENCY = Histogram("scaivault_redis_latency_seconds", "Redis round trip (
                           buckets=_BUCKETS)
 JWKS_REFRESHES = Counter("scaivault_jwks_refreshes_total", "JWKS fetches from ScaiKey, by result (ok, error)",
                          ["result"])
+AUDIT_WRITE_FAILURES = Counter("scaivault_audit_write_failures_total",
+                               "Audit writes that did not commit (the request failed closed: 503 audit_unavailable)")
+IDENTITY_SYNC_AGE = Gauge("scaivault_identity_sync_age_seconds",
+                          "Age of the stalest tenant's last successful identity sync", multiprocess_mode="max")
 
 # Dynamic credentials (lifecycle.md §4.2, §4.4): leases active and engine health are set from PostgreSQL at scrape
 # time (services/dynamic/metrics.py); generated credentials are counted where they are issued.

@@ -5,7 +5,8 @@ The work waits in PostgreSQL rows that every process agrees on, so each depth is
 (partial or bounded), not a counter kept in some process. An area adds its queue with :func:`register_depth`
 (``scaivault_queue_depth{queue}``); built in here: ``outbox_backlog`` (undispatched events; also
 ``scaivault_outbox_oldest_age_seconds``) and ``webhook_deliveries_pending`` (also the spec's
-``scaivault_webhook_queue_depth``). A failing or slow query leaves the previous value: metrics never fail a
+``scaivault_webhook_queue_depth``); probes (:func:`register_probe`) set other gauges, such as
+``scaivault_identity_sync_age_seconds``. A failing or slow query leaves the previous value: metrics never fail a
 scrape.
 """
 
@@ -50,6 +51,25 @@ async def _webhook_pending(conn: Any) -> float:
 register_depth("outbox_backlog", _outbox_backlog)
 register_depth("webhook_deliveries_pending", _webhook_pending)
 
+Probe = Callable[[Any], Awaitable[None]]
+_PROBES: list[Probe] = []
+
+
+def register_probe(probe: Probe) -> None:
+    """``probe(conn)`` sets gauges of its own at every scrape (errors are logged, never raised)."""
+    if probe not in _PROBES:
+        _PROBES.append(probe)
+
+
+async def _identity_sync_age(conn: Any) -> None:
+    age = await conn.fetchval(
+        "SELECT EXTRACT(EPOCH FROM max(now() - last)) FROM (SELECT max(finished_at) AS last "
+        "FROM identity_sync_runs WHERE status = 'succeeded' AND tenant_id <> '*' GROUP BY tenant_id) s")
+    metrics.IDENTITY_SYNC_AGE.set(float(age or 0.0))
+
+
+register_probe(_identity_sync_age)
+
 
 async def refresh(db: Any, redis: Any = None) -> None:
     """Probe PostgreSQL (and Redis), then set every registered depth."""
@@ -65,6 +85,12 @@ async def refresh(db: Any, redis: Any = None) -> None:
                     log.warning("queue depth query failed", extra={"queue": queue, "error": type(exc).__name__})
                     continue
                 metrics.QUEUE_DEPTH.labels(queue).set(value)
+            for probe in list(_PROBES):
+                try:
+                    await asyncio.wait_for(probe(conn), _QUERY_TIMEOUT)
+                except Exception as exc:
+                    log.warning("metrics probe failed", extra={"probe": getattr(probe, "__name__", "?"),
+                                                               "error": type(exc).__name__})
     except Exception as exc:
         log.warning("metrics refresh could not reach PostgreSQL", extra={"error": type(exc).__name__})
     if redis is not None:

@@ -84,16 +84,16 @@ def _events_activities(deps: WorkerDeps) -> list[Callable[..., Any]]:
 
 
 def _rotation_workflows() -> list[type]:
-    from workflows.rotation import SecretRotationWorkflow
+    from workflows.rotation import RotationReconcileWorkflow, SecretRotationWorkflow
 
-    return [SecretRotationWorkflow]
+    return [SecretRotationWorkflow, RotationReconcileWorkflow]
 
 
 def _rotation_activities(deps: WorkerDeps) -> list[Callable[..., Any]]:
     from activities.rotation import RotationActivities
 
-    acts = RotationActivities(deps.settings, deps.db, deps.redis)
-    return [acts.load_plan, acts.mark, acts.rotate, acts.record_failure]
+    acts = RotationActivities(deps.settings, deps.db, deps.redis, deps.temporal)
+    return [acts.load_plan, acts.mark, acts.rotate, acts.record_failure, acts.reconcile]
 
 
 def _pki_workflows() -> list[type]:

@@ -9,6 +9,8 @@
   stored while Temporal was unavailable (it answered 503 and kept the run row ``pending``).
 * ``<prefix>pki-maintenance``: hourly on the ``pki`` queue: certificate.expiring at the thresholds (exactly once) and
   CRL rebuilds before nextUpdate (workflows/pki.py, docs/pki.md).
+* ``<prefix>rotation-reconcile``: every minute on the ``rotation`` queue: starts per-secret rotation workflows the
+  API could not start (Temporal unavailable when the secret was attached; docs/rotation.md).
 * ``<prefix>lease-reconcile``: every DYNAMIC_RECONCILE_SECONDS on the ``leases`` queue: starts the revoker of any
   engine with an overdue lease (workflows/dynamic.py, docs/dynamic.md).
 """
@@ -32,7 +34,7 @@ from temporalio.client import (
 )
 
 from core.settings import Settings
-from worker.registry import HOUSEKEEPING, IDENTITY, LEASES, PKI
+from worker.registry import HOUSEKEEPING, IDENTITY, LEASES, PKI, ROTATION
 from workflows.types.housekeeping import HousekeepingInput
 from workflows.types.identity import SCHEDULED_WORKFLOW, ScheduledSyncInput
 from workflows.types.pki import MAINTENANCE_INTERVAL_SECONDS, MAINTENANCE_WORKFLOW, MaintenanceInput
@@ -80,6 +82,24 @@ def _lease_reconcile(settings: Settings) -> Schedule:
                                            id=lease_reconcile_schedule_id(settings),
                                            task_queue=settings.task_queue(LEASES)),
         spec=_every(settings.dynamic_reconcile_seconds),
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+    )
+
+
+def rotation_reconcile_schedule_id(settings: Settings) -> str:
+    return f"{settings.temporal_task_queue_prefix}rotation-reconcile"
+
+
+def _rotation_reconcile(settings: Settings) -> Schedule:
+    """Every minute on the ``rotation`` queue: start the per-secret workflows whose start the API could not get
+    acknowledged (docs/rotation.md)."""
+    from workflows.types.rotation import RECONCILE_INTERVAL_SECONDS, RECONCILE_WORKFLOW, ReconcileInput
+
+    return Schedule(
+        action=ScheduleActionStartWorkflow(RECONCILE_WORKFLOW, ReconcileInput(),
+                                           id=rotation_reconcile_schedule_id(settings),
+                                           task_queue=settings.task_queue(ROTATION)),
+        spec=_every(RECONCILE_INTERVAL_SECONDS),
         policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
     )
 
@@ -138,4 +158,5 @@ async def ensure_schedules(client: Client, settings: Settings) -> None:
                   trigger_on_create=settings.identity_sync_sweep_on_create)
     await _ensure(client, identity_requeue_schedule_id(settings), _identity(settings, sweep=False))
     await _ensure(client, pki_maintenance_schedule_id(settings), _pki(settings))
+    await _ensure(client, rotation_reconcile_schedule_id(settings), _rotation_reconcile(settings))
     await _ensure(client, lease_reconcile_schedule_id(settings), _lease_reconcile(settings))

@@ -30,6 +30,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from activities.rotation import RotationActivities
     from workflows.types.rotation import (
+        RECONCILE_WORKFLOW,
         RESCHEDULE_SIGNAL,
         ROTATE_NOW_SIGNAL,
         ROTATION_WORKFLOW,
@@ -38,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
         MarkInput,
         Plan,
         PlanInput,
+        ReconcileInput,
         Reschedule,
         RotateInput,
         RotateNow,
@@ -212,3 +214,15 @@ class SecretRotationWorkflow:
     @workflow.query(name=STATE_QUERY)
     def query_state(self) -> RotationState:
         return self.state
+
+
+@workflow.defn(name=RECONCILE_WORKFLOW)
+class RotationReconcileWorkflow:
+    """What the ``rotation-reconcile`` Schedule starts: signal-with-start every attachment whose workflow start was
+    never acknowledged (the API commits the attachment first; Temporal may have been unavailable)."""
+
+    @workflow.run
+    async def run(self, inp: ReconcileInput) -> int:
+        return await workflow.execute_activity_method(  # type: ignore[no-any-return]
+            RotationActivities.reconcile, inp, start_to_close_timeout=timedelta(minutes=5),
+            retry_policy=RetryPolicy(maximum_attempts=3))

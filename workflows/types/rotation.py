@@ -11,6 +11,15 @@ ROTATION_WORKFLOW = "SecretRotation"
 STATE_QUERY = "state"
 ROTATE_NOW_SIGNAL = "rotate_now"
 RESCHEDULE_SIGNAL = "reschedule"
+RECONCILE_WORKFLOW = "RotationReconcile"  # started by the rotation-reconcile Schedule (worker/schedules.py)
+RECONCILE_INTERVAL_SECONDS = 60
+
+
+@dataclass(frozen=True)
+class ReconcileInput:
+    """Start the workflows of attachments whose start the API could not get acknowledged (Temporal down)."""
+
+    limit: int = 500
 
 
 @dataclass(frozen=True)

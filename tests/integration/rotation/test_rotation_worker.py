@@ -136,3 +136,32 @@ async def test_manual_rotation_grace_end_and_reschedule(stack, worker_process) -
         return d.status is not None and d.status.name == "COMPLETED"
 
     await _poll(ended, "the detached secret's workflow to complete")
+
+
+async def test_reconcile_schedule_starts_workflows_the_api_could_not_start(stack, worker_process) -> None:
+    from worker.schedules import rotation_reconcile_schedule_id
+
+    worker_process(stack.settings)
+    pol = await stack.policy()
+    path = f"rot/wk/{uuid.uuid4().hex[:10]}"
+    assert (await stack.put(path, {"password": "v1"})).status_code == 201
+    # what the API leaves behind when Temporal refused the signal-with-start: the committed attachment, unstarted
+    [row] = await stack.sql("UPDATE secrets SET rotation_policy_id = $2 WHERE path = $1 RETURNING id", path, pol["id"])
+    sid = int(row["id"])
+    await stack.sql("INSERT INTO rotation_assignments (secret_id, tenant_id, policy_id, anchor_at) VALUES"
+                    " ($1, $2, $3, now()) RETURNING secret_id", sid, TENANT, pol["id"])
+    client = await connect(stack.settings)
+    schedule = client.get_schedule_handle(rotation_reconcile_schedule_id(stack.settings))
+    await schedule.trigger()  # the worker created it; it also runs every minute on its own
+
+    async def started() -> bool:
+        rows = await stack.sql("SELECT workflow_started FROM rotation_assignments WHERE secret_id = $1", sid)
+        return bool(rows and rows[0]["workflow_started"])
+
+    await _poll(started, "the reconcile to start the workflow")
+    async def planned() -> RotationState | None:
+        st = await _state(stack, sid)
+        return st if st.policy_id == pol["id"] else None
+
+    st = await _poll(planned, "the started workflow to load its plan")
+    assert st.status == "scheduled" and st.next_action == "due" and st.cycle == 1
