@@ -26,6 +26,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import app_error_response, dependency_unavailable, error_response
+from auth.tenancy import TENANT_ID
 from core import metrics
 from core.errors import AppError
 from core.ids import ulid
@@ -34,7 +35,7 @@ from core.logging import request_id_var
 log = logging.getLogger("scaivault.access")
 # Used with fullmatch (``$`` would also accept a trailing newline; ``.`` would stop at one).
 _RID_OK = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
-_TENANT_PREFIX = re.compile(r"/v1/t/([A-Za-z0-9_\-]{1,128})(/.*)", re.DOTALL)
+_TENANT_PREFIX = re.compile(rf"/v1/t/({TENANT_ID.pattern})(/.*)", re.DOTALL)  # one rule with X-Tenant-ID
 _CONTROL = re.compile("[\x00-\x1f\x7f]")
 _PATH_QUERY = frozenset({"prefix"})  # query parameters that carry a secret path (the secrets list)
 # Metric children by label values (bounded: route templates, not raw paths).

@@ -2,12 +2,15 @@
 token's ``tenant_id`` claim. Switching tenant needs partner-admin privileges and a tenant of the caller's partner
 (super admins may cross partners).
 
-Errors: non-partner-admin switching -> 403 tenant_access_denied; unknown tenant -> 404 tenant_not_found;
-partner admin targeting another partner's tenant -> 403 access_denied.
+Errors: an ``X-Tenant-ID`` that is not a tenant id (``TENANT_ID``, the rule the ``/v1/t/{tenant_id}`` prefix uses,
+full-string) -> 400 invalid_request, before the value is looked up, logged or audited; non-partner-admin switching
+-> 403 tenant_access_denied; unknown tenant -> 404 tenant_not_found; partner admin targeting another partner's
+tenant -> 403 access_denied.
 """
 
 from __future__ import annotations
 
+import re
 import time
 
 from auth.principal import Principal
@@ -16,7 +19,22 @@ from db.engine import Database
 from repositories import tenants as repo
 from repositories.tenants import UNASSIGNED_PARTNER, is_placeholder_partner
 
-__all__ = ["UNASSIGNED_PARTNER", "TenantResolver", "is_placeholder_partner"]
+__all__ = ["TENANT_ID", "UNASSIGNED_PARTNER", "TenantResolver", "is_placeholder_partner"]
+
+#: A tenant id as the API accepts it, in the ``/v1/t/{tenant_id}`` prefix and in ``X-Tenant-ID`` (use fullmatch).
+TENANT_ID = re.compile(r"[A-Za-z0-9_\-]{1,128}")
+
+
+def header_tenant_id(value: str | None) -> str | None:
+    """The tenant an ``X-Tenant-ID`` header names (None: no header), or ``400 invalid_request`` when the value is
+    not a tenant id. The value is never echoed back (it may hold anything a client sent)."""
+    if value is None:
+        return None
+    value = value.strip(" \t")  # optional whitespace around a header value is not part of it (RFC 9110)
+    if not TENANT_ID.fullmatch(value):
+        raise AppError("invalid_request", "X-Tenant-ID must be a tenant id: 1-128 characters of A-Z, a-z, 0-9, "
+                       "'_' and '-'", {"field": "X-Tenant-ID"})
+    return value
 
 
 class TenantResolver:
@@ -67,7 +85,8 @@ class TenantResolver:
     async def resolve(
         self, principal: Principal, path_tenant: str | None, header_tenant: str | None
     ) -> tuple[str, str | None]:
-        target = path_tenant or (header_tenant.strip() if header_tenant else None)
+        header = header_tenant_id(header_tenant)
+        target = path_tenant or header
         if not target or target == principal.tenant_id:
             return await self._home(principal)
         if not principal.is_partner_admin:

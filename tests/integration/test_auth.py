@@ -192,3 +192,29 @@ async def test_tenant_switching_rules(api, scaikey):
     assert r.json()["tenant_id"] == "tnt_acme_dev"
     r = await api.get("/v1/t/tnt_nope/auth/whoami", headers=bearer(padmin))
     assert r.status_code == 404 and r.json()["error"]["code"] == "tenant_not_found"
+
+
+@pytest.mark.parametrize("value", [
+    "tnt acme", "tnt_acme_dev/../x", "tnt_acme_dev;x", "t" * 129, "", "tnt.acme", b"tnt_\xc3\xa9", b"tnt\x7f",
+    "tnt_acme_dev\t\tx",
+])
+async def test_x_tenant_id_must_be_a_tenant_id(api, scaikey, settings, value):
+    """The header follows the /v1/t/{tenant_id} rule (full string): anything else is 400 invalid_request, for a
+    partner admin (who may switch) and for anyone, before the value is looked up, echoed or audited."""
+    padmin = await client_token(scaikey, PARTNER_ADMIN)
+    ci = await client_token(scaikey, CI)
+    for token in (padmin, ci):
+        r = await api.get("/v1/auth/whoami", headers=[("Authorization", f"Bearer {token}"), ("X-Tenant-ID", value)])
+        assert r.status_code == 400, r.text
+        err = r.json()["error"]
+        assert err["code"] == "invalid_request" and "X-Tenant-ID" in err["message"]
+        assert err["details"] == {"field": "X-Tenant-ID",
+                                  "fields": [{"field": "X-Tenant-ID", "message": err["message"]}]}
+        conn = await asyncpg.connect(settings.asyncpg_dsn)
+        try:
+            assert await conn.fetch("SELECT 1 FROM audit_log WHERE request_id = $1", err["request_id"]) == []
+        finally:
+            await conn.close()
+    # a valid header (optional whitespace around it is not part of the value) still works
+    r = await api.get("/v1/auth/whoami", headers={**bearer(padmin), "X-Tenant-ID": " tnt_acme_prod "})
+    assert r.status_code == 200 and r.json()["tenant_id"] == "tnt_acme_prod"
