@@ -33,6 +33,8 @@ async def test_sync_run_is_counted_and_timed_and_metrics_expose_depths(identity_
     assert "scaivault_webhook_queue_depth " in text and "scaivault_outbox_oldest_age_seconds " in text
     assert "scaivault_db_latency_seconds_count" in text and "scaivault_redis_latency_seconds_count" in text
     assert 'scaivault_jwks_refreshes_total{result="ok"}' in text  # the token's verification fetched the JWKS
+    age = [line for line in text.splitlines() if line.startswith("scaivault_identity_sync_age_seconds ")]
+    assert age and 0 <= float(age[0].split()[1]) < 600, age  # the sync just succeeded
 
 
 async def test_failed_run_is_counted_as_failure():
