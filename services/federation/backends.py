@@ -240,7 +240,7 @@ async def create(state: Any, ctx: RequestContext, body: dict[str, Any], *, verif
             raise AppError("conflict", f"a federated backend named {name!r} exists", {"name": name})
         await state.get("audit").record(ctx, action="federation_backend_create", resource_type="federation_backend",
                                         resource_id=backend_id, conn=conn)
-    invalidate(state, ctx.tenant_id)
+    await invalidate(state, ctx.tenant_id)
     if mode == "sync":
         await start_sync(state, row, reason="created", strict=False)
     return public(row)
@@ -301,7 +301,7 @@ async def update(state: Any, ctx: RequestContext, backend_id: str, fields: dict[
             raise not_found(backend_id)
         await state.get("audit").record(ctx, action="federation_backend_update", resource_type="federation_backend",
                                         resource_id=backend_id, conn=conn)
-    invalidate(state, ctx.tenant_id)
+    await invalidate(state, ctx.tenant_id)
     if row["mode"] == "sync":
         await start_sync(state, row, reason="updated", strict=False)
     return public(row)
@@ -315,15 +315,15 @@ async def delete(state: Any, ctx: RequestContext, backend_id: str) -> None:
         await repo.delete(conn, ctx.tenant_id, backend_id)
         await state.get("audit").record(ctx, action="federation_backend_delete", resource_type="federation_backend",
                                         resource_id=backend_id, conn=conn)
-    invalidate(state, ctx.tenant_id)
+    await invalidate(state, ctx.tenant_id)
     if row["mode"] == "sync":  # wake the entity: its next run finds the backend gone and ends
         await start_sync(state, row, reason="deleted", strict=False, start=False)
 
 
-def invalidate(state: Any, tenant_id: str) -> None:
+async def invalidate(state: Any, tenant_id: str) -> None:
     proxy = state.components.get("federation")
     if proxy is not None:
-        proxy.invalidate(tenant_id)
+        await proxy.invalidate(tenant_id)
 
 
 # ------------------------------------------------------------------------------------------------ workflows

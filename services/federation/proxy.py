@@ -5,13 +5,17 @@ are refused (``409 federated_path_read_only``): the backend is the source of tru
 
 ``SecretsService`` asks this component (``state.components["federation"]``) on every tenant read and write, after
 the policy check (so policies see the local path exactly as for local secrets). The per-tenant mapping index is
-cached in the process: a tenant without proxy mappings costs one dict lookup and a clock read. It is dropped in
-this process on every backend change and otherwise trusted for FEDERATION_INDEX_TTL_SECONDS (other processes).
+cached in the process: a tenant without proxy mappings costs one dict lookup and a clock read. Invalidated like
+the policy index: a backend change drops the tenant's entry in this process and publishes the tenant id on
+``scaivault:federation-invalidate``, on which every API process drops it too; FEDERATION_INDEX_TTL_SECONDS bounds
+staleness when a broadcast is lost (Redis down).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +29,8 @@ from services.federation.mapping import Mapping
 from services.federation.remote import Remote, RemoteError
 
 _REMOTE_TTL = 60.0
+CHANNEL = "scaivault:federation-invalidate"
+log = logging.getLogger("scaivault.federation")
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,15 +40,54 @@ class _Entry:
 
 
 class FederationProxy:
-    def __init__(self, state: Any) -> None:
+    def __init__(self, state: Any, *, pubsub_redis: Any = None) -> None:
         self.state = state
+        self.redis = state.components.get("redis_guarded", state.redis)
+        self.pubsub_redis = pubsub_redis
+        self._sub_task: asyncio.Task[None] | None = None
         self.ttl = float(state.settings.federation_index_ttl_seconds)
         self._index: dict[str, tuple[float, tuple[_Entry, ...]]] = {}
         self._sems: dict[str, asyncio.Semaphore] = {}
         self._remotes: dict[str, tuple[float, Any, Remote]] = {}
 
-    def invalidate(self, tenant_id: str) -> None:
+    def drop_local(self, tenant_id: str) -> None:
         self._index.pop(tenant_id, None)
+
+    async def invalidate(self, tenant_id: str) -> None:
+        """A backend of the tenant changed (after commit): every process rebuilds the tenant's index."""
+        self.drop_local(tenant_id)
+        if self.redis is None:
+            return
+        try:
+            await self.redis.publish(CHANNEL, tenant_id)
+        except Exception:
+            log.warning("federation index broadcast failed; other processes rebuild within the index TTL")
+
+    def start(self) -> None:
+        """Listen for invalidation broadcasts (``pubsub_redis``: a connection without read timeout)."""
+        if self.pubsub_redis is None or self._sub_task is not None:
+            return
+
+        async def listen() -> None:
+            while True:
+                pubsub = self.pubsub_redis.pubsub(ignore_subscribe_messages=True)
+                try:
+                    await pubsub.subscribe(CHANNEL)
+                    async for msg in pubsub.listen():
+                        if msg and msg.get("type") == "message":
+                            data = msg["data"]
+                            self.drop_local(data.decode() if isinstance(data, bytes) else str(data))
+                    await asyncio.sleep(1.0)  # the stream ended without an error: reconnect, never spin
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    self._index.clear()  # messages may have been missed
+                    await asyncio.sleep(1.0)
+                finally:
+                    with contextlib.suppress(Exception):
+                        await pubsub.aclose()
+
+        self._sub_task = asyncio.get_running_loop().create_task(listen())
 
     async def _entries(self, tenant_id: str) -> tuple[_Entry, ...]:
         hit = self._index.get(tenant_id)
@@ -96,7 +141,7 @@ class FederationProxy:
         async with self.state.db.raw() as conn:
             row = await repo.get(conn, owner.owner_id, e.backend_id)
         if row is None or row["mode"] != "proxy":  # changed in another process since the index was built
-            self.invalidate(owner.owner_id)
+            self.drop_local(owner.owner_id)
             return None
         key = e.mapping.to_remote(path)
         settings = self.state.settings
@@ -130,6 +175,14 @@ class FederationProxy:
         return orjson.dumps(doc)
 
     async def aclose(self) -> None:
+        if self._sub_task is not None:
+            self._sub_task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._sub_task
+            self._sub_task = None
+        if self.pubsub_redis is not None:
+            with contextlib.suppress(Exception):
+                await self.pubsub_redis.aclose()
         for _, _, remote in self._remotes.values():
             await remote.aclose()
         self._remotes.clear()
@@ -137,6 +190,10 @@ class FederationProxy:
 
 async def setup_federation(state: Any) -> Any:
     """COMPONENTS hook: the proxy component the secrets service consults."""
-    proxy = FederationProxy(state)
+    import redis.asyncio as aioredis
+
+    pubsub_redis = aioredis.Redis.from_url(state.settings.redis_url, socket_connect_timeout=1, socket_timeout=None)
+    proxy = FederationProxy(state, pubsub_redis=pubsub_redis)
     state.components["federation"] = proxy
+    proxy.start()
     return proxy.aclose

@@ -152,3 +152,37 @@ async def test_vault_approle_auth(stack: Any, bao: Any) -> None:
                               creds={"role_id": role_id, "secret_id": secret_id})
     r = await stack.get(f"{local}/team/cfg")
     assert r.status_code == 200 and r.json()["data"] == {"url": "https://x"}, r.text
+
+
+async def test_mapping_index_is_invalidated_in_every_api_process(settings_factory: Any, api_server_factory: Any,
+                                                                 scaikey: str, redis_clean: str, bao: Any) -> None:
+    """Two API processes, an index TTL of an hour: B caches "no proxies" for the tenant, a backend is created
+    through A, and B's next reads go to the remote (the pub/sub broadcast, not the TTL)."""
+    import asyncio
+
+    import httpx
+
+    from tests.helpers import ADMIN, grant, reset_emulator
+    from tests.integration.federation.conftest import FED
+
+    await reset_emulator(scaikey)
+    settings = settings_factory(**{**FED, "federation_index_ttl_seconds": 3600})
+    server_a, server_b = api_server_factory(settings), api_server_factory(settings)
+    admin = bearer(await client_token(scaikey, ADMIN))
+    local = f"ext/{uuid.uuid4().hex[:6]}"
+    bao.put("k", {"v": "remote"})
+    async with httpx.AsyncClient(base_url=server_a.url, timeout=30) as a, \
+            httpx.AsyncClient(base_url=server_b.url, timeout=30) as b:
+        await grant(a, admin, ["sa:dev-admin"], name="federation-mp")
+        assert (await a.put("/v1/secrets/fedcreds/mp", json={"data": {"token": bao.token}},
+                            headers=admin)).status_code == 201
+        assert (await b.get(f"/v1/secrets/{local}/k", headers=admin)).status_code == 404  # B caches the index
+        r = await a.post("/v1/federation/backends", headers=admin, json={
+            "name": "mp", "type": "hashicorp-vault", "mode": "proxy", "path_mapping": {f"{local}/**": "secret/data/**"},
+            "config": {"endpoint": bao.url, "auth_method": "token", "auth_config_path": "fedcreds/mp"}})
+        assert r.status_code == 201, r.text
+        deadline = asyncio.get_running_loop().time() + 10  # pub/sub is asynchronous; far below the 1 h TTL
+        while (r := await b.get(f"/v1/secrets/{local}/k", headers=admin)).status_code != 200:
+            assert asyncio.get_running_loop().time() < deadline, r.text
+            await asyncio.sleep(0.2)
+        assert r.json()["data"] == {"v": "remote"}
