@@ -49,6 +49,7 @@ PUBLIC_OPERATIONS: frozenset[tuple[str, str]] = frozenset({
     ("get", "/.well-known/acme-challenge/{token}"),  # the ACME CA's http-01 probe (docs/acme.md)
     ("get", "/.well-known/acme-challenge/{token}"),  # the ACME CA's http-01 probe (docs/acme.md)
     ("get", "/.well-known/acme-challenge/{token}"),  # the ACME CA's http-01 probe (docs/acme.md)
+    ("get", "/.well-known/acme-challenge/{token}"),  # the ACME CA's http-01 probe (docs/acme.md)
 })
 
 API_DESCRIPTION = """

@@ -39,6 +39,9 @@ EXEMPT: dict[Op, str] = {
     ("get", "/v1/identity/roles"): "the static list of assignable roles",
     ("post", "/v1/identity/webhooks/scaikey"): "ScaiKey -> ScaiVault, HMAC-signed, no bearer token or tenant "
                                                "context (tests/identity/test_webhooks.py)",
+    ("get", "/.well-known/acme-challenge/{token}"): "the ACME CA's http-01 probe: no token and no tenant; answers "
+                                                    "only the key authorization of an unguessable token while an "
+                                                    "order runs (tests/integration/acme/test_acme_orders.py)",
 }
 
 SECRET_TEMPLATE = re.compile(r"^/v1/(partner/)?secrets(/|$)|\{path\}|/generate$|rotate")

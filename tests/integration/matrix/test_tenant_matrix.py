@@ -678,6 +678,16 @@ DYNAMIC_ROUTES = {
     ("get", "/v1/dynamic/leases/{lease_id}"), ("post", "/v1/dynamic/leases/{lease_id}/renew"),
     ("post", "/v1/dynamic/leases/{lease_id}/revoke"),
 }  # DYNAMIC_ROUTES
+# ACME and DNS-provider routes: cross-tenant probes of every one (account, provider, order, managed certificate ids
+# and the lists) in tests/integration/acme/test_acme_tenancy.py::test_cross_tenant_probes_answer_exactly_like_missing_ids.
+ACME_ROUTES = {
+    ("post", "/v1/pki/acme/accounts"), ("get", "/v1/pki/acme/accounts"), ("get", "/v1/pki/acme/accounts/{account_id}"),
+    ("delete", "/v1/pki/acme/accounts/{account_id}"), ("post", "/v1/pki/acme/orders"), ("get", "/v1/pki/acme/orders"),
+    ("get", "/v1/pki/acme/orders/{order_id}"), ("get", "/v1/pki/acme/managed/{cert_id}"),
+    ("post", "/v1/pki/acme/managed/{cert_id}/{action}"), ("post", "/v1/dns/providers"), ("get", "/v1/dns/providers"),
+    ("get", "/v1/dns/providers/{provider_id}"), ("patch", "/v1/dns/providers/{provider_id}"),
+    ("delete", "/v1/dns/providers/{provider_id}"), ("post", "/v1/dns/providers/{provider_id}/test"),
+}  # ACME_ROUTES
 EXTRA_ROUTES = {
     ("get", "/v1/identity/partners"), ("get", "/v1/identity/tenants"), ("post", "/v1/identity/sync"),
     ("put", "/v1/admin/rate-limits"), ("get", "/v1/identity/tenants/{tenant_id}/users"),
@@ -687,6 +697,7 @@ EXTRA_ROUTES = {
     ("get", "/v1/partner/secrets/{path}"), ("get", "/v1/secrets/{path}:metadata"),
     *PKI_ROUTES,
     *DYNAMIC_ROUTES,
+    *ACME_ROUTES,
 }
 
 
