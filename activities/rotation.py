@@ -132,7 +132,7 @@ class RotationActivities:
     async def reconcile(self, inp: ReconcileInput) -> int:
         from services.rotation.schedule import reconcile
 
-        return await reconcile(self.db, self.temporal, self.settings, inp.limit)
+        return await reconcile(self.db, self.temporal, self.settings, inp.limit, heartbeat=activity.heartbeat)
 
     @activity.defn(name="rotation_scheduler.record_failure")
     async def record_failure(self, inp: FailureInput) -> None:

@@ -151,6 +151,11 @@ async def mark_started(conn: asyncpg.Connection, secret_ids: list[int]) -> None:
                        secret_ids)
 
 
+async def mark_unstarted(conn: asyncpg.Connection, secret_ids: list[int]) -> None:
+    await conn.execute("UPDATE rotation_assignments SET workflow_started = false WHERE secret_id = ANY($1)",
+                       secret_ids)
+
+
 async def unstarted(conn: asyncpg.Connection, limit: int) -> list[asyncpg.Record]:
     return await conn.fetch("SELECT secret_id, tenant_id FROM rotation_assignments WHERE NOT workflow_started"
                             " ORDER BY assigned_at LIMIT $1", limit)

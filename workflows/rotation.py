@@ -224,5 +224,5 @@ class RotationReconcileWorkflow:
     @workflow.run
     async def run(self, inp: ReconcileInput) -> int:
         return await workflow.execute_activity_method(  # type: ignore[no-any-return]
-            RotationActivities.reconcile, inp, start_to_close_timeout=timedelta(minutes=5),
-            retry_policy=RetryPolicy(maximum_attempts=3))
+            RotationActivities.reconcile, inp, start_to_close_timeout=timedelta(hours=1),
+            heartbeat_timeout=timedelta(minutes=2), retry_policy=RetryPolicy(maximum_attempts=3))

@@ -49,17 +49,33 @@ async def signal(temporal: Any, settings: Settings, tenant_id: str, secret_id: i
     ), action=f"rotation.{name}")
 
 
+INLINE_SIGNALS = 100  # a request signals at most this many workflows itself; the reconcile Schedule does the rest
+
+
 async def notify(db: Database, temporal: Any, settings: Settings, tenant_id: str, secret_ids: list[int], *,
                  reason: str, rotate: dict[int, RotateNow] | None = None, strict: bool = False) -> None:
-    """After a committed change: wake (or start) each affected workflow and record that it runs. With ``strict``
-    a Temporal failure is raised (503, the change itself is kept); otherwise it is logged, and the reconcile
-    (:func:`reconcile`, run by the rotation Schedule) starts the workflow later."""
-    if temporal is None or not secret_ids:
+    """After a committed change: wake (or start) each affected workflow and record that it runs.
+
+    Up to INLINE_SIGNALS plain wake-ups are sent here; a larger fan-out (a policy edit with thousands of
+    attached secrets) marks the rest unstarted and triggers the ``rotation-reconcile`` Schedule, which signals
+    them in batches, so one request never does 100,000 RPCs. ``rotate_now`` requests are always sent here. With
+    ``strict`` a Temporal failure is raised (503; the change itself is kept); otherwise it is logged and the
+    reconcile delivers the wake-up later."""
+    if not secret_ids:
+        return
+    rotate = rotate or {}
+    inline = [sid for sid in secret_ids if sid in rotate] + [sid for sid in secret_ids if sid not in rotate]
+    later = [sid for sid in inline[INLINE_SIGNALS:] if sid not in rotate]
+    inline = [sid for sid in inline if sid not in set(later)]
+    if later:
+        async with db.raw() as conn:
+            await repo.mark_unstarted(conn, later)
+    if temporal is None:
         return
     started: list[int] = []
     try:
-        for sid in secret_ids:
-            await signal(temporal, settings, tenant_id, sid, rotate=(rotate or {}).get(sid), reason=reason)
+        for sid in inline:
+            await signal(temporal, settings, tenant_id, sid, rotate=rotate.get(sid), reason=reason)
             started.append(sid)
     except Exception:
         if strict:
@@ -69,20 +85,46 @@ async def notify(db: Database, temporal: Any, settings: Settings, tenant_id: str
         if started:
             async with db.raw() as conn:
                 await repo.mark_started(conn, started)
+    if later:
+        await _trigger_reconcile(temporal, settings)
 
 
-async def reconcile(db: Database, temporal: Any, settings: Settings, limit: int = 500) -> int:
-    """Start the workflows of attachments whose start was never acknowledged."""
-    async with db.raw() as conn:
-        rows = await repo.unstarted(conn, limit)
+async def _trigger_reconcile(temporal: Any, settings: Settings) -> None:
+    try:
+        await temporal.get_schedule_handle(f"{settings.temporal_task_queue_prefix}rotation-reconcile").trigger()
+    except Exception:  # it runs every minute anyway
+        log.warning("could not trigger the rotation reconcile; it runs within a minute")
+
+
+async def reconcile(db: Database, temporal: Any, settings: Settings, limit: int = 500, *,
+                    concurrency: int = 20, heartbeat: Any = None) -> int:
+    """Signal-with-start every attachment whose start (or latest wake-up) was never acknowledged, in batches of
+    ``limit``, until none is left."""
+    import asyncio
+
+    sem = asyncio.Semaphore(concurrency)
     done = 0
-    for r in rows:
-        try:
-            await signal(temporal, settings, r["tenant_id"], r["secret_id"], reason="reconcile")
-        except Exception:
-            log.warning("rotation reconcile could not start a workflow", extra={"secret_id": r["secret_id"]})
-            continue
+
+    async def one(r: Any) -> int | None:
+        async with sem:
+            try:
+                await signal(temporal, settings, r["tenant_id"], r["secret_id"], reason="reconcile")
+                return int(r["secret_id"])
+            except Exception:
+                log.warning("rotation reconcile could not signal a workflow", extra={"secret_id": r["secret_id"]})
+                return None
+
+    while True:
         async with db.raw() as conn:
-            await repo.mark_started(conn, [r["secret_id"]])
-        done += 1
-    return done
+            rows = await repo.unstarted(conn, limit)
+        if not rows:
+            return done
+        ok = [sid for sid in await asyncio.gather(*(one(r) for r in rows)) if sid is not None]
+        if ok:
+            async with db.raw() as conn:
+                await repo.mark_started(conn, ok)
+        done += len(ok)
+        if heartbeat is not None:
+            heartbeat(done)
+        if len(ok) < len(rows):  # Temporal is failing: leave the rest to the next run
+            return done

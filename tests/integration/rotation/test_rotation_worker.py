@@ -165,3 +165,34 @@ async def test_reconcile_schedule_starts_workflows_the_api_could_not_start(stack
 
     st = await _poll(planned, "the started workflow to load its plan")
     assert st.status == "scheduled" and st.next_action == "due" and st.cycle == 1
+
+
+async def test_policy_change_fans_out_beyond_the_inline_limit_through_the_reconcile(stack, worker_process,
+                                                                                   monkeypatch) -> None:
+    from services.rotation import schedule
+
+    monkeypatch.setattr(schedule, "INLINE_SIGNALS", 2)  # the API runs in this process
+    worker_process(stack.settings)
+    pol = await stack.policy(interval="90d")
+    sids = []
+    for _ in range(5):
+        path = f"rot/fan/{uuid.uuid4().hex[:10]}"
+        assert (await stack.put(path, {"password": "v1"}, rotation_policy_id=pol["id"])).status_code == 201
+        [row] = await stack.sql("SELECT id FROM secrets WHERE path = $1", path)
+        sids.append(int(row["id"]))
+    r = await stack.api.patch(f"/v1/rotation/policies/{pol['id']}", json={"interval": "30d"}, headers=stack.admin)
+    assert r.status_code == 200
+    anchors = {r["secret_id"]: r["anchor_at"] for r in await stack.sql(
+        "SELECT secret_id, anchor_at FROM rotation_assignments WHERE secret_id = ANY($1)", sids)}
+
+    async def all_moved() -> bool:
+        for sid in sids:
+            st = await _state(stack, sid)
+            want = anchors[sid] + timedelta(days=30)
+            if st.next_due_at is None or datetime.fromisoformat(st.next_due_at.replace("Z", "+00:00")) != want:
+                return False
+        return True
+
+    await _poll(all_moved, "every attached secret's timers to move (2 inline, 3 through the reconcile)")
+    assert await stack.sql("SELECT 1 FROM rotation_assignments WHERE secret_id = ANY($1) AND NOT workflow_started",
+                           sids) == []
