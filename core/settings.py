@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     # host:port of the worker's own Prometheus /metrics (worker_scheduler_*, queue depths); empty = off, because
     # several workers per host (one per task queue) would collide on a fixed default port (docs/operations.md).
     worker_metrics_bind_address: str = ""
+    # Workflow starts carry the ScaiVaultTenant/ScaiVaultArea/ScaiVaultResourceId search attributes (worker/visibility.py);
+    # false for a namespace where they cannot be registered (memos still carry the summary).
+    temporal_search_attributes: bool = True
     # A workflow task waits this long on the sticky queue of the worker that ran it last before any worker may take
     # it (SDK default 10 s): after a worker crash, timers (lease expiry, rotation) fire this much late at most.
     temporal_sticky_queue_timeout_seconds: float = Field(default=3.0, gt=0, le=60)

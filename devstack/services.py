@@ -638,6 +638,13 @@ def start_temporal(
         "synchronous=NORMAL",
         "--log-level",
         "warn",
+        # worker/visibility.py: every workflow start carries these (docs/operations.md "Temporal")
+        "--search-attribute",
+        "ScaiVaultTenant=Keyword",
+        "--search-attribute",
+        "ScaiVaultArea=Keyword",
+        "--search-attribute",
+        "ScaiVaultResourceId=Keyword",
     ]
     argv += ["--headless"] if ui_port is None else ["--ui-port", str(ui_port)]
 

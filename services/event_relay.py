@@ -223,6 +223,8 @@ class EventRelay:
         from temporalio.common import WorkflowIDReusePolicy
         from temporalio.exceptions import WorkflowAlreadyStartedError
 
+        from worker.visibility import start_options
+
         async with self._sem:
             try:
                 await self.temporal.start_workflow(
@@ -234,6 +236,8 @@ class EventRelay:
                     # workflow task straight back in the start response (no matching round trip). The SDK
                     # falls back to a normal start when no slot is free or the server declines.
                     request_eager_start=self.eager_start,
+                    **start_options(self.settings, area="delivery", tenant_id=tenant_id, resource_id=webhook_id,
+                                    summary=f"webhook {webhook_id} delivery of event {event_id}"),
                 )
             except WorkflowAlreadyStartedError:
                 pass
@@ -316,6 +320,7 @@ async def ensure_relay(client: Any, settings: Settings) -> None:
     """Start the long-running relay workflow unless it already runs (called at every worker start)."""
     from temporalio.common import WorkflowIDConflictPolicy
 
+    from worker.visibility import start_options
     from workflows.types.events import RELAY_WORKFLOW, RelayInput
 
     await client.start_workflow(
@@ -324,4 +329,5 @@ async def ensure_relay(client: Any, settings: Settings) -> None:
                    heartbeat_seconds=settings.event_relay_heartbeat_seconds),
         id=relay_workflow_id(settings), task_queue=settings.task_queue("events"),
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        **start_options(settings, area="relay", summary="outbox relay: dispatches events to webhooks"),
     )

@@ -60,11 +60,15 @@ async def start_tenant_sync(temporal: Any, settings: Settings, tenant_id: str, s
     """Signal-with-start ``scaikey-sync/<tenant>``: starts the entity if it is not running, then signals it."""
     from worker.client import with_deadline
     from worker.registry import IDENTITY
+    from worker.visibility import start_options
 
+    visibility = start_options(settings, area="sync", tenant_id=tenant_id, resource_id=tenant_id,
+                               summary=f"ScaiKey identity sync of tenant {tenant_id}")
     await with_deadline(settings, lambda rpc_timeout: temporal.start_workflow(
         SYNC_WORKFLOW, initial_state(settings, tenant_id), id=sync_workflow_id(settings, tenant_id),
         task_queue=settings.task_queue(IDENTITY), start_signal="force_sync",
         start_signal_args=[ForceSync(sync_id=sync_id, reason=reason, trigger=trigger)], rpc_timeout=rpc_timeout,
+        **visibility,
     ), action="identity_sync.signal_with_start")
 
 
@@ -74,13 +78,17 @@ async def start_sweep(temporal: Any, settings: Settings, sync_id: str, *, partne
 
     from worker.client import with_deadline
     from worker.registry import IDENTITY
+    from worker.visibility import start_options
 
+    visibility = start_options(settings, area="sync", resource_id=sync_id,
+                               summary=f"ScaiKey identity sweep {sync_id}"
+                               + (f" of partner {partner_id}" if partner_id else " of every tenant"))
     try:
         await with_deadline(settings, lambda rpc_timeout: temporal.start_workflow(
             SWEEP_WORKFLOW, SweepInput(sync_id=sync_id, partner_id=partner_id, reason=reason,
                                        heartbeat_timeout_seconds=settings.identity_sync_heartbeat_seconds),
             id=sweep_workflow_id(settings, sync_id), task_queue=settings.task_queue(IDENTITY),
-            rpc_timeout=rpc_timeout,
+            rpc_timeout=rpc_timeout, **visibility,
         ), action="identity_sync.start_sweep")
     except WorkflowAlreadyStartedError:  # a re-dispatch of a sweep that is already running
         pass

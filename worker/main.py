@@ -20,6 +20,7 @@ from worker import metrics_server
 from worker.client import connect
 from worker.registry import WorkerDeps, selected
 from worker.schedules import ensure_schedules
+from worker.visibility import ensure_search_attributes
 
 log = logging.getLogger("scaivault.worker")
 
@@ -40,8 +41,9 @@ async def run(settings: Settings, *, queues: str | None = None, stop: asyncio.Ev
             workflows=reg.workflows(),
             activities=reg.activities(deps),
             graceful_shutdown_timeout=timedelta(seconds=10),
-        ))
             sticky_queue_schedule_to_start_timeout=timedelta(seconds=settings.temporal_sticky_queue_timeout_seconds),
+        ))
+    await ensure_search_attributes(client, settings)  # before any start that carries them (worker/visibility.py)
     await ensure_schedules(client, settings)
     stop = stop or asyncio.Event()
     __import__("audit.sealer").sealer.start_worker_sealer(db, settings, stop)  # AUDIT: chain sealer loop

@@ -35,6 +35,7 @@ from temporalio.client import (
 
 from core.settings import Settings
 from worker.registry import HOUSEKEEPING, IDENTITY, LEASES, PKI, ROTATION
+from worker.visibility import schedule_options
 from workflows.types.housekeeping import HousekeepingInput
 from workflows.types.identity import SCHEDULED_WORKFLOW, ScheduledSyncInput
 from workflows.types.pki import MAINTENANCE_INTERVAL_SECONDS, MAINTENANCE_WORKFLOW, MaintenanceInput
@@ -115,6 +116,7 @@ def _housekeeping(settings: Settings) -> Schedule:
             HousekeepingInput(),
             id=housekeeping_schedule_id(settings),
             task_queue=settings.task_queue(HOUSEKEEPING),
+            **schedule_options(settings, area="housekeeping", summary="housekeeping sweeps (every registered sweeper)"),
         ),
         spec=_every(settings.housekeeping_interval_seconds),
         policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
@@ -130,6 +132,8 @@ def _identity(settings: Settings, *, sweep: bool) -> Schedule:
                                heartbeat_timeout_seconds=settings.identity_sync_heartbeat_seconds),
             id=sid,
             task_queue=settings.task_queue(IDENTITY),
+            **schedule_options(settings, area="sync", summary="scheduled ScaiKey identity sweep" if sweep
+                               else "re-dispatch of identity syncs stored while Temporal was unavailable"),
         ),
         spec=_every(settings.identity_sync_interval_minutes * 60 if sweep else settings.identity_sync_requeue_seconds),
         policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),

@@ -92,7 +92,11 @@ class SecretRotationWorkflow:
     @workflow.run
     async def run(self, inp: RotationInput) -> RotationState:
         st = self.state
-        for _ in range(max(1, inp.iterations_before_continue)):
+        iterations = 0
+        while iterations < max(1, inp.iterations_before_continue) or self.manual:  # never drop a rotate_now
+            iterations += 1
+            if workflow.info().is_continue_as_new_suggested() and not self.manual:
+                break
             self.wake = False
             plan: Plan = await workflow.execute_activity_method(
                 RotationActivities.load_plan, PlanInput(inp.tenant_id, inp.secret_id),

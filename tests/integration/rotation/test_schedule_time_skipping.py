@@ -337,3 +337,25 @@ async def test_deleted_secret_is_a_recorded_failure_and_detach_ends_the_workflow
     await handle.signal(RESCHEDULE_SIGNAL, Reschedule("policy deleted"))
     result = await handle.result()
     assert (result["status"] if isinstance(result, dict) else result.status) == "detached"
+
+
+async def test_continue_as_new_keeps_the_schedule_and_fires_each_mark_once(stack, skipping) -> None:
+    from dataclasses import replace
+
+    from tests.helpers import TENANT
+
+    env, queue = skipping
+    pol, path, sid = await _attach(stack, auto_generate=True)
+    t0 = await _anchor(stack, sid)
+    inp = replace(workflow_input(stack.settings, TENANT, sid), iterations_before_continue=2)
+    handle = await env.client.start_workflow(ROTATION_WORKFLOW, inp, id=workflow_id(stack.settings, TENANT, sid),
+                                             task_queue=queue)
+    first_run = (await handle.describe()).run_id
+    for day in (60.5, 83.5, 89.5, 90.5):
+        await _skip_to(env, handle, t0, day)
+    await _wait_events(stack, path, ("rotation.completed",), 1)
+    due = await stack.events("rotation.due", path=path)
+    assert [e["data"]["threshold"] for e in due] == ["30d", "7d", "1d", None]
+    latest = env.client.get_workflow_handle(workflow_id(stack.settings, TENANT, sid))
+    assert (await latest.describe()).run_id != first_run  # it continued as new, more than once
+    assert await stack.versions(path) == [1, 2]
