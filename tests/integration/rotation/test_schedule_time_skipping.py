@@ -345,7 +345,7 @@ async def test_continue_as_new_keeps_the_schedule_and_fires_each_mark_once(stack
     from tests.helpers import TENANT
 
     env, queue = skipping
-    pol, path, sid = await _attach(stack, auto_generate=True)
+    _, path, sid = await _attach(stack, auto_generate=True)
     t0 = await _anchor(stack, sid)
     inp = replace(workflow_input(stack.settings, TENANT, sid), iterations_before_continue=2)
     handle = await env.client.start_workflow(ROTATION_WORKFLOW, inp, id=workflow_id(stack.settings, TENANT, sid),
