@@ -47,9 +47,6 @@ PUBLIC_OPERATIONS: frozenset[tuple[str, str]] = frozenset({
     ("post", "/v1/identity/webhooks/scaikey"),
     ("get", "/v1/pki/ca/{ca_id}/crl"),  # relying parties fetch CRLs without a token (docs/pki.md)
     ("get", "/.well-known/acme-challenge/{token}"),  # the ACME CA's http-01 probe (docs/acme.md)
-    ("get", "/.well-known/acme-challenge/{token}"),  # the ACME CA's http-01 probe (docs/acme.md)
-    ("get", "/.well-known/acme-challenge/{token}"),  # the ACME CA's http-01 probe (docs/acme.md)
-    ("get", "/.well-known/acme-challenge/{token}"),  # the ACME CA's http-01 probe (docs/acme.md)
 })
 
 API_DESCRIPTION = """

@@ -45,14 +45,6 @@ EXTRA_ACTIONS = (
     "pki_acme_account_delete", "pki_acme_order_create", "pki_acme_order_list", "pki_acme_order_read",
     "pki_acme_managed_read", "pki_acme_managed_control", "dns_provider_create", "dns_provider_list",
     "dns_provider_read", "dns_provider_update", "dns_provider_delete", "dns_provider_test",
-    "pki_acme_renew", "pki_acme_order", "pki_acme_account_create", "pki_acme_account_list", "pki_acme_account_read",
-    "pki_acme_account_delete", "pki_acme_order_create", "pki_acme_order_list", "pki_acme_order_read",
-    "pki_acme_managed_read", "pki_acme_managed_control", "dns_provider_create", "dns_provider_list",
-    "dns_provider_read", "dns_provider_update", "dns_provider_delete", "dns_provider_test",
-    "pki_acme_renew", "pki_acme_order", "pki_acme_account_create", "pki_acme_account_list", "pki_acme_account_read",
-    "pki_acme_account_delete", "pki_acme_order_create", "pki_acme_order_list", "pki_acme_order_read",
-    "pki_acme_managed_read", "pki_acme_managed_control", "dns_provider_create", "dns_provider_list",
-    "dns_provider_read", "dns_provider_update", "dns_provider_delete", "dns_provider_test",
     "request",  # "request": an authenticated route that declared nothing
 )
 ACTIONS = frozenset(SPEC_ACTIONS + EXTRA_ACTIONS)

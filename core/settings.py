@@ -192,39 +192,6 @@ class Settings(BaseSettings):
     # Tests only (crash test): the order activity waits this long after publishing its challenges. Keep 0.
     acme_crash_test_pause_seconds: float = Field(default=0.0, ge=0)
 
-    # --- ACME and managed certificates (docs/acme.md) -------------------------------------------------
-    acme_ca_bundle: str = ""  # CA file trusted for ACME directories (a private CA, Pebble); empty: system trust
-    acme_retry_base_seconds: float = Field(default=60.0, gt=0)  # first retry after a failed order attempt; x2
-    acme_retry_max_seconds: float = Field(default=3600.0, gt=0)  # backoff cap (a CA's Retry-After may exceed it)
-    acme_order_max_tries: int = Field(default=3, ge=1)  # failed attempts before an order is abandoned for a fresh one
-    acme_heartbeat_timeout_seconds: float = Field(default=30.0, gt=0)  # the order activity's heartbeat timeout
-    acme_dns_propagation_timeout_seconds: float = Field(default=120.0, gt=0)  # wait for a dns-01 TXT to be served
-    acme_finalize_timeout_seconds: float = Field(default=120.0, gt=0)  # wait for the CA to validate and issue
-    # Tests only (crash test): the order activity waits this long after publishing its challenges. Keep 0.
-    acme_crash_test_pause_seconds: float = Field(default=0.0, ge=0)
-
-    # --- ACME and managed certificates (docs/acme.md) -------------------------------------------------
-    acme_ca_bundle: str = ""  # CA file trusted for ACME directories (a private CA, Pebble); empty: system trust
-    acme_retry_base_seconds: float = Field(default=60.0, gt=0)  # first retry after a failed order attempt; x2
-    acme_retry_max_seconds: float = Field(default=3600.0, gt=0)  # backoff cap (a CA's Retry-After may exceed it)
-    acme_order_max_tries: int = Field(default=3, ge=1)  # failed attempts before an order is abandoned for a fresh one
-    acme_heartbeat_timeout_seconds: float = Field(default=30.0, gt=0)  # the order activity's heartbeat timeout
-    acme_dns_propagation_timeout_seconds: float = Field(default=120.0, gt=0)  # wait for a dns-01 TXT to be served
-    acme_finalize_timeout_seconds: float = Field(default=120.0, gt=0)  # wait for the CA to validate and issue
-    # Tests only (crash test): the order activity waits this long after publishing its challenges. Keep 0.
-    acme_crash_test_pause_seconds: float = Field(default=0.0, ge=0)
-
-    # --- ACME and managed certificates (docs/acme.md) -------------------------------------------------
-    acme_ca_bundle: str = ""  # CA file trusted for ACME directories (a private CA, Pebble); empty: system trust
-    acme_retry_base_seconds: float = Field(default=60.0, gt=0)  # first retry after a failed order attempt; x2
-    acme_retry_max_seconds: float = Field(default=3600.0, gt=0)  # backoff cap (a CA's Retry-After may exceed it)
-    acme_order_max_tries: int = Field(default=3, ge=1)  # failed attempts before an order is abandoned for a fresh one
-    acme_heartbeat_timeout_seconds: float = Field(default=30.0, gt=0)  # the order activity's heartbeat timeout
-    acme_dns_propagation_timeout_seconds: float = Field(default=120.0, gt=0)  # wait for a dns-01 TXT to be served
-    acme_finalize_timeout_seconds: float = Field(default=120.0, gt=0)  # wait for the CA to validate and issue
-    # Tests only (crash test): the order activity waits this long after publishing its challenges. Keep 0.
-    acme_crash_test_pause_seconds: float = Field(default=0.0, ge=0)
-
     # --- federation (docs/federation.md) ---------------------------------------------------------------
     federation_remote_timeout_seconds: float = Field(default=5.0, gt=0)  # every call to a federated backend
     federation_min_sync_interval_seconds: int = Field(default=60, ge=1)  # floor for a backend's sync_interval

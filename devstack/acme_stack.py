@@ -111,3 +111,34 @@ def pebble_root(stack: PebbleStack) -> str:
     import httpx
 
     return httpx.get(f"{stack.management_url}/roots/0", verify=stack.ca_bundle, timeout=5).text
+
+
+DEV_ZONE = "dev.test"
+
+
+def seed_dev(api_url: str, admin_token: str, stack: PebbleStack) -> dict[str, str]:
+    """``make dev``: an ACME account on the local Pebble and a challtestsrv DNS provider for ``dev.test``, so one
+    curl orders a certificate. Idempotent across restarts (existing ones with these names are reused)."""
+    import httpx
+
+    h = {"Authorization": f"Bearer {admin_token}"}
+    out: dict[str, str] = {}
+    with httpx.Client(base_url=api_url, headers=h, timeout=30) as c:
+        # Pebble starts empty on every run: register a fresh account (its name carries the directory's port)
+        name = "pebble-" + stack.directory_url.rsplit(":", 1)[1].split("/")[0]
+        accounts = c.get("/v1/pki/acme/accounts", params={"limit": 1000}).json().get("accounts", [])
+        acct = next((a for a in accounts if a["name"] == name), None) or c.post("/v1/pki/acme/accounts", json={
+            "name": name, "provider": "custom", "environment": "staging", "directory_url": stack.directory_url,
+            "email": "dev@dev.test"}).json()
+        out["acme_account_id"] = acct.get("id", "")
+        provs = c.get("/v1/dns/providers", params={"limit": 1000}).json().get("providers", [])
+        prov = next((p for p in provs if p["name"] == "dev-challtestsrv"), None)
+        if prov is not None:
+            prov = c.patch(f"/v1/dns/providers/{prov['id']}", json={
+                "credentials": {"management_url": stack.challtestsrv_url}}).json()
+        else:
+            prov = c.post("/v1/dns/providers", json={
+                "name": "dev-challtestsrv", "provider_type": "challtestsrv", "managed_zones": [DEV_ZONE],
+                "credentials": {"management_url": stack.challtestsrv_url}, "verify": True}).json()
+        out["dns_provider_id"] = prov.get("id", "")
+    return out

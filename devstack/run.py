@@ -28,6 +28,7 @@ from types import FrameType
 from typing import TextIO
 
 from devstack import services as svc
+from devstack.acme_stack import PebbleStack
 from devstack.admin_token import (
     ensure_dev_admin_policy,
     mint_admin_token,
@@ -194,6 +195,7 @@ class DevStack:
         api_url = f"http://127.0.0.1:{ports['api']}"
         env = app_env(secrets_, pg.url, redis.url, temporal.address, scaikey_url, api_url)
         self.info.update(api_url=api_url, scaikey_url=scaikey_url, tenant_id=TENANT_ID)
+        pebble = self._start_pebble(ports["api"], env)  # docs/acme.md: ACME against a local CA
 
         worker = self._add(
             svc.start_process(
@@ -225,7 +227,30 @@ class DevStack:
             self.info["identity_synced"] = sync_identities(api_url, scaikey_url)
             if not self.info["identity_synced"]:
                 say("[devstack] the start-up identity sync did not succeed; see logs/worker.log")
+        if pebble is not None and self.info["admin_token"]:
+            from devstack.acme_stack import seed_dev
+
+            try:
+                self.info.update(seed_dev(api_url, str(self.info["admin_token"]), pebble))
+            except Exception as exc:  # the stack is usable without the ACME seed
+                say(f"[devstack] could not seed the ACME account / DNS provider: {exc}")
         self._write_stack_json(running=True)
+
+    def _start_pebble(self, api_port: int, env: dict[str, str]) -> PebbleStack | None:
+        """Pebble + pebble-challtestsrv (validating http-01 on the API port); missing binaries: say how, go on."""
+        from devstack.acme_stack import start_pebble
+
+        try:
+            stack = start_pebble(self.data / "pebble", http_port=api_port)
+        except svc.ServiceStartError as exc:
+            say(f"[devstack] ACME disabled: {exc}")
+            return None
+        for h in stack.handles:
+            self._add(h)
+        env["ACME_CA_BUNDLE"] = stack.ca_bundle
+        self.info.update(pebble_directory=stack.directory_url, pebble_roots=f"{stack.management_url}/roots/0",
+                         challtestsrv_url=stack.challtestsrv_url)
+        return stack
 
     def _start_scaikey(self, port: int, client_secret: str) -> str:
         if importlib.util.find_spec("scaikey_emulator.__main__") is None:
@@ -342,6 +367,11 @@ def banner(info: dict[str, object], services_only: bool) -> str:
             lines.append(
                 f'       curl -s -H "Authorization: Bearer $TOKEN" "{info.get("api_url")}/v1/secrets?limit=10"'
             )
+            if info.get("acme_account_id"):
+                lines.append(  # docs/acme.md: a certificate from the local Pebble in one curl
+                    f'       curl -s -H "Authorization: Bearer $TOKEN" -H "content-type: application/json"'
+                    f' {info.get("api_url")}/v1/pki/acme/orders -d'
+                    f' \'{{"account_id":"{info["acme_account_id"]}","domains":["app.dev.test","*.dev.test"]}}\'')
         else:
             lines.append("  admin_token       (not available: the ScaiKey emulator did not issue one)")
             lines.append(f"  try: curl {info.get('api_url')}/v1/health/ready")

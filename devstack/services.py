@@ -718,93 +718,6 @@ def find_pebble(*, install: bool = True) -> dict[str, str]:
     return found
 
 
-PEBBLE_BINARIES = ("pebble", "pebble-challtestsrv")
-PEBBLE_HOW = ("pebble and pebble-challtestsrv come from the Debian package 'pebble': "
-              "run `sudo apt-get update && sudo apt-get install -y pebble`")
-
-
-def find_pebble(*, install: bool = True) -> dict[str, str]:
-    """Paths of ``pebble`` and ``pebble-challtestsrv`` (docs/acme.md). Missing ones are installed with apt-get when
-    running as root (``install``); otherwise ServiceStartError says how to install them."""
-
-    def lookup() -> dict[str, str]:
-        return {n: p for n in PEBBLE_BINARIES if (p := shutil.which(n) or (f"/usr/bin/{n}" if os.access(
-            f"/usr/bin/{n}", os.X_OK) else None))}
-
-    found = lookup()
-    if len(found) < len(PEBBLE_BINARIES) and install and os.geteuid() == 0 and shutil.which("apt-get"):
-        say("pebble not found: installing the Debian package 'pebble' (apt-get install -y pebble)")
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        for argv in (["apt-get", "install", "-y", "pebble"], ["apt-get", "update"],
-                     ["apt-get", "install", "-y", "pebble"]):
-            done = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, capture_output=True, check=False)
-            if argv[1] == "install" and done.returncode == 0:
-                break
-        found = lookup()
-    missing = [n for n in PEBBLE_BINARIES if n not in found]
-    if missing:
-        raise ServiceStartError(f"cannot find {', '.join(missing)}: {PEBBLE_HOW}")
-    return found
-
-
-PEBBLE_BINARIES = ("pebble", "pebble-challtestsrv")
-PEBBLE_HOW = ("pebble and pebble-challtestsrv come from the Debian package 'pebble': "
-              "run `sudo apt-get update && sudo apt-get install -y pebble`")
-
-
-def find_pebble(*, install: bool = True) -> dict[str, str]:
-    """Paths of ``pebble`` and ``pebble-challtestsrv`` (docs/acme.md). Missing ones are installed with apt-get when
-    running as root (``install``); otherwise ServiceStartError says how to install them."""
-
-    def lookup() -> dict[str, str]:
-        return {n: p for n in PEBBLE_BINARIES if (p := shutil.which(n) or (f"/usr/bin/{n}" if os.access(
-            f"/usr/bin/{n}", os.X_OK) else None))}
-
-    found = lookup()
-    if len(found) < len(PEBBLE_BINARIES) and install and os.geteuid() == 0 and shutil.which("apt-get"):
-        say("pebble not found: installing the Debian package 'pebble' (apt-get install -y pebble)")
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        for argv in (["apt-get", "install", "-y", "pebble"], ["apt-get", "update"],
-                     ["apt-get", "install", "-y", "pebble"]):
-            done = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, capture_output=True, check=False)
-            if argv[1] == "install" and done.returncode == 0:
-                break
-        found = lookup()
-    missing = [n for n in PEBBLE_BINARIES if n not in found]
-    if missing:
-        raise ServiceStartError(f"cannot find {', '.join(missing)}: {PEBBLE_HOW}")
-    return found
-
-
-PEBBLE_BINARIES = ("pebble", "pebble-challtestsrv")
-PEBBLE_HOW = ("pebble and pebble-challtestsrv come from the Debian package 'pebble': "
-              "run `sudo apt-get update && sudo apt-get install -y pebble`")
-
-
-def find_pebble(*, install: bool = True) -> dict[str, str]:
-    """Paths of ``pebble`` and ``pebble-challtestsrv`` (docs/acme.md). Missing ones are installed with apt-get when
-    running as root (``install``); otherwise ServiceStartError says how to install them."""
-
-    def lookup() -> dict[str, str]:
-        return {n: p for n in PEBBLE_BINARIES if (p := shutil.which(n) or (f"/usr/bin/{n}" if os.access(
-            f"/usr/bin/{n}", os.X_OK) else None))}
-
-    found = lookup()
-    if len(found) < len(PEBBLE_BINARIES) and install and os.geteuid() == 0 and shutil.which("apt-get"):
-        say("pebble not found: installing the Debian package 'pebble' (apt-get install -y pebble)")
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        for argv in (["apt-get", "install", "-y", "pebble"], ["apt-get", "update"],
-                     ["apt-get", "install", "-y", "pebble"]):
-            done = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, capture_output=True, check=False)
-            if argv[1] == "install" and done.returncode == 0:
-                break
-        found = lookup()
-    missing = [n for n in PEBBLE_BINARIES if n not in found]
-    if missing:
-        raise ServiceStartError(f"cannot find {', '.join(missing)}: {PEBBLE_HOW}")
-    return found
-
-
 def log_says(log_path: Path, text: str) -> Callable[[], bool]:
     """A readiness probe: ``text`` appears in ``log_path`` after the point where the probe was made."""
     try:
@@ -852,6 +765,7 @@ __all__ = [
     "ServiceStartError",
     "ensure_database",
     "find_binary",
+    "find_pebble",
     "free_port",
     "http_ready",
     "log_says",
@@ -863,10 +777,6 @@ __all__ = [
     "port_open",
     "process_start_ticks",
     "say",
-    "find_pebble",
-    "find_pebble",
-    "find_pebble",
-    "find_pebble",
     "start_moto",
     "start_postgres",
     "start_process",
