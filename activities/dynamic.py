@@ -51,7 +51,8 @@ class LeaseActivities:
         self.db = db
         self.state = worker_state(settings, db, redis)  # SecretsService (root credentials), audit recorder
         self.state.temporal = temporal
-        self.targets = Targets(settings, int(settings.dynamic_revocation_concurrency))
+        # the revoker's connections to targets: at most DYNAMIC_REVOCATION_CONCURRENCY per engine per worker
+        self.targets = Targets(settings, int(settings.dynamic_revocation_concurrency), "scaivault-revoker")
         self.state.components["dynamic_targets"] = self.targets
 
     @activity.defn(name="leases.revoke_due")

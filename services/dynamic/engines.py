@@ -144,9 +144,10 @@ class Targets:
     """Per-process connections to targets, one handle per engine, rebuilt when the engine's config or its root
     credentials change (credentials are re-read at most every ``DYNAMIC_ROOT_CREDENTIALS_CACHE_SECONDS``)."""
 
-    def __init__(self, settings: Any, pool_size: int) -> None:
+    def __init__(self, settings: Any, pool_size: int, application_name: str = "scaivault-dynamic") -> None:
         self.settings = settings
         self.pool_size = pool_size
+        self.application_name = application_name
         self._cache: dict[str, tuple[str, float, Handle]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
@@ -167,7 +168,7 @@ class Targets:
             if hit is not None and hit[0] == fp:
                 self._cache[eid] = (fp, time.monotonic() + ttl_s, hit[2])
                 return hit[2]
-            handle = build_handle(engine["type"], cfg, root, self.settings, self.pool_size)
+            handle = build_handle(engine["type"], cfg, root, self.settings, self.pool_size, self.application_name)
             self._cache[eid] = (fp, time.monotonic() + ttl_s, handle)
             if hit is not None:
                 await hit[2].close()
@@ -192,12 +193,13 @@ def _root_fields(kind: str, root: Mapping[str, Any]) -> tuple[str, str]:
     return a, b
 
 
-def build_handle(kind: str, cfg: Mapping[str, Any], root: Mapping[str, Any], settings: Any, size: int) -> Handle:
+def build_handle(kind: str, cfg: Mapping[str, Any], root: Mapping[str, Any], settings: Any, size: int,
+                 application_name: str = "scaivault-dynamic") -> Handle:
     user, secret = _root_fields(kind, root)
     timeout = float(settings.dynamic_connect_timeout_seconds)
     if kind == "database":
         dsn = postgres.build_dsn(cfg["connection_url"], user, secret)
-        return Handle("database", pool=postgres.Pool(dsn, size, timeout, (secret,)))
+        return Handle("database", pool=postgres.Pool(dsn, size, timeout, (secret,), application_name))
     return Handle("aws", client=aws.Client(dict(cfg), user, secret, timeout))
 
 

@@ -101,8 +101,10 @@ async def check(dsn: str, limit: float, secrets: Sequence[str] = ()) -> None:
 class Pool:
     """A small asyncpg pool to one target (one per engine per process; bounded size)."""
 
-    def __init__(self, dsn: str, size: int, timeout: float, secrets: Sequence[str]) -> None:
+    def __init__(self, dsn: str, size: int, timeout: float, secrets: Sequence[str],
+                 application_name: str = "scaivault-dynamic") -> None:
         self.dsn = dsn
+        self.application_name = application_name
         self.size = size
         self.timeout = timeout
         self.secrets = tuple(secrets)
@@ -116,7 +118,8 @@ class Pool:
                     try:
                         self._pool = await asyncio.wait_for(asyncpg.create_pool(
                             self.dsn, min_size=0, max_size=self.size, timeout=self.timeout,
-                            max_inactive_connection_lifetime=60), self.timeout + 1)
+                            max_inactive_connection_lifetime=60,
+                            server_settings={"application_name": self.application_name}), self.timeout + 1)
                     except Exception as exc:
                         raise TargetError(describe_error(exc, self.secrets)) from None
         return self._pool
