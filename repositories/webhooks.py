@@ -195,10 +195,31 @@ async def list_deliveries(conn: asyncpg.Connection, tenant_id: str, webhook_id: 
     )
 
 
-async def reopen_delivery(conn: asyncpg.Connection, tenant_id: str, delivery_id: str) -> None:
-    await conn.execute(
-        "UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = now(), updated_at = now()"
-        " WHERE tenant_id = $1 AND id = $2", tenant_id, delivery_id,
+async def reopen_delivery(conn: asyncpg.Connection, tenant_id: str, delivery_id: str) -> datetime:
+    """Re-open for a redelivery and stamp the request; returns the stamp (cleared once the workflow started)."""
+    stamp: datetime = await conn.fetchval(
+        "UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = now(), updated_at = now(),"
+        " redeliver_requested_at = clock_timestamp() WHERE tenant_id = $1 AND id = $2"
+        " RETURNING redeliver_requested_at", tenant_id, delivery_id,
+    )
+    return stamp
+
+
+async def clear_redelivery_request(conn: asyncpg.Connection, delivery_id: str, stamp: datetime) -> None:
+    """The redelivery's workflow was started: forget the request (unless a newer one was stamped meanwhile)."""
+    await conn.execute("UPDATE webhook_deliveries SET redeliver_requested_at = NULL"
+                       " WHERE id = $1 AND redeliver_requested_at = $2", delivery_id, stamp)
+
+
+async def stranded_redeliveries(conn: asyncpg.Connection, *, older_than_seconds: float,
+                                limit: int) -> list[asyncpg.Record]:
+    """Redeliveries requested more than ``older_than_seconds`` ago whose workflow start was never confirmed
+    (Temporal was unavailable when the API tried)."""
+    return await conn.fetch(
+        "SELECT id, tenant_id, webhook_id, event_id, redeliver_requested_at FROM webhook_deliveries"
+        " WHERE redeliver_requested_at IS NOT NULL"
+        " AND redeliver_requested_at < clock_timestamp() - make_interval(secs => $1)"
+        " ORDER BY redeliver_requested_at LIMIT $2", older_than_seconds, limit,
     )
 
 

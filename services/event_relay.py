@@ -15,7 +15,8 @@ integrations configured with admin rights) are not filtered.
 
 ``run`` is the long-running loop the relay activity executes: it LISTENs on ``scaivault_events`` (a trigger
 NOTIFYs on every committed outbox insert, so dispatch starts right after commit) and sweeps at least every
-EVENT_RELAY_SWEEP_SECONDS for anything a notification missed.
+EVENT_RELAY_SWEEP_SECONDS for anything a notification missed. Each sweep also starts the webhook redeliveries
+the API re-opened while Temporal was unavailable (``requeue_redeliveries``; migration 0017).
 """
 
 from __future__ import annotations
@@ -244,6 +245,24 @@ class EventRelay:
             if beat is not None:
                 beat()
 
+    async def requeue_redeliveries(self) -> int:
+        """Start the redeliveries the API re-opened but could not hand to Temporal (it answered 503 and left
+        ``redeliver_requested_at`` set): signal-with-start each one's workflow, then clear the stamp. Only
+        requests older than the API's own Temporal deadline are taken, so an API call still in flight is not
+        doubled. A Temporal failure leaves the stamps for the next sweep."""
+        older = self.settings.temporal_rpc_timeout_seconds + 2.0
+        async with self.db.raw() as conn:
+            rows = await webhooks_repo.stranded_redeliveries(conn, older_than_seconds=older,
+                                                             limit=self.batch_size)
+        for row in rows:
+            await start_redelivery(self.temporal, self.settings, row["tenant_id"], row["webhook_id"],
+                                   row["event_id"])
+            async with self.db.raw() as conn:
+                await webhooks_repo.clear_redelivery_request(conn, row["id"], row["redeliver_requested_at"])
+        if rows:
+            log.info("requeued stranded webhook redeliveries", extra={"count": len(rows)})
+        return len(rows)
+
     async def _notify_subscribers(self, sub_ids: set[str]) -> None:
         if not sub_ids or self.redis is None:
             return
@@ -282,6 +301,7 @@ class EventRelay:
                 wake.clear()
                 base = total
                 total = base + await self.drain(functools.partial(_offset_beat, beat, base))
+                await self.requeue_redeliveries()
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return total
@@ -314,6 +334,22 @@ async def ensure_delivery(conn: asyncpg.Connection, tenant_id: str, webhook_id: 
 
 def next_attempt_delay(delay_ms: int | None) -> timedelta | None:
     return None if delay_ms is None else timedelta(milliseconds=delay_ms)
+
+
+async def start_redelivery(client: Any, settings: Settings, tenant_id: str, webhook_id: str, event_id: str,
+                           rpc_timeout: timedelta | None = None) -> None:
+    """Signal-with-start a delivery's workflow with ``redeliver``: a running one retries now, a finished one
+    (dead-lettered, or delivered and being replayed) starts a fresh retry schedule."""
+    from temporalio.common import WorkflowIDReusePolicy
+
+    from workflows.types.events import REDELIVER_SIGNAL
+
+    await client.start_workflow(
+        DELIVERY_WORKFLOW, delivery_input(settings, tenant_id, webhook_id, event_id),
+        id=delivery_workflow_id(settings, webhook_id, event_id), task_queue=settings.task_queue("events"),
+        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE, start_signal=REDELIVER_SIGNAL,
+        rpc_timeout=rpc_timeout,
+    )
 
 
 async def ensure_relay(client: Any, settings: Settings) -> None:

@@ -18,9 +18,8 @@ from repositories import webhooks as repo
 from repositories.events import iso
 from services import webhook_urls
 from services.event_catalogue import validate_event_types
-from services.event_relay import delivery_input, delivery_workflow_id
+from services.event_relay import start_redelivery
 from services.webhook_secrets import SecretBox
-from workflows.types.events import DELIVERY_WORKFLOW, REDELIVER_SIGNAL
 
 MIN_SECRET_CHARS = 16
 MAX_PREVIOUS_SECRET_TTL = timedelta(days=30)
@@ -252,23 +251,19 @@ async def redeliver(state: AppState, ctx: RequestContext, webhook_id: str, deliv
                            {"webhook_id": webhook_id, "delivery_id": delivery_id})
         if row["event_type"] == TEST_EVENT_TYPE:
             raise AppError("invalid_request", "test deliveries cannot be redelivered; send a new test")
-        await repo.reopen_delivery(conn, ctx.tenant_id, delivery_id)
+        stamp = await repo.reopen_delivery(conn, ctx.tenant_id, delivery_id)
         await state.get("audit").record(ctx, action="webhook_redeliver", resource_type="webhook",
                                         resource_id=webhook_id, conn=conn, extra={"delivery_id": delivery_id})
-    from temporalio.common import WorkflowIDReusePolicy
-
     from worker.client import with_deadline
 
     s = state.settings
     temporal = state.temporal
-    # Within TEMPORAL_RPC_TIMEOUT_SECONDS, else 503 naming Temporal; the delivery stays re-opened (pending), so
-    # retrying the call once Temporal is back starts it.
-    await with_deadline(s, lambda rpc_timeout: temporal.start_workflow(
-        DELIVERY_WORKFLOW, delivery_input(s, ctx.tenant_id, webhook_id, row["event_id"]),
-        id=delivery_workflow_id(s, webhook_id, row["event_id"]), task_queue=s.task_queue("events"),
-        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE, start_signal=REDELIVER_SIGNAL,
-        rpc_timeout=rpc_timeout,
-    ), action="webhook.redeliver")
+    # Within TEMPORAL_RPC_TIMEOUT_SECONDS, else 503 naming Temporal; the delivery stays re-opened (pending) with
+    # its redelivery request stamped, and the outbox relay's sweep starts it once Temporal is back.
+    await with_deadline(s, lambda rpc_timeout: start_redelivery(
+        temporal, s, ctx.tenant_id, webhook_id, row["event_id"], rpc_timeout), action="webhook.redeliver")
+    async with state.db.raw() as conn:
+        await repo.clear_redelivery_request(conn, delivery_id, stamp)
     return {"delivery_id": delivery_id, "event_id": row["event_id"], "status": "pending"}
 
 

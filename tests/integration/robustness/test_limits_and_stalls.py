@@ -23,6 +23,12 @@ import pytest
 
 from devstack import services as svc
 from tests.helpers import ADMIN, CI, bearer, client_token, grant, reset_emulator
+from tests.integration.events.conftest import (  # noqa: F401 - pytest fixtures, registered by import
+    event_settings,
+    hook_secret,
+    receiver_factory,
+    stack_factory,
+)
 
 pytestmark = pytest.mark.asyncio
 
@@ -376,5 +382,53 @@ async def test_stalled_temporal_answers_503_fast_and_the_stored_request_runs_onc
             result = await _until(lambda: finished(stranded), "the stranded sync to run after SIGCONT", timeout=120)
             assert result["status"] == "succeeded", result
             assert result["tenants"][0]["trigger"] == "manual"
+    finally:
+        temporal.stop()
+
+
+async def test_stalled_temporal_redeliver_answers_503_and_the_redelivery_runs_once_it_is_back(
+        stack_factory: Callable[..., Any],  # noqa: F811 - the fixtures imported above
+        receiver_factory: Callable[..., Any],  # noqa: F811
+        hook_secret: str,  # noqa: F811
+        worker_process: Callable[..., Any], tmp_path: Any) -> None:
+    """POST .../redeliver within TEMPORAL_RPC_TIMEOUT_SECONDS while Temporal is stalled: 503 naming Temporal, the
+    delivery stays re-opened, and the outbox relay's sweep starts the redelivery once Temporal answers again
+    (nobody calls redeliver a second time)."""
+    temporal = svc.start_temporal(tmp_path / "temporal", svc.free_port())
+    try:
+        stack = await stack_factory(temporal_address=temporal.address, temporal_rpc_timeout_seconds=3)
+        rx = receiver_factory([hook_secret])
+        hook = await stack.create_webhook(rx.url, hook_secret)
+        worker_process(stack.settings)
+        [event_id] = await stack.emit()
+
+        async def delivery(status: str) -> dict[str, Any] | None:
+            r = await stack.api.get(f"/v1/webhooks/{hook['id']}/deliveries", headers=stack.admin)
+            assert r.status_code == 200, r.text
+            rows = r.json()["deliveries"]
+            assert len(rows) <= 1, rows  # one event, one webhook: one delivery row, ever
+            return rows[0] if rows and rows[0]["status"] == status else None
+
+        first = await _until(lambda: delivery("success"), "the first delivery")
+        assert first["attempts"] == 1 and [h.status for h in rx.snapshot()] == [200]
+        url = f"/v1/webhooks/{hook['id']}/deliveries/{first['id']}/redeliver"
+        with _stopped(temporal.pid):
+            started = time.monotonic()
+            r = await stack.api.post(url, headers=stack.admin)
+            assert time.monotonic() - started < 15  # the 3 s deadline (+1 s), never a hang
+            assert r.status_code == 503, r.text
+            err = r.json()["error"]
+            assert err["code"] == "service_unavailable" and "Temporal" in err["message"]
+            assert err["details"] == {"dependency": "temporal", "action": "webhook.redeliver"}
+            assert r.headers["retry-after"] == "5"
+            assert await delivery("pending") is not None  # re-opened, kept for when Temporal is back
+            assert len(rx.snapshot()) == 1
+
+        # Temporal is back: the relay's sweep starts the stored redelivery; nobody repeats the request.
+        done = await _until(lambda: delivery("success"), "the stranded redelivery after SIGCONT", timeout=120)
+        assert done["id"] == first["id"] and done["attempts"] == 2
+        assert [(h.status, h.event["event_id"]) for h in rx.snapshot()] == [(200, event_id), (200, event_id)]
+        rows = await stack.sql("SELECT redeliver_requested_at FROM webhook_deliveries WHERE id = $1", first["id"])
+        assert rows[0]["redeliver_requested_at"] is None
     finally:
         temporal.stop()
