@@ -260,7 +260,9 @@ class Authenticator:
             if row is None:
                 raise AppError("token_invalid", "personal access token is not recognised")
             if row["revoked_at"] is not None:
-                raise AppError("token_revoked", "personal access token has been revoked")
+                raise AppError("token_revoked", "personal access token has been revoked",
+                               {"reason": "user_deleted"} if row["revoked_by"] == pat_repo.REVOKED_BY_USER_DELETED
+                               else None)
             # roles and groups are never taken from the row: the enrichers resolve them live (see module doc)
             principal = Principal(
                 identity_id=row["identity_id"], identity_type=row["identity_type"], subject=row["subject"],

@@ -22,8 +22,13 @@ async def insert(conn: asyncpg.Connection, *, id: str, tenant_id: str, partner_i
     )
 
 
+#: ``revoked_by`` of the PATs ScaiKey's ``user.deleted`` revoked (the authenticator names the reason)
+REVOKED_BY_USER_DELETED = "scaikey:user.deleted"
+
+
 async def by_hash(conn: asyncpg.Connection, token_hash: str) -> asyncpg.Record | None:
-    return await conn.fetchrow(f"SELECT {_COLS} FROM personal_access_tokens WHERE token_hash = $1", token_hash)
+    return await conn.fetchrow(f"SELECT {_COLS}, revoked_by FROM personal_access_tokens WHERE token_hash = $1",
+                               token_hash)
 
 
 async def get(conn: asyncpg.Connection, tenant_id: str, token_id: str) -> asyncpg.Record | None:

@@ -25,6 +25,7 @@ from core.errors import AppError
 from core.settings import Settings
 from db.engine import Database
 from repositories import identity as repo
+from repositories.pats import REVOKED_BY_USER_DELETED
 from repositories.tenants import placeholder_partner
 from services import pats
 from services.identity_sync import reconcile_admins
@@ -134,6 +135,9 @@ class Outcome:
     duplicate: bool = False
     resync_reason: str | None = None  # the tenant's workflow should run a sync
     invalidate_tenant: bool = False  # principal caches / tenant resolver must forget this tenant
+    # PATs revoked by this event (user.deleted): their hashes go to every API process's PAT cache (the
+    # identity-cache invalidation alone misses a user the cache never mirrored)
+    revoked_token_hashes: tuple[str, ...] = ()
 
 
 def _user_id(ev: WebhookEvent) -> str | None:
@@ -194,10 +198,12 @@ async def _user(conn: Any, settings: Settings, ev: WebhookEvent) -> Outcome:
     if t == "user.deleted":
         await repo.soft_delete_user(conn, ev.tenant_id, str(uid))
         # Offboarding ends the user's PATs for good (the enricher already refuses them in every process once
-        # the router's cache invalidation lands; this makes it permanent, even if the user id reappears).
-        await pats.revoke_for_user(conn, ev.tenant_id, str(uid), by="scaikey:user.deleted")
+        # the router's cache invalidation lands; this makes it permanent, even if the user id reappears), and the
+        # router broadcasts the revoked hashes to every process's PAT cache (a user never mirrored has no
+        # identity-cache entry whose invalidation would end them).
+        revoked = await pats.revoke_for_user(conn, ev.tenant_id, str(uid), by=REVOKED_BY_USER_DELETED)
         await reconcile_admins(conn, settings, ev.tenant_id)
-        return Outcome(handled=True, invalidate_tenant=True)
+        return Outcome(handled=True, invalidate_tenant=True, revoked_token_hashes=tuple(revoked))
     status = {"user.suspended": "SUSPENDED", "user.activated": "ACTIVE"}.get(t) or (
         str(d["status"]).upper() if d.get("status") else None)
     mfa = {"user.mfa_enabled": True, "user.mfa_disabled": False}.get(t, d.get("mfa_enabled"))

@@ -153,6 +153,10 @@ async def scaikey_webhook(request: Request) -> dict[str, Any]:
         raise AppError("invalid_request", "webhook body is not valid JSON") from None
     event = hooks.normalize(body, headers)
     outcome = await hooks.apply(state.db, state.settings, event)
+    if outcome.revoked_token_hashes:  # every API process drops them from its PAT cache at once
+        authenticator = state.get("authenticator")
+        for token_hash in outcome.revoked_token_hashes:
+            await authenticator.broadcast_revocation(token_hash)
     if outcome.invalidate_tenant and event.tenant_id:
         state.get("tenants").invalidate(event.tenant_id)
         enricher = state.components.get("identity_enricher")

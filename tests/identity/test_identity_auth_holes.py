@@ -12,6 +12,7 @@ import asyncio
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.helpers import ADMIN, OTHER_TENANT, PARTNER_ADMIN, TENANT, bearer, grant, mint, user_token
 from tests.identity.conftest import WEBHOOK_SECRET
@@ -247,3 +248,43 @@ async def test_empty_jwks_cache_does_not_bypass_the_refresh_rate_limit(emu, sett
         assert all(r.status_code == 401 for r in rs)
         fetches = (await emu.control("GET", "/log", params={"path": "*jwks*"}))["total"]
         assert fetches <= 1, f"{fetches} JWKS fetches for 6 tokens on an empty cache"
+
+
+@pytest.mark.parametrize("mirrored", [True, False], ids=["synced-user", "user-never-synced"])
+async def test_pat_of_a_deleted_user_is_refused_at_once_by_every_api_process(identity_stack, emu, api_server_factory,
+                                                                             mirrored):
+    """Two API processes (A receives ScaiKey's user.deleted, B only shares PostgreSQL and Redis), both with bob's
+    PAT warm in their caches: both refuse it right after the webhook, well inside the 30 s PAT cache TTL. A user
+    the identity cache never mirrored has no cache entry to invalidate, so only the revoked token hashes,
+    broadcast to every process's PAT cache, can end it at once."""
+    from auth.authenticator import PAT_CACHE_TTL
+
+    async with identity_stack(live=True) as stack:
+        h = await stack.token(ADMIN)
+        if mirrored:
+            assert (await stack.sync_and_wait(h, tenant_id=TENANT))["status"] == "succeeded"
+        other = api_server_factory(stack.settings)
+        bob_jwt = bearer(await user_token(emu.url, "bob@acme.example", scope="secrets:read identity:read"))
+        r = await stack.api.post("/v1/auth/tokens", json={"name": "laptop", "scopes": ["secrets:read"]},
+                                 headers=bob_jwt)
+        assert r.status_code == 201, r.text
+        pat = bearer(r.json()["token"])
+        async with httpx.AsyncClient(base_url=other.url, timeout=30) as b:
+            clients = {"A": stack.api, "B": b}
+            for c in clients.values():  # warm each process's PAT and identity caches
+                assert (await c.get("/v1/auth/whoami", headers=pat)).status_code == 200
+
+            assert await _fire(emu, stack, "user.deleted", {"id": "usr_bob", "email": "bob@acme.example"}) == 200
+            deadline = asyncio.get_running_loop().time() + PAT_CACHE_TTL / 3  # well before a cache entry expires
+            pending = dict(clients)
+            while pending:
+                for name, c in list(pending.items()):
+                    r = await c.get("/v1/auth/whoami", headers=pat)
+                    if r.status_code == 401:
+                        err = r.json()["error"]
+                        assert (err["code"], err["details"].get("reason")) == ("token_revoked", "user_deleted"), r.text
+                        del pending[name]
+                    else:
+                        assert r.status_code == 200, r.text
+                assert asyncio.get_running_loop().time() < deadline, f"still accepted by {sorted(pending)}"
+                await asyncio.sleep(0.1)
