@@ -43,11 +43,12 @@ class Resolve(BaseModel):
     keep: Literal["local", "remote"]
 
 
-def _id(value: str) -> str:
+def _id(value: str, code: str = "backend_not_found") -> str:
+    """Ids are ``<prefix>_<ulid>``: anything else is a missing resource (never echoed into audit or logs)."""
     from core.errors import AppError
 
     if len(value) > 64 or not value.replace("_", "").isalnum():
-        raise AppError("backend_not_found", "federated backend not found", {})
+        raise AppError(code, "not found", {})
     return value
 
 
@@ -109,6 +110,7 @@ async def list_conflicts(backend_id: str, ctx: Reader, request: Request,
 @router.post("/{backend_id}/conflicts/{conflict_id}/resolve", summary="Resolve a conflict: keep local or remote")
 async def resolve_conflict(backend_id: str, conflict_id: str, body: Resolve, ctx: Writer,
                            request: Request) -> dict[str, Any]:
-    ctx.describe("federation_conflict_resolve", resource_type="federation_conflict", resource_id=_id(conflict_id))
     _id(backend_id)
+    ctx.describe("federation_conflict_resolve", resource_type="federation_conflict",
+                 resource_id=_id(conflict_id, "conflict_not_found"))
     return await conflicts.resolve(app_state(request), ctx, backend_id, conflict_id, body.keep)

@@ -213,6 +213,16 @@ async def _may_read_credentials(state: Any, ctx: RequestContext, path: str) -> N
     await state.components["access"].check(ctx, path, "read", scope="tenant")
 
 
+PROBE_SEGMENT = "federation-mapping-probe"
+
+
+async def _may_write_mapped(state: Any, ctx: RequestContext, mappings: list[mp.Mapping]) -> None:
+    """A mapping decides what reads of its local paths return (proxy) or writes versions there (sync): the caller
+    must be allowed to ``write`` under every local prefix it maps (checked on a path just under the prefix)."""
+    for m in mappings:
+        await state.components["access"].check(ctx, m.local + PROBE_SEGMENT, "write", scope="tenant")
+
+
 async def create(state: Any, ctx: RequestContext, body: dict[str, Any], *, verify_remote: bool) -> dict[str, Any]:
     type_ = check_type(body.get("type"))
     mode = body.get("mode")
@@ -225,6 +235,7 @@ async def create(state: Any, ctx: RequestContext, body: dict[str, Any], *, verif
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}", name):
         raise field_error("name", "1-128 characters: letters, digits, '_', '.', '-'")
     await _may_read_credentials(state, ctx, config.get("auth_config_path") or config["credentials_path"])
+    await _may_write_mapped(state, ctx, mappings)
     backend_id = new_id("fed")
     row_like = {"id": backend_id, "name": name, "type": type_, "config": config, "tenant_id": ctx.tenant_id,
                 "partner_id": ctx.partner_id}
@@ -287,6 +298,7 @@ async def update(state: Any, ctx: RequestContext, backend_id: str, fields: dict[
     mappings = mp.compile_mapping(mapping_doc, vault=type_ == "hashicorp-vault")
     if fields.get("path_mapping") is not None:
         changes["path_mapping"] = mapping_doc
+        await _may_write_mapped(state, ctx, mappings)
     given = fields.get("sync_interval", current["sync_interval"] if mode == "sync" else None)
     changes["sync_interval"], changes["sync_interval_seconds"] = check_interval(state.settings, mode, given)
     if verify_remote and "config" in changes:

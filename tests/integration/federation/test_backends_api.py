@@ -186,3 +186,36 @@ async def test_mapping_index_is_invalidated_in_every_api_process(settings_factor
             assert asyncio.get_running_loop().time() < deadline, r.text
             await asyncio.sleep(0.2)
         assert r.json()["data"] == {"v": "remote"}
+
+
+async def test_creating_a_backend_needs_read_on_its_credentials_and_write_under_its_mapping(
+        stack: Any, scaikey: str) -> None:
+    """federation:write alone is not enough: otherwise it could send any secret's value to an endpoint of the
+    caller's choosing, or make reads of paths it may not write return values it controls."""
+    from tests.helpers import grant, user_token
+
+    alice = "user:alice@acme.example"
+    await grant(stack.api, stack.admin, [alice], pattern="fedcreds/alice", permissions=("read",), name="fa-read")
+    await grant(stack.api, stack.admin, [alice], pattern="ext/alice/**", permissions=("read", "write"),
+                name="fa-write")
+    for path in ("fedcreds/alice", "fedcreds/admin-only"):
+        assert (await stack.put(path, {"token": "t-" + path})).status_code == 201
+    h = bearer(await user_token(scaikey, "alice@acme.example", scope="federation:write federation:read"))
+
+    def body(creds: str, local: str) -> dict[str, Any]:
+        return {"name": f"a-{uuid.uuid4().hex[:6]}", "type": "hashicorp-vault", "mode": "proxy",
+                "config": {"endpoint": "http://127.0.0.1:9", "auth_method": "token", "auth_config_path": creds},
+                "path_mapping": {local: "secret/data/**"}}
+
+    r = await stack.api.post("/v1/federation/backends?verify=false", json=body("fedcreds/admin-only", "ext/alice/**"),
+                             headers=h)
+    assert r.status_code == 403 and r.json()["error"]["code"] == "access_denied", r.text
+    r = await stack.api.post("/v1/federation/backends?verify=false", json=body("fedcreds/alice", "prod/**"), headers=h)
+    assert r.status_code == 403 and r.json()["error"]["code"] == "access_denied", r.text
+    r = await stack.api.post("/v1/federation/backends?verify=false", json=body("fedcreds/alice", "ext/alice/**"),
+                             headers=h)
+    assert r.status_code == 201, r.text
+    r = await stack.api.patch(f"/v1/federation/backends/{r.json()['id']}?verify=false",
+                              json={"path_mapping": {"prod/**": "secret/data/**"}}, headers=h)
+    assert r.status_code == 403, r.text
+    assert "t-fedcreds" not in r.text
