@@ -33,8 +33,10 @@ async def _until_limited(api, token: str, max_requests: int = 400):
 
 async def test_headers_then_429_with_category_then_recovery(api, scaikey):
     token = await client_token(scaikey, CI)
+    started = time.monotonic()
     ok, limited = await _until_limited(api, token)
-    assert len(ok) >= 60  # the bucket holds a minute's worth
+    # the bucket holds a minute's worth (60), plus at most what refilled meanwhile (1 token a second)
+    assert 60 <= len(ok) <= 60 + int(time.monotonic() - started), len(ok)
     first = ok[0].headers
     assert first["x-ratelimit-limit"] == "60"
     assert int(first["x-ratelimit-remaining"]) == 59
@@ -49,6 +51,24 @@ async def test_headers_then_429_with_category_then_recovery(api, scaikey):
     await asyncio.sleep(retry_after + 0.2)
     again = await api.get("/v1/auth/whoami", headers=bearer(token))
     assert again.status_code == 200
+
+
+async def test_a_bucket_allows_exactly_its_limit(scaikey, settings_factory, make_app_client, redis_clean):
+    """A fresh identity (Redis flushed) with a per-minute limit of 5 sends 8 requests: exactly 5 are allowed and
+    3 refused, in that order. The bucket refills 5 tokens a minute, one every 12 s, so nothing refills while the
+    8 requests run (checked, so a very slow run fails with its reason instead of a miscount)."""
+    await reset_emulator(scaikey)
+    settings = settings_factory(rate_limit_overrides="auth=5", audit_seal_interval_seconds=0)
+    async with make_app_client(settings) as api:
+        token = await client_token(scaikey, CI)
+        started = time.monotonic()
+        answers = [await api.get("/v1/auth/whoami", headers=bearer(token)) for _ in range(8)]
+        assert time.monotonic() - started < 12, "too slow for the no-refill premise"
+    assert [r.status_code for r in answers] == [200] * 5 + [429] * 3, [r.text for r in answers]
+    assert [r.headers["x-ratelimit-remaining"] for r in answers] == ["4", "3", "2", "1", "0", "0", "0", "0"]
+    assert {r.headers["x-ratelimit-limit"] for r in answers} == {"5"}
+    assert {(r.json()["error"]["code"], r.json()["error"]["details"]["limit"]) for r in answers[5:]} == {
+        ("rate_limited", 5)}
 
 
 async def test_buckets_are_per_identity(api, scaikey):
