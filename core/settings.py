@@ -200,6 +200,7 @@ class Settings(BaseSettings):
     federation_backoff_seconds: int = Field(default=30, ge=1)  # reported retry-after of a failed sync
     federation_proxy_concurrency: int = Field(default=8, ge=1, le=256)  # in-flight proxied reads per backend
     federation_index_ttl_seconds: float = Field(default=5.0, gt=0)  # per-process mapping index freshness bound
+    federation_proxy_cache_seconds: float = Field(default=0.0, ge=0, le=300)  # read-through cache; 0 = off
     # Tests only (crash test): the sync activity sleeps this long after each page. Keep 0.
     federation_crash_test_page_pause_seconds: float = Field(default=0.0, ge=0)
 

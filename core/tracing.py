@@ -133,9 +133,45 @@ def temporal_interceptors() -> list[Any]:
     """Interceptors for the Temporal client (the worker inherits them): empty while tracing is off."""
     if not _active:
         return []
-    from temporalio.contrib.opentelemetry import TracingInterceptor
+    return [TracingBaggageInterceptor(), _signal_aware_tracing_interceptor()]
 
-    return [TracingBaggageInterceptor(), TracingInterceptor()]
+
+def _signal_aware_tracing_interceptor() -> Any:
+    """temporalio's TracingInterceptor, with one change: an activity a workflow starts after receiving a signal
+    is traced under that signal's sender (e.g. ``POST /v1/identity/sync`` signalling the already-running
+    ``scaikey-sync/<tenant>`` entity), not under the request that first started the workflow long ago. The SDK
+    records a signal as a span linked to the sender only; without this a forced sync of a running entity would
+    leave its activity and the HTTP calls to ScaiKey in another trace. The next activity after the signal takes
+    its context; later ones (timer-driven) go back to the workflow's own."""
+    from temporalio.contrib.opentelemetry import TracingInterceptor, TracingWorkflowInboundInterceptor
+
+    class SignalAwareInbound(TracingWorkflowInboundInterceptor):
+        _signal_context: Any = None
+
+        async def handle_signal(self, input: Any) -> None:
+            header = input.headers.get(self.header_key)
+            if header is not None:
+                carrier = self.payload_converter.from_payloads([header])[0]
+                self._signal_context = self._set_on_context(self.text_map_propagator.extract(carrier))
+            await super().handle_signal(input)
+
+        def _completed_span(self, span_name: str, **kw: Any) -> None:
+            ctx = self._signal_context
+            if ctx is None or not span_name.startswith("StartActivity:"):
+                return super()._completed_span(span_name, **kw)
+            self._signal_context = None
+            token = _otel["context"].attach(ctx)
+            try:
+                return super()._completed_span(span_name, **kw)
+            finally:
+                _otel["context"].detach(token)
+
+    class SignalAwareTracingInterceptor(TracingInterceptor):
+        def workflow_interceptor_class(self, input: Any) -> type[TracingWorkflowInboundInterceptor]:
+            super().workflow_interceptor_class(input)  # registers the extern span function
+            return SignalAwareInbound
+
+    return SignalAwareTracingInterceptor()
 
 
 def instrument_app(app: Any) -> None:

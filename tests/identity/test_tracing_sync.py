@@ -46,3 +46,29 @@ async def test_forced_sync_is_one_trace_from_request_to_scaikey_call(identity_st
     assert run_activity[0].attributes["temporalWorkflowID"].endswith(f"scaikey-sync/{TENANT}")
     # no credential in any span: the bearer token, the client secret
     assert_no_value(finished, h["Authorization"].split()[1], scaikey_client_secret)
+
+
+async def test_forced_sync_of_a_running_entity_joins_the_request_trace(identity_stack, emu, spans):
+    """The entity ``scaikey-sync/<tenant>`` already runs (started by an earlier sync): the second request only
+    signals it, and the activity the signal causes is still traced under that request."""
+    async with identity_stack() as stack:
+        h = await stack.token(ADMIN)
+        first = await stack.sync_and_wait(h, tenant_id=TENANT)
+        assert first["status"] == "succeeded", first
+        r = await stack.api.post("/v1/identity/sync", params={"tenant_id": TENANT},
+                                 headers={**h, "X-Request-ID": "req-trace-sync-2"})
+        assert r.status_code == 202, r.text
+        done = await stack.wait_sync(r.json()["sync_id"], h)
+        assert done["status"] == "succeeded", done
+    finished = list(spans.get_finished_spans())
+    root = [s for s in finished if s.kind == SpanKind.SERVER
+            and (s.attributes or {}).get("scaivault.request_id") == "req-trace-sync-2" and s.name.startswith("POST")]
+    assert root, "the second request's server span"
+    trace = [s for s in finished if s.context.trace_id == root[0].context.trace_id]
+    names = {s.name for s in trace}
+    assert "RunWorkflow:ScaiKeySync" not in names  # the workflow was not started by this request
+    run_activity = [s for s in trace if s.name == "RunActivity:identity.run_sync"]
+    assert run_activity, names
+    index = by_id(trace)
+    assert any(s.kind == SpanKind.CLIENT and run_activity[0] in ancestors(s, index) for s in trace)
+    assert run_activity[0].attributes.get("scaivault.request_id") == "req-trace-sync-2"
