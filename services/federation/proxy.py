@@ -1,7 +1,9 @@
 """Proxy mode (lifecycle.md §6.2): reads of paths a proxy-mode backend maps go to the remote, with
 FEDERATION_REMOTE_TIMEOUT_SECONDS per call and at most FEDERATION_PROXY_CONCURRENCY reads in flight per backend;
 each read is audited like a local one (action ``read``, ``extra.federated``). Writes and deletes of proxied paths
-are refused (``409 federated_path_read_only``): the backend is the source of truth.
+are refused (``409 federated_path_read_only``): the backend is the source of truth. An optional read-through cache
+(FEDERATION_PROXY_CACHE_SECONDS, off by default) answers repeated reads of a key from process memory for that long;
+every such read is still policy-checked and audited (``extra.cached``).
 
 ``SecretsService`` asks this component (``state.components["federation"]``) on every tenant read and write, after
 the policy check (so policies see the local path exactly as for local secrets). The per-tenant mapping index is
@@ -29,6 +31,7 @@ from services.federation.mapping import Mapping
 from services.federation.remote import Remote, RemoteError
 
 _REMOTE_TTL = 60.0
+_MAX_CACHED = 10_000
 CHANNEL = "scaivault:federation-invalidate"
 log = logging.getLogger("scaivault.federation")
 
@@ -49,9 +52,14 @@ class FederationProxy:
         self._index: dict[str, tuple[float, tuple[_Entry, ...]]] = {}
         self._sems: dict[str, asyncio.Semaphore] = {}
         self._remotes: dict[str, tuple[float, Any, Remote]] = {}
+        # Optional read-through cache (FEDERATION_PROXY_CACHE_SECONDS, 0 = off): (backend, key) -> (expiry, data, rv)
+        self.cache_seconds = float(state.settings.federation_proxy_cache_seconds)
+        self._values: dict[tuple[str, str], tuple[float, dict[str, Any], str]] = {}
 
     def drop_local(self, tenant_id: str) -> None:
         self._index.pop(tenant_id, None)
+        if self._values:  # a changed backend (mapping, endpoint, credentials) must not answer from old reads
+            self._values.clear()
 
     async def invalidate(self, tenant_id: str) -> None:
         """A backend of the tenant changed (after commit): every process rebuilds the tenant's index."""
@@ -144,6 +152,17 @@ class FederationProxy:
             self.drop_local(owner.owner_id)
             return None
         key = e.mapping.to_remote(path)
+        cached = self._values.get((row["id"], key)) if self.cache_seconds > 0 else None
+        if cached is not None and cached[0] > time.monotonic():
+            return await self._answer(ctx, row, path, cached[1], cached[2], cached=True)
+        data, rv = await self._fetch(row, path, key)
+        if self.cache_seconds > 0:
+            if len(self._values) >= _MAX_CACHED:
+                self._values.clear()
+            self._values[(row["id"], key)] = (time.monotonic() + self.cache_seconds, data, rv)
+        return await self._answer(ctx, row, path, data, rv, cached=False)
+
+    async def _fetch(self, row: Any, path: str, key: str) -> tuple[dict[str, Any], str]:
         settings = self.state.settings
         sem = self._sems.setdefault(row["id"], asyncio.Semaphore(settings.federation_proxy_concurrency))
         timeout = float(settings.federation_remote_timeout_seconds)
@@ -167,8 +186,13 @@ class FederationProxy:
             raise bk.unavailable(row, exc) from None
         finally:
             sem.release()
-        await self.state.components["audit"].record(ctx, action="read", path=path, permission="read",
-                                                   extra={"federated": row["id"]})
+        return data, rv
+
+    async def _answer(self, ctx: Any, row: Any, path: str, data: dict[str, Any], rv: str, *, cached: bool) -> bytes:
+        extra: dict[str, Any] = {"federated": row["id"]}
+        if cached:
+            extra["cached"] = True
+        await self.state.components["audit"].record(ctx, action="read", path=path, permission="read", extra=extra)
         doc = {"path": path, "secret_type": "kv", "version": int(rv) if rv.isdigit() else None, "data": data,
                "metadata": {}, "federation": {"backend_id": row["id"], "backend": row["name"], "mode": "proxy",
                                               "remote_version": rv}}

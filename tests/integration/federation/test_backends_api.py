@@ -219,3 +219,20 @@ async def test_creating_a_backend_needs_read_on_its_credentials_and_write_under_
                               json={"path_mapping": {"prod/**": "secret/data/**"}}, headers=h)
     assert r.status_code == 403, r.text
     assert "t-fedcreds" not in r.text
+
+
+async def test_optional_read_through_cache(stack_factory: Any, bao: Any, scaikey: str) -> None:
+    """Off by default (test_vault_proxy_mode_... reads every change live); with FEDERATION_PROXY_CACHE_SECONDS a
+    repeated read answers from memory, still policy-checked and audited."""
+    stack = await stack_factory(federation_proxy_cache_seconds=300)
+    local = f"ext/{uuid.uuid4().hex[:6]}"
+    await stack.vault_backend(bao, mode="proxy", local=f"{local}/**")
+    bao.put("c", {"v": "one"})
+    assert (await stack.get(f"{local}/c")).json()["data"] == {"v": "one"}
+    bao.put("c", {"v": "two"})
+    assert (await stack.get(f"{local}/c")).json()["data"] == {"v": "one"}  # cached
+    rows = await stack.sql("SELECT extra_data FROM audit_log WHERE secret_path = $1 AND action = 'read' ORDER BY ts",
+                           f"{local}/c")
+    assert len(rows) == 2 and '"cached": true' in rows[1]["extra_data"].replace('":true', '": true')
+    ci = bearer(await client_token(scaikey, CI))
+    assert (await stack.api.get(f"/v1/secrets/{local}/c", headers=ci)).status_code == 403
