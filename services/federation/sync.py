@@ -152,6 +152,7 @@ async def run_sync(state: Any, tenant_id: str, backend_id: str, *, resume_after:
             mappings = bk.compiled(row)
             entries: list[tuple[str, str, str | None]] = []
             for m in mappings:
+                heartbeat(resume_after)  # listing a large remote takes a while: stay alive, keep the resume point
                 for e in await remote.list_keys(m.remote):
                     local = m.to_local(e.key)
                     if inp.path_problem(local) is None:
