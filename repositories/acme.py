@@ -202,3 +202,8 @@ async def certificate(conn: asyncpg.Connection, tenant_id: str, cert_id: str) ->
     return await conn.fetchrow(
         "SELECT id, serial_number, common_name, alt_names, not_before, not_after, renewed_from_id, acme_order_id"
         " FROM pki_certificates WHERE tenant_id = $1 AND id = $2", tenant_id, cert_id)
+
+
+async def managed_exists(conn: asyncpg.Connection, tenant_id: str, managed_id: str) -> bool:
+    return bool(await conn.fetchval("SELECT EXISTS (SELECT 1 FROM acme_orders WHERE tenant_id = $1"
+                                    " AND managed_id = $2)", tenant_id, managed_id))

@@ -22,7 +22,6 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.acme import AcmeActivities
-    from services.acme.renewal import renewal_point
     from workflows.types.acme import (
         MANAGED_WORKFLOW,
         PAUSE_SIGNAL,
@@ -35,6 +34,7 @@ with workflow.unsafe.imports_passed_through():
         ManagedState,
         RenewalOrderInput,
         RunOrderInput,
+        renewal_point,
     )
 
 _SHORT = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))

@@ -9,7 +9,7 @@ import re
 from fastapi import APIRouter, Request, Response
 
 from api.deps import app_state
-from repositories import acme as repo
+from services.acme import challenges
 
 router = APIRouter(tags=["acme"])
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{16,128}$")
@@ -21,7 +21,7 @@ async def acme_challenge(token: str, request: Request) -> Response:
     key_auth = None
     if _TOKEN.match(token):
         async with app_state(request).db.raw() as conn:
-            key_auth = await repo.token(conn, token)
+            key_auth = await challenges.key_authorization(conn, token)
     if key_auth is None:
         return Response("not found", status_code=404, media_type="text/plain")
     return Response(key_auth, media_type="text/plain")

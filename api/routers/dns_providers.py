@@ -10,7 +10,6 @@ from fastapi import APIRouter, Body, Depends, Query, Request, Response
 from api.context import RequestContext
 from api.deps import app_state, authorized
 from core.cursor import decode_id_cursor, encode_id_cursor
-from repositories import acme as repo
 from services.acme import providers as svc
 
 router = APIRouter(prefix="/v1/dns/providers", tags=["acme"])
@@ -33,9 +32,8 @@ async def list_providers(ctx: Admin, request: Request, limit: Annotated[int, Que
                          cursor: str | None = None) -> dict[str, Any]:
     ctx.describe("dns_provider_list", resource_type="dns_provider")
     async with app_state(request).db.raw() as conn:
-        rows = await repo.list_providers(conn, ctx.tenant_id, decode_id_cursor(cursor, "dnsp_"), limit + 1)
-    nxt = rows[limit - 1]["id"] if len(rows) > limit else None
-    return {"providers": [svc.public(r) for r in rows[:limit]], "cursor": encode_id_cursor(nxt),
+        items, nxt = await svc.list_page(conn, ctx.tenant_id, decode_id_cursor(cursor, "dnsp_"), limit)
+    return {"providers": items, "cursor": encode_id_cursor(nxt),
             "has_more": nxt is not None}
 
 

@@ -10,7 +10,6 @@ from fastapi import APIRouter, Body, Depends, Query, Request, Response
 from api.context import RequestContext
 from api.deps import app_state, authorized
 from core.cursor import decode_id_cursor, encode_id_cursor
-from repositories import acme as repo
 from services.acme import accounts as svc
 
 router = APIRouter(prefix="/v1/pki/acme/accounts", tags=["acme"])
@@ -32,9 +31,8 @@ async def list_accounts(ctx: Admin, request: Request, limit: Annotated[int, Quer
                         cursor: str | None = None) -> dict[str, Any]:
     ctx.describe("pki_acme_account_list", resource_type="acme_account")
     async with app_state(request).db.raw() as conn:
-        rows = await repo.list_accounts(conn, ctx.tenant_id, decode_id_cursor(cursor, "acmeacct_"), limit + 1)
-    nxt = rows[limit - 1]["id"] if len(rows) > limit else None
-    return {"accounts": [svc.public(r) for r in rows[:limit]], "cursor": encode_id_cursor(nxt),
+        items, nxt = await svc.list_page(conn, ctx.tenant_id, decode_id_cursor(cursor, "acmeacct_"), limit)
+    return {"accounts": items, "cursor": encode_id_cursor(nxt),
             "has_more": nxt is not None}
 
 

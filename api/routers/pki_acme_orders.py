@@ -13,7 +13,6 @@ from api.context import RequestContext
 from api.deps import app_state, authorized
 from core.cursor import decode_id_cursor, encode_id_cursor
 from core.errors import AppError
-from repositories import acme as repo
 from services.acme import orders as svc
 from services.acme import renewal
 from workflows.types.acme import PAUSE_SIGNAL, RENEW_NOW_SIGNAL, RESUME_SIGNAL
@@ -38,7 +37,7 @@ async def create_order(body: JsonObject, ctx: Issuer, request: Request) -> dict[
                             order["id"])
     except AppError as exc:
         async with state.db.raw() as conn:
-            await repo.set_order(conn, order["id"], status="invalid", error={"code": exc.code, "message": exc.message})
+            await svc.start_failed(conn, order["id"], exc)
         raise
     return order
 
@@ -48,9 +47,8 @@ async def list_orders(ctx: Issuer, request: Request, limit: Annotated[int, Query
                       cursor: str | None = None) -> dict[str, Any]:
     ctx.describe("pki_acme_order_list", resource_type="acme_order")
     async with app_state(request).db.raw() as conn:
-        rows = await repo.list_orders(conn, ctx.tenant_id, decode_id_cursor(cursor, "acmeord_"), limit + 1)
-    nxt = rows[limit - 1]["id"] if len(rows) > limit else None
-    return {"orders": [svc.public(r) for r in rows[:limit]], "cursor": encode_id_cursor(nxt),
+        items, nxt = await svc.list_page(conn, ctx.tenant_id, decode_id_cursor(cursor, "acmeord_"), limit)
+    return {"orders": items, "cursor": encode_id_cursor(nxt),
             "has_more": nxt is not None}
 
 
@@ -63,10 +61,7 @@ async def get_order(order_id: str, ctx: Issuer, request: Request) -> dict[str, A
 
 async def _managed(request: Request, ctx: RequestContext, cert_id: str) -> None:
     async with app_state(request).db.raw() as conn:
-        found = await conn.fetchval("SELECT 1 FROM acme_orders WHERE tenant_id = $1 AND managed_id = $2 LIMIT 1",
-                                    ctx.tenant_id, cert_id)
-    if not found:
-        raise AppError("certificate_not_found", f"managed certificate '{cert_id}' not found", {"id": cert_id})
+        await svc.check_managed(conn, ctx.tenant_id, cert_id)
 
 
 @router.get("/managed/{cert_id}", summary="A managed certificate's renewal state (the workflow's state query)")

@@ -112,3 +112,10 @@ async def open_key(conn: asyncpg.Connection, keyring: Any, row: Mapping[str, Any
         raise common.account_not_found(row["id"])
     return await common.open_(keyring, blob, common.account_key_aad(row["tenant_id"], row["id"]),
                               tenant_id=row["tenant_id"], partner_id=row["partner_id"])
+
+
+async def list_page(conn: asyncpg.Connection, tenant_id: str, after: str | None,
+                    limit: int) -> tuple[list[dict[str, Any]], str | None]:
+    rows = await repo.list_accounts(conn, tenant_id, after, limit + 1)
+    nxt = rows[limit - 1]["id"] if len(rows) > limit else None
+    return [public(r) for r in rows[:limit]], nxt

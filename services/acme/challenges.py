@@ -53,6 +53,11 @@ async def cleanup(db: Database, order_id: str, kind: str, chs: list[Challenge], 
                                                               "error": str(exc)[:200]})
 
 
+async def key_authorization(conn: Any, token: str) -> str | None:
+    """What the unauthenticated http-01 route answers for ``token`` (None: unknown or already cleaned up)."""
+    return await repo.token(conn, token)
+
+
 def describe(chs: list[Challenge], kind: str, error: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """The order's public challenge list (no key authorization: the token alone is public in the URL)."""
     failed = {c["domain"]: c["error"] for c in (error or {}).get("details", {}).get("challenges", [])}

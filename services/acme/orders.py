@@ -121,6 +121,24 @@ async def fetch(conn: asyncpg.Connection, tenant_id: str, order_id: str) -> asyn
     return row
 
 
+async def list_page(conn: asyncpg.Connection, tenant_id: str, after: str | None,
+                    limit: int) -> tuple[list[dict[str, Any]], str | None]:
+    rows = await repo.list_orders(conn, tenant_id, after, limit + 1)
+    nxt = rows[limit - 1]["id"] if len(rows) > limit else None
+    return [public(r) for r in rows[:limit]], nxt
+
+
+async def start_failed(conn: asyncpg.Connection, order_id: str, err: AppError) -> None:
+    """The workflow could not be started (Temporal down): the order is ``invalid`` with that error."""
+    await repo.set_order(conn, order_id, status="invalid", error={"code": err.code, "message": err.message})
+
+
+async def check_managed(conn: asyncpg.Connection, tenant_id: str, cert_id: str) -> None:
+    """``cert_id`` is a managed certificate of the tenant (the first certificate of an order lineage)."""
+    if not await repo.managed_exists(conn, tenant_id, cert_id):
+        raise AppError("certificate_not_found", f"managed certificate '{cert_id}' not found", {"id": cert_id})
+
+
 # --------------------------------------------------------------------------------------------- worker side
 
 

@@ -171,3 +171,10 @@ async def test(conn: asyncpg.Connection, ctx: RequestContext, keyring: Any, prov
                 "error": {"code": "dns_provider_error", "message": str(exc)[:300]}}
     return {"ok": True, "zones_visible": zones, "latency_ms": round((time.monotonic() - started) * 1000),
             "error": None}
+
+
+async def list_page(conn: asyncpg.Connection, tenant_id: str, after: str | None,
+                    limit: int) -> tuple[list[dict[str, Any]], str | None]:
+    rows = await repo.list_providers(conn, tenant_id, after, limit + 1)
+    nxt = rows[limit - 1]["id"] if len(rows) > limit else None
+    return [public(r) for r in rows[:limit]], nxt

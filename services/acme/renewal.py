@@ -8,26 +8,18 @@ for certificates living over 90 days, else ``not_after - max(lifetime / 3, 1h)``
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
 from typing import Any
 
 from core.settings import Settings
-from workflows.types.acme import MANAGED_WORKFLOW, STATE_QUERY, ManagedInput, ManagedState
+from workflows.types.acme import MANAGED_WORKFLOW, STATE_QUERY, ManagedInput, ManagedState, renewal_point
+
+__all__ = ["renewal_point", "signal", "start", "state", "workflow_id"]
 
 PKI_QUEUE = "pki"
 
 
 def workflow_id(settings: Settings, tenant_id: str, managed_id: str) -> str:
     return f"{settings.temporal_task_queue_prefix}cert-renewal/{tenant_id}/{managed_id}"
-
-
-def renewal_point(not_before: datetime, not_after: datetime, renew_before: float | None) -> datetime:
-    if renew_before is not None:
-        return not_after - timedelta(seconds=renew_before)
-    lifetime = not_after - not_before
-    if lifetime > timedelta(days=90):
-        return not_after - timedelta(days=30)
-    return not_after - max(lifetime / 3, timedelta(hours=1))
 
 
 def workflow_input(settings: Settings, tenant_id: str, managed_id: str, order_id: str) -> ManagedInput:

@@ -4,12 +4,24 @@ error codes only: no account key, DNS credential, key authorization or certifica
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 MANAGED_WORKFLOW = "acme.managed_certificate"
 RENEW_NOW_SIGNAL = "renew_now"
 PAUSE_SIGNAL = "pause"
 RESUME_SIGNAL = "resume"
 STATE_QUERY = "state"
+
+
+def renewal_point(not_before: datetime, not_after: datetime, renew_before: float | None) -> datetime:
+    """``not_after - renew_before`` if configured, else ``not_after - 30d`` for certificates living over 90 days,
+    else ``not_after - max(lifetime / 3, 1h)`` (a 7-day certificate renews ~2.3 days early)."""
+    if renew_before is not None:
+        return not_after - timedelta(seconds=renew_before)
+    lifetime = not_after - not_before
+    if lifetime > timedelta(days=90):
+        return not_after - timedelta(days=30)
+    return not_after - max(lifetime / 3, timedelta(hours=1))
 
 
 @dataclass
