@@ -53,6 +53,48 @@ async def test_crud_is_owner_only(stack, alice):
     assert (await stack.api.get(f"/v1/subscriptions/{sid}", headers=alice)).status_code == 404
 
 
+async def test_patch_is_read_back_and_a_refused_patch_changes_nothing(stack, alice):
+    sub = await _create(stack, alice, filters={"path_prefix": "prod/"})
+    sid = sub["id"]
+
+    async def read() -> dict:
+        one = await stack.api.get(f"/v1/subscriptions/{sid}", headers=alice)
+        assert one.status_code == 200, one.text
+        listed = (await stack.api.get("/v1/subscriptions", headers=alice)).json()["subscriptions"]
+        assert [s["id"] for s in listed] == [sid]
+        # the list shows what GET shows (only GET adds the buffer's depth, docs/events.md)
+        assert listed[0] == {k: v for k, v in one.json().items() if k != "buffered_events"}
+        return one.json()
+
+    def without(body: dict, *keys: str) -> dict:
+        return {k: v for k, v in body.items() if k not in (*keys, "updated_at")}
+
+    before = await read()
+    r = await stack.api.patch(f"/v1/subscriptions/{sid}", json={"paths": ["prod/db/*"], "events": ["secret.rotated"]},
+                              headers=alice)
+    assert r.status_code == 200, r.text
+    after = await read()
+    assert after["paths"] == ["prod/db/*"] and after["events"] == ["secret.rotated"]
+    assert without(after, "paths", "events") == without(before, "paths", "events")  # name, filters, delivery...
+    assert without(r.json()) == without(after, "buffered_events")  # the PATCH answer is what is stored
+
+    r = await stack.api.patch(f"/v1/subscriptions/{sid}", json={"name": "renamed"}, headers=alice)
+    assert r.status_code == 200, r.text
+    renamed = await read()
+    assert renamed["name"] == "renamed" and without(renamed, "name") == without(after, "name")
+
+    for body, status, code in (
+        ({"name": "bad", "paths": ["Prod/**"]}, 400, "invalid_glob"),
+        ({"name": "bad", "events": ["secret.rotated", "nope.thing"]}, 400, "invalid_event_type"),
+        ({"name": "bad", "delivery": {"type": "webhook"}}, 422, "validation_error"),
+        ({"name": "bad", "paths": []}, 422, "validation_error"),
+        ({"name": "bad", "owner": "user:bob@acme.example"}, 422, "validation_error"),
+    ):
+        r = await stack.api.patch(f"/v1/subscriptions/{sid}", json=body, headers=alice)
+        assert (r.status_code, r.json()["error"]["code"]) == (status, code), (body, r.text)
+        assert await read() == renamed, body  # nothing changed, not even the valid name in the same body
+
+
 @pytest.mark.parametrize(("body", "status", "code"), [
     ({"paths": ["Prod/**"]}, 400, "invalid_glob"),
     ({"paths": ["/abs"]}, 400, "invalid_glob"),
