@@ -4,8 +4,9 @@ round-trip probes (docs/operations.md "Metrics").
 The work waits in PostgreSQL rows that every process agrees on, so each depth is one cheap query at scrape time
 (partial or bounded), not a counter kept in some process. An area adds its queue with :func:`register_depth`
 (``scaivault_queue_depth{queue}``); built in here: ``outbox_backlog`` (undispatched events; also
-``scaivault_outbox_oldest_age_seconds``) and ``webhook_deliveries_pending`` (also the spec's
-``scaivault_webhook_queue_depth``); probes (:func:`register_probe`) set other gauges, such as
+``scaivault_outbox_oldest_age_seconds``), ``webhook_deliveries_pending`` (also the spec's
+``scaivault_webhook_queue_depth``), ``leases_pending_revocation``, ``leases_revocation_failed`` and
+``acme_orders_pending``; probes (:func:`register_probe`) set other gauges, such as
 ``scaivault_identity_sync_age_seconds``. A failing or slow query leaves the previous value: metrics never fail a
 scrape.
 """
@@ -48,8 +49,30 @@ async def _webhook_pending(conn: Any) -> float:
     return n
 
 
+async def _leases_pending_revocation(conn: Any) -> float:
+    """Leases past their expiry (or retry time) and not yet revoked: the revoker's backlog."""
+    return float(await conn.fetchval(
+        f"SELECT count(*) FROM (SELECT 1 FROM dynamic_leases WHERE status <> 'revoked' "
+        f"AND COALESCE(next_attempt_at, expires_at) <= now() LIMIT {_CAP}) s"))
+
+
+async def _leases_revocation_failed(conn: Any) -> float:
+    return float(await conn.fetchval(
+        f"SELECT count(*) FROM (SELECT 1 FROM dynamic_leases WHERE status = 'revocation_failed' LIMIT {_CAP}) s"))
+
+
+async def _acme_orders_pending(conn: Any) -> float:
+    """ACME orders (issuance and renewal) not yet valid or invalid."""
+    return float(await conn.fetchval(
+        f"SELECT count(*) FROM (SELECT 1 FROM acme_orders WHERE status IN ('pending', 'processing') "
+        f"LIMIT {_CAP}) s"))
+
+
 register_depth("outbox_backlog", _outbox_backlog)
 register_depth("webhook_deliveries_pending", _webhook_pending)
+register_depth("leases_pending_revocation", _leases_pending_revocation)
+register_depth("leases_revocation_failed", _leases_revocation_failed)
+register_depth("acme_orders_pending", _acme_orders_pending)
 
 Probe = Callable[[Any], Awaitable[None]]
 _PROBES: list[Probe] = []

@@ -30,6 +30,8 @@ async def test_sync_run_is_counted_and_timed_and_metrics_expose_depths(identity_
     assert _value("worker_scheduler_run_duration_seconds_count", task="identity.run_sync") == count_before + 1
     assert 'scaivault_queue_depth{queue="outbox_backlog"}' in text
     assert 'scaivault_queue_depth{queue="webhook_deliveries_pending"}' in text
+    for queue in ("leases_pending_revocation", "leases_revocation_failed", "acme_orders_pending"):
+        assert f'scaivault_queue_depth{{queue="{queue}"}} 0.0' in text, queue
     assert "scaivault_webhook_queue_depth " in text and "scaivault_outbox_oldest_age_seconds " in text
     assert "scaivault_db_latency_seconds_count" in text and "scaivault_redis_latency_seconds_count" in text
     assert 'scaivault_jwks_refreshes_total{result="ok"}' in text  # the token's verification fetched the JWKS
