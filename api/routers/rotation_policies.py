@@ -131,13 +131,14 @@ async def rotate_paths(request: Request, ctx: RequestContext, policy_id: str,
     state = app_state(request)
     access = state.get("access")
     async with state.db.raw() as conn, conn.transaction():
-        if paths is not None:
+        if paths is not None:  # named paths: each needs rotate (denied answers like missing)
             for p in paths:
                 await access.check(ctx, svc.inp.check_path(p), "rotate")
+        else:  # all attached: those the caller may rotate (the others stay unnamed, as in list filtering)
+            paths = await access.filter(ctx, await svc.attached_paths(conn, ctx, policy_id), "rotate")
+            if not paths:
+                return []
         items = await svc.start_manual(conn, ctx, policy_id, paths, state.get("audit"))
-        if paths is None:  # all attached: the caller needs rotate on each
-            for doc, _ in items:
-                await access.check(ctx, doc["secret_path"], "rotate")
     await notify(state.db, state.temporal, state.settings, ctx.tenant_id, [sid for _, sid in items],
                  reason="rotate_now", rotate={sid: RotateNow(history_id=doc["id"]) for doc, sid in items}, strict=True)
     return [doc for doc, _ in items]

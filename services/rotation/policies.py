@@ -281,6 +281,11 @@ async def history(conn: asyncpg.Connection, ctx: RequestContext, policy_id: str,
     return [history_doc(r) for r in rows], (rows[-1]["id"] if more else None)
 
 
+async def attached_paths(conn: asyncpg.Connection, ctx: RequestContext, policy_id: str) -> list[str]:
+    await fetch(conn, ctx, policy_id)
+    return [r["path"] for r in await repo.assignments_of(conn, ctx.tenant_id, policy_id)]
+
+
 async def start_manual(conn: asyncpg.Connection, ctx: RequestContext, policy_id: str, paths: list[str] | None,
                        audit: Any) -> list[tuple[dict[str, Any], int]]:
     """Create a pending history row per attached secret (optionally only ``paths``); the router then signals

@@ -154,3 +154,37 @@ async def test_rotate_unattached_secret_is_409_and_missing_is_404(stack) -> None
     assert r.status_code == 409 and r.json()["error"]["code"] == "conflict"
     r = await stack.api.post(f"/v1/secrets/{_p()}:rotate", headers=stack.admin)
     assert r.status_code == 404 and r.json()["error"]["code"] == "secret_not_found"
+
+
+async def test_rotate_all_attached_covers_only_paths_the_caller_may_rotate(stack) -> None:
+    import json
+    from pathlib import Path
+
+    import httpx
+
+    from tests.helpers import bearer, grant, reset_emulator, user_token
+
+    pol = await stack.policy()
+    base = _p("rotall").rsplit("/", 1)[0]
+    mine, other = f"{base}/mine", f"{base}/other"
+    for path in (mine, other):
+        assert (await stack.put(path, {"password": "v1"}, rotation_policy_id=pol["id"])).status_code == 201
+    email = f"rotator-{uuid.uuid4().hex[:6]}@acme.example"  # a user of its own: no grant from other tests
+    seed = json.loads((Path(__file__).resolve().parents[3] / "scaikey_emulator/seeds/dev.json").read_text())
+    seed["users"].append({"id": "usr_rotator", "tenant_id": "tnt_acme_prod", "email": email, "first_name": "R",
+                          "last_name": "R"})
+    async with httpx.AsyncClient() as c:
+        assert (await c.post(f"{stack.scaikey}/_emulator/seed", json=seed)).status_code == 200
+    try:
+        await grant(stack.api, stack.admin, [f"user:{email}"], pattern=mine, permissions=("rotate",),
+                    name=f"rot-{uuid.uuid4().hex[:6]}")
+        h = bearer(await user_token(stack.scaikey, email, scope="secrets:rotate"))
+    finally:
+        await reset_emulator(stack.scaikey)
+    r = await stack.api.post(f"/v1/rotation/policies/{pol['id']}/rotate", headers=h)
+    assert r.status_code == 200, r.text
+    assert [i["secret_path"] for i in r.json()] == [mine]  # the other attached path is neither rotated nor named
+    r = await stack.api.post(f"/v1/rotation/policies/{pol['id']}/rotate", json={"secret_paths": [other]}, headers=h)
+    assert r.status_code == 403 and r.json()["error"]["code"] == "access_denied"
+    rows = await stack.sql("SELECT secret_path FROM rotation_history WHERE policy_id = $1", pol["id"])
+    assert [x["secret_path"] for x in rows] == [mine]
