@@ -99,6 +99,15 @@ async def test_manual_rotation_grace_end_and_reschedule(stack, worker_process) -
 
     await _poll(lambda: planned(due), "next due = anchor + 90d")
     client = await connect(stack.settings)
+
+    async def listed() -> bool:  # what the Temporal UI shows: the visibility list of running workflows
+        wanted = workflow_id(stack.settings, TENANT, sid)
+        async for wf in client.list_workflows("WorkflowType = 'SecretRotation' AND ExecutionStatus = 'Running'"):
+            if wf.id == wanted:
+                return True
+        return False
+
+    await _poll(listed, "rotation/<tenant>/<secret> in the workflow list")
     run_id = (await client.get_workflow_handle(workflow_id(stack.settings, TENANT, sid)).describe()).run_id
     r = await stack.api.patch(f"/v1/rotation/policies/{pol['id']}", json={"interval": "30d"}, headers=stack.admin)
     assert r.status_code == 200
