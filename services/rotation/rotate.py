@@ -152,6 +152,8 @@ class RotationHook:
                        rotation: RotationWrite | None) -> Outcome | None:
         if owner.scope != "tenant":
             return None
+        if rotation is None and row["rotation_policy_id"] is None and new.rotation_policy_id is None:
+            return None  # the hot path: a secret without a rotation policy costs no extra query
         secret_id = row["id"]
         await self.settings_changed(conn, ctx, owner, row, new)
         a = await repo.assignment(conn, secret_id, for_update=True)
