@@ -109,6 +109,8 @@ async def _seed(settings, n: int, burst: int, due_in: float) -> tuple[str, datet
 
 
 async def _run(args: argparse.Namespace, tmp: Path, handles: list[svc.Handle]) -> None:
+    from pydantic import SecretStr
+
     from core.settings import Settings
     from db.migrate import upgrade_to_head
     from services.rotation.schedule import signal, workflow_id
@@ -122,8 +124,9 @@ async def _run(args: argparse.Namespace, tmp: Path, handles: list[svc.Handle]) -
     handles.append(temporal)
     settings = Settings(
         env="test", database_url=pg.url, redis_url=redis.url, temporal_address=temporal.address,
-        temporal_task_queue_prefix="bench-", kms_local_key=_key(), token_hmac_key=_key(), audit_hmac_key=_key(),
-        temporal_codec_key=_key(), scaikey_client_secret=secrets.token_urlsafe(16),
+        temporal_task_queue_prefix="bench-", kms_local_key=SecretStr(_key()), token_hmac_key=SecretStr(_key()),
+        audit_hmac_key=SecretStr(_key()), temporal_codec_key=SecretStr(_key()),
+        scaikey_client_secret=SecretStr(secrets.token_urlsafe(16)),
     )
     await asyncio.to_thread(upgrade_to_head, settings.database_url)
     _, due_at = await _seed(settings, args.secrets, args.burst, args.due_in)
@@ -163,6 +166,7 @@ async def _run(args: argparse.Namespace, tmp: Path, handles: list[svc.Handle]) -
             h = client.get_workflow_handle(workflow_id(settings, TENANT, sid))
             hist = await h.fetch_history()
             sizes.append((sid, len(hist.events), sum(e.ByteSize() for e in hist.events)))
+        count: int | str
         try:
             running = await client.count_workflows("WorkflowType = 'SecretRotation' AND ExecutionStatus = 'Running'")
             count = running.count
