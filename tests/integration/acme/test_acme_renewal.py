@@ -6,8 +6,12 @@ the middle of a renewal order loses nothing."""
 from __future__ import annotations
 
 import itertools
+from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
+
+from services.pki import maintenance
 from tests.integration.acme.conftest import Acme, poll
 
 ZONE = "acme.example"
@@ -59,6 +63,18 @@ async def test_a_short_lived_managed_certificate_renews_by_itself_twice(acme_fac
     acme.verify_chain((await acme.api.get(f"/v1/pki/certificates/{chain[2]['id']}/pem", headers=acme.admin)).text)
     cert = await acme.ok(await acme.api.get(f"/v1/pki/certificates/{chain[2]['id']}", headers=acme.admin))
     assert cert["renewed_from_id"] == chain[1]["id"]
+    # certificate.expiring covers ACME records (the PKI maintenance sweep), whatever the renewal does
+    chain = await _lineage(acme, first)
+    conn = await asyncpg.connect(acme.settings.asyncpg_dsn)
+    try:
+        now = datetime.now(UTC)
+        await maintenance.emit_expiring(conn, now=now)
+    finally:
+        await conn.close()
+    live = {c["id"] for c in chain if c["not_after"] > now}
+    expiring = {e["certificate_id"]: e for e in await acme.events("certificate.expiring")}
+    assert chain[-1]["id"] in live and live <= set(expiring)
+    assert expiring[chain[-1]["id"]]["threshold_days"] == 1 and expiring[chain[-1]["id"]]["ca_id"] is None
 
 
 async def _status(acme: Acme, cert_id: str, status: str) -> dict[str, Any] | None:
@@ -67,7 +83,7 @@ async def _status(acme: Acme, cert_id: str, status: str) -> dict[str, Any] | Non
 
 
 async def test_challenge_failure_is_classified_audited_and_queried_then_fixed(acme_factory, worker_process) -> None:
-    acme: Acme = await acme_factory()
+    acme: Acme = await acme_factory(acme_order_max_tries=2)
     worker_process(acme.settings)
     host = f"flaky.{ZONE}"
     _, first = await _issued(acme, domains=[host], challenge_type="http-01")
@@ -88,6 +104,18 @@ async def test_challenge_failure_is_classified_audited_and_queried_then_fixed(ac
     assert audit and {a["error_code"] for a in audit} == {"acme_challenge_failed"}
     order = await acme.get_order(st["current_order_id"])
     assert order["error"]["code"] == "acme_challenge_failed" and order["status"] in ("pending", "processing")
+    assert [c["status"] for c in order["challenges"]] == ["invalid"] and order["challenges"][0]["error"]
+
+    # after ACME_ORDER_MAX_TRIES (2) failed attempts the order is abandoned and a fresh one placed
+    async def abandoned() -> list[dict[str, Any]] | None:
+        rows = await acme.sql("SELECT id, status, tries, error::text AS error FROM acme_orders"
+                              " WHERE managed_id = $1 AND renewal_of_id IS NOT NULL ORDER BY id", first)
+        return [dict(r) for r in rows] if len(rows) >= 2 else None
+
+    orders = await poll(abandoned, "a fresh renewal order after the abandoned one")
+    assert orders[0]["status"] == "invalid" and orders[0]["tries"] == 2
+    assert "acme_challenge_failed" in orders[0]["error"]
+    assert orders[1]["status"] != "invalid"
     # fix the record: the next retry (backoff 2-5 s in tests) renews
     await acme.chall("/clear-a", {"host": host + "."})
 
@@ -99,6 +127,8 @@ async def test_challenge_failure_is_classified_audited_and_queried_then_fixed(ac
     assert st["status"] == "waiting" and st["current_certificate_id"] != first
     chain = await _lineage(acme, first)
     assert [c["renewed_from_id"] for c in chain] == [None, first]
+    [renewal_order] = await acme.sql("SELECT acme_order_id FROM pki_certificates WHERE id = $1", chain[1]["id"])
+    assert renewal_order["acme_order_id"] != orders[0]["id"]  # issued by a fresh order, not the abandoned one
     ok = await acme.sql("SELECT resource_id FROM audit_log WHERE action = 'pki_acme_renew' AND success")
     assert [a["resource_id"] for a in ok] == [chain[1]["id"]]
 
