@@ -188,3 +188,36 @@ async def test_asm_sync_mode(stack_factory: Any, moto: str, worker_process: Any)
     await poll(lambda: _has(stack, f"{local}/svc/one", {"user": "u", "password": "p2"}), "the forced ASM sync")
     assert await stack.versions(f"{local}/svc/one") == [1, 2]
     assert await stack.versions(f"{local}/svc/two") == [1]
+
+
+async def test_forced_syncs_during_a_run_coalesce_into_one_next_run(stack_factory: Any, bao: Any,
+                                                                   worker_process: Any) -> None:
+    from services.federation.backends import workflow_id
+    from tests.helpers import TENANT
+    from worker.client import connect
+    from workflows.types.federation import STATE_QUERY, SyncState
+
+    stack = await stack_factory(federation_sync_page_size=5)
+    worker_process(stack.settings.model_copy(update={"federation_crash_test_page_pause_seconds": 0.5}))
+    local = f"ext/{uuid.uuid4().hex[:6]}"
+    for i in range(40):
+        bao.put(f"co/s{i:02d}", {"v": str(i)})
+    b = await stack.vault_backend(bao, mode="sync", local=f"{local}/**", sync_interval="1h")
+
+    async def started() -> bool:
+        rows = await stack.sql("SELECT count(*) AS n FROM secrets WHERE path LIKE $1", f"{local}/%")
+        return 0 < rows[0]["n"] < 40
+
+    await poll(started, "the initial run in progress")
+    for _ in range(5):
+        await stack.sync(b["id"])
+    client = await connect(stack.settings)
+    handle = client.get_workflow_handle(workflow_id(stack.settings, TENANT, b["id"]))
+
+    async def settled() -> SyncState | None:
+        st: SyncState = await handle.query(STATE_QUERY, result_type=SyncState)
+        return st if st.runs >= 2 and not st.running and st.pending == 0 else None
+
+    st = await poll(settled, "the coalesced run", timeout=120)
+    assert st.runs == 2, st  # the initial run + one run for the five signals
+    assert await stack.versions(f"{local}/co/s00") == [1]
