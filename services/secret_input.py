@@ -316,10 +316,18 @@ def query_int(raw: str | None, name: str, lo: int, hi: int, default: int | None 
     return v
 
 
+MAX_VERSION = 2**31 - 1  # versions are PostgreSQL integers
+
+
+def is_version(v: object) -> bool:
+    """A version number a client may name in a body: an int (not a bool) within the column's range."""
+    return isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_VERSION
+
+
 def parse_version(raw: str | None) -> int | None:
     if raw is None or raw == "":
         return None
     v = int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 10 else 0  # ASCII digits only
-    if not 1 <= v <= 2**31 - 1:
+    if not 1 <= v <= MAX_VERSION:
         raise field_error("version", "must be a positive integer")
     return v

@@ -676,7 +676,7 @@ class SecretsService:
         inp.reject_unknown(doc, {"versions"})
         wanted = doc.get("versions")
         if (not isinstance(wanted, list) or not wanted or len(wanted) > 100
-                or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in wanted)):
+                or not all(inp.is_version(v) for v in wanted)):
             raise inp.field_error("versions", "must be a list of 1-100 positive version numbers")
         wanted = sorted(set(wanted))
         async with self.db.raw() as conn, conn.transaction():

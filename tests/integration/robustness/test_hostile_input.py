@@ -481,3 +481,18 @@ async def test_query_integers_are_ascii_digits_in_range(api: Api, raw: str) -> N
         assert r.status_code == 422, (url, r.status_code, r.text)
         assert r.json()["error"]["details"]["fields"][0]["field"] == name, r.text
     assert (await api.client.get("/v1/secrets?limit=5", headers=h)).status_code == 200
+
+
+@pytest.mark.parametrize("version", [0, -1, 2**31, 657156063321789184, True, 1.0, "1"])
+async def test_destroy_refuses_versions_outside_the_column_range(api: Api, version: Any) -> None:
+    """Found by schemathesis: a version above 2^31-1 reached PostgreSQL's int4 and answered 500."""
+    h = await api.token()
+    partner = await api.partner_admin()
+    for base, headers in (("/v1/secrets", h), ("/v1/partner/secrets", partner)):
+        assert (await api.client.put(f"{base}/fuzz/destroy", json={"data": {"k": "v"}}, headers=headers)).status_code in (200, 201)
+        r = await api.client.post(f"{base}/fuzz/destroy:destroy", json={"versions": [version]}, headers=headers)
+        assert r.status_code == 422, (base, r.status_code, r.text)
+        assert r.json()["error"]["details"]["fields"][0]["field"] == "versions", r.text
+        # nothing was destroyed: version 1 still reads back
+        got = await api.client.get(f"{base}/fuzz/destroy?version=1", headers=headers)
+        assert got.status_code == 200 and got.json()["data"] == {"k": "v"}, got.text
