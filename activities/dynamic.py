@@ -82,6 +82,9 @@ class LeaseActivities:
 
     @activity.defn(name="leases.reconcile")
     async def reconcile(self, inp: ReconcileInput) -> int:
+        from services.dynamic import root
+
+        await root.resume_pending(self.state, inp.late_seconds)  # interrupted root rotations roll forward
         async with self.db.raw() as conn:
             rows = await repo.late_engines(conn, inp.late_seconds)
         woke = 0

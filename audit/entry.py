@@ -29,7 +29,7 @@ EXTRA_ACTIONS = (
     "federation_conflict_resolve",
     "dynamic_engine_create", "dynamic_engine_list", "dynamic_engine_read", "dynamic_engine_update",
     "dynamic_engine_delete", "dynamic_role_create", "dynamic_role_list", "dynamic_role_read", "dynamic_role_update",
-    "dynamic_role_delete", "dynamic_lease_list", "dynamic_lease_read",
+    "dynamic_role_delete", "dynamic_lease_list", "dynamic_lease_read", "dynamic_root_rotate",
     "pki_acme_renew", "pki_acme_order", "pki_acme_account_create", "pki_acme_account_list", "pki_acme_account_read",
     "pki_acme_account_delete", "pki_acme_order_create", "pki_acme_order_list", "pki_acme_order_read",
     "pki_acme_managed_read", "pki_acme_managed_control", "dns_provider_create", "dns_provider_list",

@@ -68,3 +68,17 @@ class DynamicLease(SQLModel, table=True):
     attempts: int = 0
     next_attempt_at: datetime | None = None
     last_error: str | None = None
+
+
+class DynamicRootRotation(SQLModel, table=True):
+    __tablename__ = "dynamic_root_rotations"
+    id: str = Field(primary_key=True)
+    tenant_id: str
+    engine_id: str
+    status: str = "pending"
+    sealed_password: bytes | None = None
+    new_version: int | None = None
+    error: str | None = None
+    requested_by: str | None = None
+    created_at: datetime | None = None
+    completed_at: datetime | None = None

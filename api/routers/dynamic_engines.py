@@ -51,6 +51,14 @@ async def delete_engine(name: str, ctx: Manage, request: Request, revoke_leases:
     return Response(status_code=204)
 
 
+@router.post("/{name}/rotate-root", summary="Rotate the engine's root password (set at the source, then stored)")
+async def rotate_root(name: str, ctx: Manage, request: Request) -> dict[str, Any]:
+    from services.dynamic import root
+
+    ctx.describe("dynamic_root_rotate", resource_type="dynamic_engine", resource_id=name)
+    return await root.rotate_root(app_state(request), ctx, name)
+
+
 async def _set_paused(request: Request, ctx: RequestContext, name: str, paused: bool) -> dict[str, Any]:
     state = app_state(request)
     await svc.set_paused(state, ctx, name, paused)

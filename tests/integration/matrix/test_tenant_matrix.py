@@ -671,6 +671,7 @@ DYNAMIC_ROUTES = {
     ("post", "/v1/dynamic/engines"), ("get", "/v1/dynamic/engines"), ("get", "/v1/dynamic/engines/{name}"),
     ("patch", "/v1/dynamic/engines/{name}"), ("delete", "/v1/dynamic/engines/{name}"),
     ("post", "/v1/dynamic/engines/{name}/revocation/pause"), ("post", "/v1/dynamic/engines/{name}/revocation/resume"),
+    ("post", "/v1/dynamic/engines/{name}/rotate-root"),
     ("post", "/v1/dynamic/engines/{engine}/roles"), ("get", "/v1/dynamic/engines/{engine}/roles"),
     ("get", "/v1/dynamic/engines/{engine}/roles/{name}"), ("patch", "/v1/dynamic/engines/{engine}/roles/{name}"),
     ("delete", "/v1/dynamic/engines/{engine}/roles/{name}"), ("post", "/v1/dynamic/engines/{engine}/creds/{role}"),
