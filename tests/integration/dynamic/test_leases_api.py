@@ -118,6 +118,7 @@ async def test_cross_tenant_probes_answer_not_found(stack) -> None:
         ("DELETE", f"{b}/engines/shared-name?revoke_leases=true", None, "engine_not_found"),
         ("POST", f"{b}/engines/shared-name/revocation/pause", None, "engine_not_found"),
         ("POST", f"{b}/engines/shared-name/revocation/resume", None, "engine_not_found"),
+        ("POST", f"{b}/engines/shared-name/rotate-root", None, "engine_not_found"),
         ("GET", f"{b}/engines/shared-name/roles", None, "engine_not_found"),
         ("POST", f"{b}/engines/shared-name/roles", {"name": "x", "creation_statements": ['CREATE ROLE "{{name}}"']},
          "engine_not_found"),
