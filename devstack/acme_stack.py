@@ -64,7 +64,9 @@ def _tls_files(workdir: Path) -> tuple[Path, Path, Path]:
 
 
 def start_pebble(workdir: Path, *, http_port: int, validity_seconds: int | None = None,
-                 timeout: float = 30.0) -> PebbleStack:
+                 dns_server: str | None = None, timeout: float = 30.0) -> PebbleStack:
+    """``dns_server`` (host:port): the resolver Pebble validates with, instead of challtestsrv (e.g. a BIND
+    server that an rfc2136 DNS provider updates)."""
     bins = find_pebble()
     workdir.mkdir(parents=True, exist_ok=True)
     ca_path, cert_path, key_path = _tls_files(workdir)
@@ -89,7 +91,7 @@ def start_pebble(workdir: Path, *, http_port: int, validity_seconds: int | None 
         env = {**os.environ, "PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": "0", "PEBBLE_AUTHZREUSE": "0"}
         stack.handles.append(start_process(
             "pebble", [bins["pebble"], "-config", str(workdir / "pebble-config.json"), "-dnsserver",
-                       stack.dns_address],
+                       dns_server or stack.dns_address],
             env, workdir / "pebble.log", lambda: port_open("127.0.0.1", acme_port), timeout=timeout))
         import httpx
 

@@ -83,3 +83,18 @@ def test_zones() -> None:
     assert common.in_zone("*.acme.example", "acme.example") and common.in_zone("acme.example", "acme.example")
     assert common.in_zone("a.b.acme.example", "*.acme.example")
     assert not common.in_zone("evilacme.example", "acme.example")
+
+
+@pytest.mark.parametrize(("creds", "needle"), [
+    ({}, "server"),
+    ({"server": "127.0.0.1:x", "tsig_key_name": "k", "tsig_secret": "c2VjcmV0"}, "port"),
+    ({"server": "127.0.0.1:53"}, "tsig_key_name"),
+    ({"server": "ns", "tsig_key_name": "k", "tsig_secret": "c2VjcmV0", "tsig_algorithm": "md5"}, "tsig_algorithm"),
+    ({"server": "ns", "tsig_key_name": "k", "tsig_secret": "not base64 !!"}, "base64"),
+])
+def test_rfc2136_credentials_are_checked_without_echoing_the_secret(creds: dict, needle: str) -> None:
+    from services.acme.dns import DnsError, adapter
+
+    with pytest.raises(DnsError) as exc:
+        adapter("rfc2136", creds, {"zones": ["rfc.example"]})
+    assert needle in str(exc.value) and "not base64 !!" not in str(exc.value)

@@ -12,6 +12,10 @@ def adapter(provider_type: str, credentials: dict[str, Any], config: dict[str, A
         from services.acme.dns.route53 import Route53
 
         return Route53(credentials, config)
+    if provider_type == "rfc2136":
+        from services.acme.dns.rfc2136 import Rfc2136
+
+        return Rfc2136(credentials, config)
     if provider_type == "challtestsrv":
         from services.acme.dns.challtestsrv import ChallTestSrv
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-# route53: AWS (boto3). challtestsrv: pebble-challtestsrv's management API (tests and make dev).
-SUPPORTED: tuple[str, ...] = ("route53", "challtestsrv")
+# route53: AWS (boto3). rfc2136: dynamic DNS update with TSIG (BIND, PowerDNS, Knot; dnspython).
+# challtestsrv: pebble-challtestsrv's management API (tests and make dev).
+SUPPORTED: tuple[str, ...] = ("route53", "rfc2136", "challtestsrv")
 # the spec's table (lifecycle.md §3.7): known but refused at creation with a validation_error naming SUPPORTED
-KNOWN_UNSUPPORTED: tuple[str, ...] = ("scaidns", "cloudflare", "azure", "google", "digitalocean", "powerdns",
-                                      "rfc2136")
+KNOWN_UNSUPPORTED: tuple[str, ...] = ("scaidns", "cloudflare", "azure", "google", "digitalocean", "powerdns")
 
 
 class DnsError(Exception):

@@ -8,6 +8,7 @@ running as root and otherwise fails with how to install it.
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import time
 import uuid
@@ -128,12 +129,13 @@ async def acme_factory(scaikey: str, redis_clean: str, settings_factory: Callabl
     stacks: list[PebbleStack] = []
     clients: list[httpx.AsyncClient] = []
 
-    async def make(validity_seconds: int | None = None, **overrides: Any) -> Acme:
+    async def make(validity_seconds: int | None = None, dns_server: str | None = None, **overrides: Any) -> Acme:
         workdir = pebble_workdir / str(len(stacks))
         settings = settings_factory(**{**FAST, "acme_ca_bundle": str(workdir / "listener-ca.pem"), **overrides})
         server = api_server_factory(settings)
         port = int(server.url.rsplit(":", 1)[1])
-        stack = await asyncio.to_thread(start_pebble, workdir, http_port=port, validity_seconds=validity_seconds)
+        stack = await asyncio.to_thread(start_pebble, workdir, http_port=port, validity_seconds=validity_seconds,
+                                        dns_server=dns_server)
         stacks.append(stack)
         api = httpx.AsyncClient(base_url=server.url, timeout=30)
         clients.append(api)
@@ -151,3 +153,48 @@ async def acme_factory(scaikey: str, redis_clean: str, settings_factory: Callabl
 def moto_url(moto: str) -> Iterator[str]:
     httpx.post(f"{moto}/moto-api/reset")
     yield moto
+
+
+@dataclass
+class Bind:
+    address: str  # host:port, TCP and UDP
+    zone: str
+    key_name: str
+    secret: str
+
+
+@pytest.fixture
+def bind(tmp_path: Path) -> Iterator[Bind]:
+    """BIND (Debian ``bind9``) on a free port, authoritative for ``rfc.example`` and accepting TSIG-signed RFC 2136
+    updates of TXT records under it; stopped by its pid. Installed with apt-get when root, like Pebble."""
+    import base64
+    import secrets as pysecrets
+    import shutil
+
+    from devstack import services as svc
+
+    named = shutil.which("named") or "/usr/sbin/named"
+    if not Path(named).exists() and os.geteuid() == 0 and shutil.which("apt-get"):
+        subprocess.run(["apt-get", "install", "-y", "bind9"], env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+                       capture_output=True, check=False)
+    if not Path(named).exists():
+        raise svc.ServiceStartError("cannot find named: run `sudo apt-get install -y bind9` (Debian package bind9)")
+    d = tmp_path / "bind"
+    d.mkdir()
+    port, zone, key = svc.free_port(), "rfc.example", "scaivault-acme"
+    secret = base64.b64encode(pysecrets.token_bytes(32)).decode()
+    (d / f"{zone}.zone").write_text(
+        f"$TTL 60\n@ IN SOA ns.{zone}. admin.{zone}. 1 60 60 600 60\n@ IN NS ns.{zone}.\nns IN A 127.0.0.1\n")
+    (d / "named.conf").write_text(f"""
+options {{ directory "{d}"; listen-on port {port} {{ 127.0.0.1; }}; listen-on-v6 {{ none; }};
+  pid-file "{d}/named.pid"; recursion no; dnssec-validation no; }};
+controls {{ }};
+key "{key}" {{ algorithm hmac-sha256; secret "{secret}"; }};
+zone "{zone}" {{ type primary; file "{d}/{zone}.zone"; update-policy {{ grant {key} zonesub TXT; }}; }};
+""")
+    handle = svc.start_process("named", [named, "-g", "-c", str(d / "named.conf")], None, d / "named.log",
+                               svc.log_says(d / "named.log", "running"), timeout=30)
+    try:
+        yield Bind(address=f"127.0.0.1:{port}", zone=zone, key_name=key, secret=secret)
+    finally:
+        handle.stop(timeout=10)

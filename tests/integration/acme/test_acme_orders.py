@@ -56,7 +56,7 @@ async def test_dns_providers_crud_verify_and_test(acme_factory) -> None:
     r = await acme.api.post("/v1/dns/providers", headers=acme.admin, json={
         "name": "cf", "provider_type": "cloudflare", "credentials": {"api_token": "x"}, "managed_zones": [ZONE]})
     assert r.status_code == 422 and r.json()["error"]["code"] == "validation_error"
-    assert r.json()["error"]["details"]["supported"] == ["route53", "challtestsrv"]
+    assert r.json()["error"]["details"]["supported"] == ["route53", "rfc2136", "challtestsrv"]
     r = await acme.api.post("/v1/dns/providers", headers=acme.admin, json={
         "name": "dead", "provider_type": "challtestsrv", "credentials": {"management_url": "http://127.0.0.1:9"},
         "managed_zones": [ZONE], "verify": True})
