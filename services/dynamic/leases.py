@@ -9,6 +9,7 @@ secret access key) exists only in the response: the row keeps the username (or a
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Mapping
 from datetime import datetime, timedelta
@@ -34,6 +35,7 @@ from services.dynamic.postgres import TargetError
 from services.dynamic.roles import fetch as fetch_role
 
 LEASE_PREFIX = "lease_"
+_BACKGROUND: set[asyncio.Task[Any]] = set()
 ISSUE_FIELDS = frozenset({"ttl", "wait_until_usable"})
 
 
@@ -131,7 +133,12 @@ async def issue(state: Any, ctx: RequestContext, engine_name: str, role_name: st
     metrics.LEASES_GENERATED.labels(engine=engine_name, role=role_name).inc()
     wake_at = engine["revoker_wake_at"]
     if wake_at is None or expires < wake_at:
-        await revocation.wake(state, ctx.tenant_id, engine["id"], reason="lease_created")
+        # not awaited: a slow or unreachable Temporal must not delay the credential (the lease row is what counts;
+        # the lease-reconcile Schedule starts the revoker if this signal is lost)
+        task = asyncio.get_running_loop().create_task(
+            revocation.wake(state, ctx.tenant_id, engine["id"], reason="lease_created"))
+        _BACKGROUND.add(task)
+        task.add_done_callback(_BACKGROUND.discard)
     out = public(row)
     out.update({"data": data, "ttl": f"{want}s", "ttl_seconds": want})
     if wait and engine["type"] == "aws" and handle.client is not None:
