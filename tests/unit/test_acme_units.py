@@ -98,3 +98,20 @@ def test_rfc2136_credentials_are_checked_without_echoing_the_secret(creds: dict,
     with pytest.raises(DnsError) as exc:
         adapter("rfc2136", creds, {"zones": ["rfc.example"]})
     assert needle in str(exc.value) and "not base64 !!" not in str(exc.value)
+
+
+def test_find_pebble_says_how_to_install_when_it_cannot(monkeypatch: pytest.MonkeyPatch) -> None:
+    from devstack import services as svc
+
+    monkeypatch.setattr(svc.shutil, "which", lambda name: None)
+    monkeypatch.setattr(svc.os, "access", lambda path, mode: False)
+    with pytest.raises(svc.ServiceStartError) as exc:
+        svc.find_pebble(install=False)
+    assert "pebble, pebble-challtestsrv" in str(exc.value) and "apt-get install -y pebble" in str(exc.value)
+
+
+def test_find_pebble_finds_the_debian_binaries() -> None:
+    from devstack import services as svc
+
+    found = svc.find_pebble()  # installs the Debian package when missing and running as root (make test)
+    assert set(found) == {"pebble", "pebble-challtestsrv"}
