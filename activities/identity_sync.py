@@ -23,8 +23,9 @@ from clients.scaikey import (
 )
 from core.settings import Settings
 from db.engine import Database
-from repositories import identity as repo
-from services import identity_sync
+from repositories.identity import directory as directory_repo
+from repositories.identity import sync_runs as runs_repo
+from services.identity import sync as identity_sync
 from workflows.types.identity import (
     RecordFailureInput,
     RequeueInput,
@@ -101,13 +102,13 @@ class IdentitySyncActivities:
 
     async def _client_for(self, tenant_id: str) -> ScaiKeyClient:
         async with self.db.raw() as conn:
-            slug = await repo.tenant_slug(conn, tenant_id)
+            slug = await directory_repo.tenant_slug(conn, tenant_id)
         return self.clients.for_sync(slug)
 
     @activity.defn(name="identity.run_sync")
     async def run_sync(self, inp: RunSyncInput) -> RunSyncResult:
         async with self.db.raw() as conn:
-            await repo.mark_running(conn, inp.tenant_id, inp.sync_ids, trigger=inp.trigger, reason=inp.reason or None)
+            await runs_repo.mark_running(conn, inp.tenant_id, inp.sync_ids, trigger=inp.trigger, reason=inp.reason or None)
         client = await self._client_for(inp.tenant_id)
         try:
             if client.has_credentials:
@@ -120,7 +121,7 @@ class IdentitySyncActivities:
             raise as_application_error(exc) from None
         status = "skipped" if stats.get("skipped_reason") else "succeeded"
         async with self.db.raw() as conn, conn.transaction():
-            await repo.finish_runs(conn, inp.tenant_id, inp.sync_ids, status=status, stats=stats, error=None)
+            await runs_repo.finish_runs(conn, inp.tenant_id, inp.sync_ids, status=status, stats=stats, error=None)
             await self._audit(conn, inp.tenant_id, status, stats, None)
         await self._invalidate(inp.tenant_id)
         log.info("identity sync finished", extra={"tenant_id": inp.tenant_id, "status": status,
@@ -132,20 +133,20 @@ class IdentitySyncActivities:
     async def record_failure(self, inp: RecordFailureInput) -> None:
         stats = identity_sync.empty_stats()
         async with self.db.raw() as conn, conn.transaction():
-            await repo.finish_runs(conn, inp.tenant_id, inp.sync_ids, status="failed", stats=stats,
+            await runs_repo.finish_runs(conn, inp.tenant_id, inp.sync_ids, status="failed", stats=stats,
                                    error=inp.error[:2000])
             await self._audit(conn, inp.tenant_id, "failed", stats, inp.error)
 
     @activity.defn(name="identity.sweep")
     async def sweep(self, inp: SweepInput) -> SweepResult:
         """Full sync: mirror partners/tenants, then signal-with-start every tenant's entity workflow."""
-        from services.identity import start_tenant_sync
+        from services.identity.cache import start_tenant_sync
 
         async with self.db.raw() as conn:
             if inp.trigger == "schedule":  # a scheduled sweep has no run row yet (the API inserts the others')
-                await repo.insert_run(conn, sync_id=inp.sync_id, tenant_id=repo.SWEEP_TENANT, partner_id=None,
+                await runs_repo.insert_run(conn, sync_id=inp.sync_id, tenant_id=runs_repo.SWEEP_TENANT, partner_id=None,
                                       trigger="schedule", reason=inp.reason or None, requested_by=None)
-            await repo.mark_running(conn, repo.SWEEP_TENANT, [inp.sync_id], trigger=inp.trigger,
+            await runs_repo.mark_running(conn, runs_repo.SWEEP_TENANT, [inp.sync_id], trigger=inp.trigger,
                                     reason=inp.reason or None)
         try:
             tenant_ids = await identity_sync.sweep_directory(
@@ -153,19 +154,19 @@ class IdentitySyncActivities:
         except ScaiKeyError as exc:
             if activity.info().attempt >= 5 or isinstance(exc, ScaiKeyStatusError):
                 async with self.db.raw() as conn:
-                    await repo.finish_runs(conn, repo.SWEEP_TENANT, [inp.sync_id], status="failed",
+                    await runs_repo.finish_runs(conn, runs_repo.SWEEP_TENANT, [inp.sync_id], status="failed",
                                            stats={"tenants": []}, error=str(exc))
             raise as_application_error(exc) from None
         for tid in tenant_ids:
             activity.heartbeat(tid)
             async with self.db.raw() as conn:
-                partner = await repo.tenant_partner(conn, tid)
-                await repo.insert_run(conn, sync_id=inp.sync_id, tenant_id=tid, partner_id=partner,
+                partner = await directory_repo.tenant_partner(conn, tid)
+                await runs_repo.insert_run(conn, sync_id=inp.sync_id, tenant_id=tid, partner_id=partner,
                                       trigger=inp.trigger, reason=inp.reason or None, requested_by=None)
             await start_tenant_sync(self.temporal, self.settings, tid, inp.sync_id, reason=inp.reason,
                                     trigger=inp.trigger)
         async with self.db.raw() as conn:
-            await repo.finish_runs(conn, repo.SWEEP_TENANT, [inp.sync_id], status="succeeded",
+            await runs_repo.finish_runs(conn, runs_repo.SWEEP_TENANT, [inp.sync_id], status="succeeded",
                                    stats={"tenants": tenant_ids}, error=None)
         return SweepResult(tenant_ids=tenant_ids)
 
@@ -174,13 +175,13 @@ class IdentitySyncActivities:
         """Dispatch sync requests whose run row was committed but whose workflow start or signal failed (Temporal
         was unavailable: the API answered 503). Idempotent: a tenant entity ignores a ``sync_id`` it has seen, and
         a sweep already running keeps running."""
-        from services.identity import start_sweep, start_tenant_sync
+        from services.identity.cache import start_sweep, start_tenant_sync
 
         async with self.db.raw() as conn:
-            rows = await repo.stranded_runs(conn, older_than_seconds=inp.older_than_seconds, limit=inp.limit)
+            rows = await runs_repo.stranded_runs(conn, older_than_seconds=inp.older_than_seconds, limit=inp.limit)
         for row in rows:
             activity.heartbeat(row["sync_id"])
-            if row["tenant_id"] == repo.SWEEP_TENANT:
+            if row["tenant_id"] == runs_repo.SWEEP_TENANT:
                 await start_sweep(self.temporal, self.settings, row["sync_id"], partner_id=row["partner_id"],
                                   reason=row["reason"] or "")
             else:

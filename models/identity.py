@@ -1,6 +1,6 @@
 """Identity cache mirrored from ScaiKey (users, groups, memberships), sync runs, webhook idempotency.
 
-Columns only; SQL lives in repositories/identity.py.
+Columns only; SQL lives in repositories/identity/.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ import asyncpg
 from api.context import RequestContext
 from auth.principal import Principal
 from core.ids import new_id
-from repositories import identity as identity_repo
+from repositories.identity import cache as cache_repo
 
 Scope = Literal["tenant", "partner"]
 
@@ -66,7 +66,7 @@ async def owner_context(conn: asyncpg.Connection, tenant_id: str, partner_id: st
     groups: tuple[str, ...] = ()
     identity_type: Any = "service_account" if kind == "sa" else "user"
     if kind == "user":
-        row = await identity_repo.principal_row(conn, tenant_id, ref, ref if "@" in ref else None)
+        row = await cache_repo.principal_row(conn, tenant_id, ref, ref if "@" in ref else None)
         if row is not None:
             if row["deleted_at"] is not None or row["status"] in ("SUSPENDED", "DELETED"):
                 return None

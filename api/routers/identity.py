@@ -13,8 +13,8 @@ from api.context import RequestContext
 from api.deps import app_state, authorized
 from core.errors import AppError
 from core.ids import new_id
-from services import identity as svc
-from services import scaikey_webhooks as hooks
+from services.identity import cache as svc
+from services.identity import webhooks as hooks
 
 log = logging.getLogger("scaivault.identity")
 router = APIRouter(prefix="/v1/identity", tags=["identity"])

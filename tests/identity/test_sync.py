@@ -153,7 +153,7 @@ async def test_partner_admin_full_sync_mirrors_directory(identity_stack, emu):
         r = await stack.api.get("/v1/identity/partners", headers=h)
         assert r.json()["partners"][0]["name"] == "Acme Corp"
         # the entity keeps running and answers its status query
-        from services.identity import sync_workflow_id
+        from services.identity.cache import sync_workflow_id
         handle = stack.temporal.get_workflow_handle(sync_workflow_id(stack.settings, TENANT))
         from workflows.types.identity import SyncState
         state = await handle.query("status", result_type=SyncState)

@@ -292,7 +292,7 @@ async def before(world: World) -> dict[str, Any]:
     return await _snapshot(world)
 
 
-# Identity sync runs follow the principal's reach, not the addressed tenant (services/identity.py): prt_acme's
+# Identity sync runs follow the principal's reach, not the addressed tenant (services/identity/cache.py): prt_acme's
 # partner admin, even when switched into tenant B, sees the sync of tenant A -- a tenant it may address anyway.
 PRINCIPAL_REACH = {("acme_partner_admin_in_b", "/v1/identity/sync/{sync_id}"),
                    ("acme_partner_admin_in_b", "/v1/identity/sync/history")}

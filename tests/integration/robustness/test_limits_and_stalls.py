@@ -254,7 +254,7 @@ async def _entity_running(client: Any, settings: Any, tenant_id: str) -> bool:
     from temporalio.client import WorkflowExecutionStatus
     from temporalio.service import RPCError
 
-    from services.identity import sync_workflow_id
+    from services.identity.cache import sync_workflow_id
 
     try:
         desc = await client.get_workflow_handle(sync_workflow_id(settings, tenant_id)).describe()
@@ -266,7 +266,7 @@ async def _entity_running(client: Any, settings: Any, tenant_id: str) -> bool:
 async def test_identity_sync_schedule_starts_every_tenant_entity_and_discovers_new_tenants(
         scaikey: str, scaikey_client_secret: str, settings_factory: Callable[..., Any],
         worker_process: Callable[..., Any], api_server_factory: Callable[..., Any]) -> None:
-    from services.identity import sync_workflow_id
+    from services.identity.cache import sync_workflow_id
     from worker.client import connect
     from worker.schedules import identity_requeue_schedule_id, identity_sync_schedule_id
 

@@ -31,10 +31,10 @@ from crypto.errors import KmsUnavailable
 from crypto.keyring import KeyHierarchy
 from db import migrate
 from db.engine import Database
-from repositories import identity as identity_repo
+from repositories.identity import directory as directory_repo
 from repositories.keys import SqlKeyStore
 from repositories.tenants import is_placeholder_partner
-from services import identity_sync
+from services.identity import sync as identity_sync
 from services.keys import build_keyring
 from tests.fixtures.app import subprocess_env
 from tests.helpers import bearer, grant, mint
@@ -203,7 +203,7 @@ async def test_identity_sync_moves_a_tenant_and_its_keys_in_one_transaction(stac
         broken = KeyHierarchy(DownKms(), SqlKeyStore(db), cache_ttl_seconds=0)  # type: ignore[arg-type]
         async with db.raw() as conn:
             with pytest.raises(KmsUnavailable):
-                await identity_repo.upsert_tenant(conn, id=tenant, partner_id="prt_acme", name="x", slug=None,
+                await directory_repo.upsert_tenant(conn, id=tenant, partner_id="prt_acme", name="x", slug=None,
                                                   status="ACTIVE", keyring=broken)
         rows = await stack.sql("SELECT partner_id FROM tenants WHERE id = $1", tenant)
         assert rows[0]["partner_id"] == placeholder

@@ -10,7 +10,7 @@ from pydantic import SecretStr
 
 from core.errors import AppError
 from core.settings import Settings
-from services.scaikey_webhooks import normalize, verify
+from services.identity.webhooks import normalize, verify
 
 SECRET = "whsec_unit"
 BODY = b'{"event_id":"evt_1","event_type":"user.updated"}'

@@ -20,7 +20,10 @@ from core.errors import AppError
 from core.ids import new_id
 from core.settings import Settings
 from db.engine import Database
-from repositories import identity as repo
+from repositories.identity import admins as admins_repo
+from repositories.identity import cache as cache_repo
+from repositories.identity import directory as directory_repo
+from repositories.identity import sync_runs as runs_repo
 from workflows.types.identity import SWEEP_WORKFLOW, SYNC_WORKFLOW, ForceSync, SweepInput, SyncState
 
 log = logging.getLogger("scaivault.identity")
@@ -108,7 +111,7 @@ async def visible_tenant_ids(conn: asyncpg.Connection, ctx: RequestContext) -> l
     if is_super(ctx):
         return None
     if is_partner_admin(ctx) and ctx.partner_id:
-        rows, _ = await repo.list_tenants(conn, partner_id=ctx.partner_id, tenant_ids=None, status=None,
+        rows, _ = await directory_repo.list_tenants(conn, partner_id=ctx.partner_id, tenant_ids=None, status=None,
                                           limit=10_000, offset=0)
         return sorted({r["id"] for r in rows} | {ctx.tenant_id})
     return [ctx.tenant_id]
@@ -129,8 +132,8 @@ async def trigger_sync(db: Database, temporal: Any, settings: Settings, ctx: Req
         if tenant_id != ctx.tenant_id:
             await tenants.resolve(ctx.principal, tenant_id, None)  # 403/404 exactly as tenant switching
         async with db.raw() as conn:
-            partner = await repo.tenant_partner(conn, tenant_id)
-            row = await repo.insert_run(conn, sync_id=sync_id, tenant_id=tenant_id, partner_id=partner,
+            partner = await directory_repo.tenant_partner(conn, tenant_id)
+            row = await runs_repo.insert_run(conn, sync_id=sync_id, tenant_id=tenant_id, partner_id=partner,
                                         trigger="manual", reason="api", requested_by=who)
         await _start(start_tenant_sync(temporal, settings, tenant_id, sync_id, reason="api"))
         return {"sync_id": sync_id, "status": row["status"], "started_at": iso(row["created_at"]),
@@ -141,7 +144,7 @@ async def trigger_sync(db: Database, temporal: Any, settings: Settings, ctx: Req
                            {"partner_id": partner_id})
         partner_id = ctx.partner_id
     async with db.raw() as conn:
-        row = await repo.insert_run(conn, sync_id=sync_id, tenant_id=repo.SWEEP_TENANT, partner_id=partner_id,
+        row = await runs_repo.insert_run(conn, sync_id=sync_id, tenant_id=runs_repo.SWEEP_TENANT, partner_id=partner_id,
                                     trigger="manual", reason="api", requested_by=who)
     await _start(start_sweep(temporal, settings, sync_id, partner_id=partner_id, reason="api"))
     return {"sync_id": sync_id, "status": row["status"], "started_at": iso(row["created_at"]),
@@ -202,11 +205,11 @@ def _sum_stats(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 async def get_sync(db: Database, ctx: RequestContext, sync_id: str) -> dict[str, Any]:
     async with db.raw() as conn:
-        rows = await repo.runs_for(conn, sync_id)
+        rows = await runs_repo.runs_for(conn, sync_id)
         visible = await visible_tenant_ids(conn, ctx)
     views = [run_view(r) for r in rows]
-    sweep = next((v for v in views if v["tenant_id"] == repo.SWEEP_TENANT), None)
-    tenants = [v for v in views if v["tenant_id"] != repo.SWEEP_TENANT
+    sweep = next((v for v in views if v["tenant_id"] == runs_repo.SWEEP_TENANT), None)
+    tenants = [v for v in views if v["tenant_id"] != runs_repo.SWEEP_TENANT
                and (visible is None or v["tenant_id"] in visible)]
     if sweep is not None and not (is_super(ctx) or (sweep["partner_id"] and sweep["partner_id"] == ctx.partner_id)
                                   or sweep["requested_by"] == ctx.principal.identity_id):
@@ -239,8 +242,8 @@ async def sync_history(db: Database, ctx: RequestContext, *, tenant_id: str | No
                 raise AppError("access_denied", "that tenant is outside your administration",
                                {"tenant_id": tenant_id})
             visible = [tenant_id]
-        rows, total = await repo.history(conn, tenant_ids=visible, limit=page_size, offset=(page - 1) * page_size)
-    return {"syncs": [run_view(r) for r in rows if r["tenant_id"] != repo.SWEEP_TENANT], "total": total,
+        rows, total = await runs_repo.history(conn, tenant_ids=visible, limit=page_size, offset=(page - 1) * page_size)
+    return {"syncs": [run_view(r) for r in rows if r["tenant_id"] != runs_repo.SWEEP_TENANT], "total": total,
             "page": page, "page_size": page_size}
 
 
@@ -254,7 +257,7 @@ async def list_partners(db: Database, ctx: RequestContext, *, status: str | None
     ids = None if is_super(ctx) else [ctx.partner_id] if ctx.partner_id else []
     limit, offset = _page(page, page_size)
     async with db.raw() as conn:
-        rows, total = await repo.list_partners(conn, partner_ids=ids, status=status, limit=limit, offset=offset)
+        rows, total = await directory_repo.list_partners(conn, partner_ids=ids, status=status, limit=limit, offset=offset)
     return {"partners": [{"id": r["id"], "name": r["name"], "slug": r["slug"], "region": r["region"],
                           "status": r["status"], "last_synced_at": iso(r["last_synced_at"])} for r in rows],
             "total": total, "page": page, "page_size": page_size}
@@ -272,7 +275,7 @@ async def list_tenants(db: Database, ctx: RequestContext, *, partner_id: str | N
             tenant_ids = [ctx.tenant_id]
     limit, offset = _page(page, page_size)
     async with db.raw() as conn:
-        rows, total = await repo.list_tenants(conn, partner_id=partner_id, tenant_ids=tenant_ids, status=status,
+        rows, total = await directory_repo.list_tenants(conn, partner_id=partner_id, tenant_ids=tenant_ids, status=status,
                                               limit=limit, offset=offset)
     return {"tenants": [{"id": r["id"], "partner_id": r["partner_id"], "name": r["name"], "slug": r["slug"],
                          "status": r["status"], "last_synced_at": iso(r["last_synced_at"])} for r in rows],
@@ -292,14 +295,14 @@ async def list_users(db: Database, tenant_id: str, *, status: str | None, q: str
                      page_size: int) -> dict[str, Any]:
     limit, offset = _page(page, page_size)
     async with db.raw() as conn:
-        rows, total = await repo.list_users(conn, tenant_id, status=status, q=q, limit=limit, offset=offset)
+        rows, total = await cache_repo.list_users(conn, tenant_id, status=status, q=q, limit=limit, offset=offset)
     return {"users": [user_view(r) for r in rows], "total": total, "page": page, "page_size": page_size}
 
 
 async def list_groups(db: Database, tenant_id: str, *, q: str | None, page: int, page_size: int) -> dict[str, Any]:
     limit, offset = _page(page, page_size)
     async with db.raw() as conn:
-        rows, total = await repo.list_groups(conn, tenant_id, q=q, limit=limit, offset=offset)
+        rows, total = await cache_repo.list_groups(conn, tenant_id, q=q, limit=limit, offset=offset)
     return {"groups": [{"id": r["id"], "tenant_id": r["tenant_id"], "name": r["name"],
                         "group_type": r["group_type"], "description": r["description"],
                         "member_count": r["member_count"], "last_synced_at": iso(r["last_synced_at"])}
@@ -310,11 +313,11 @@ async def group_members(db: Database, tenant_id: str, group_id: str, *, page: in
                         page_size: int) -> dict[str, Any]:
     limit, offset = _page(page, page_size)
     async with db.raw() as conn:
-        group = await repo.get_group(conn, tenant_id, group_id)
+        group = await cache_repo.get_group(conn, tenant_id, group_id)
         if group is None or group["deleted_at"] is not None:
             raise AppError("identity_not_found", f"group '{group_id}' is not in the identity cache",
                            {"group_id": group_id})
-        rows, total = await repo.group_members(conn, tenant_id, group["id"], limit=limit, offset=offset)
+        rows, total = await cache_repo.group_members(conn, tenant_id, group["id"], limit=limit, offset=offset)
     return {"members": [{"user_id": r["user_id"], "email": r["email"], "membership_type": r["membership_type"],
                          "added_at": iso(r["added_at"])} for r in rows],
             "total": total, "page": page, "page_size": page_size}
@@ -325,17 +328,17 @@ async def resolve(db: Database, tenant_id: str, identity_type: str, identity_id:
     ref = identity_id.split(":", 1)[1] if identity_id.startswith(("user:", "group:")) else identity_id
     async with db.raw() as conn:
         if identity_type == "user":
-            row = await repo.get_user(conn, tenant_id, ref)
+            row = await cache_repo.get_user(conn, tenant_id, ref)
             if row is not None:
-                groups = await repo.user_memberships(conn, tenant_id, row["id"])
+                groups = await cache_repo.user_memberships(conn, tenant_id, row["id"])
                 return {**user_view(row), "type": "user", "identity_id": f"user:{row['email']}",
                         "memberships": [{"group_id": g["id"], "name": g["name"], "identity_id": f"group:{g['name']}",
                                          "membership_type": g["membership_type"]} for g in groups]}
         elif identity_type == "group":
-            g = await repo.get_group(conn, tenant_id, ref)
+            g = await cache_repo.get_group(conn, tenant_id, ref)
             if g is not None and g["deleted_at"] is None:
-                parents = await repo.group_parents(conn, tenant_id, g["id"])
-                _, total = await repo.group_members(conn, tenant_id, g["id"], limit=1, offset=0)
+                parents = await cache_repo.group_parents(conn, tenant_id, g["id"])
+                _, total = await cache_repo.group_members(conn, tenant_id, g["id"], limit=1, offset=0)
                 return {"id": g["id"], "type": "group", "identity_id": f"group:{g['name']}", "tenant_id": tenant_id,
                         "name": g["name"], "group_type": g["group_type"], "member_count": total,
                         "parent_groups": parents, "last_synced_at": iso(g["last_synced_at"])}
@@ -350,7 +353,7 @@ def assignable_roles() -> dict[str, Any]:
 
 async def get_roles(db: Database, tenant_id: str, user_id: str) -> dict[str, Any]:
     async with db.raw() as conn:
-        row = await repo.get_user(conn, tenant_id, user_id)
+        row = await cache_repo.get_user(conn, tenant_id, user_id)
     if row is None or row["deleted_at"] is not None:
         raise AppError("identity_not_found", f"user '{user_id}' is not in the identity cache", {"user_id": user_id})
     return {"user_id": row["id"], "roles": [row["admin_role"]] if row["admin_role"] else [],
@@ -380,12 +383,12 @@ def _check_role_change(ctx: RequestContext, target: asyncpg.Record, roles: list[
 async def put_roles(db: Database, ctx: RequestContext, tenant_id: str, user_id: str, roles: list[str],
                     audit: Any) -> dict[str, Any]:
     async with db.raw() as conn, conn.transaction():
-        target = await repo.get_user(conn, tenant_id, user_id)
+        target = await cache_repo.get_user(conn, tenant_id, user_id)
         if target is None or target["deleted_at"] is not None:
             raise AppError("identity_not_found", f"user '{user_id}' is not in the identity cache",
                            {"user_id": user_id})
         new = _check_role_change(ctx, target, roles)
-        await repo.set_admin_role(conn, tenant_id, target["id"], new, "manual" if new else None)
+        await admins_repo.set_admin_role(conn, tenant_id, target["id"], new, "manual" if new else None)
         await audit.record(ctx, action="identity.roles.update", resource_type="identity_user",
                            resource_id=target["id"], extra={"roles": roles, "previous": target["admin_role"]},
                            conn=conn)

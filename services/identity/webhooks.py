@@ -24,11 +24,13 @@ from typing import Any
 from core.errors import AppError
 from core.settings import Settings
 from db.engine import Database
-from repositories import identity as repo
+from repositories.identity import cache as cache_repo
+from repositories.identity import directory as directory_repo
+from repositories.identity import webhook_events as webhook_events_repo
 from repositories.pats import REVOKED_BY_USER_DELETED
 from repositories.tenants import placeholder_partner
 from services import pats
-from services.identity_sync import reconcile_admins
+from services.identity.sync import reconcile_admins
 from services.keys import keyring_for
 
 TOLERANCE_SECONDS = 300
@@ -152,7 +154,7 @@ def _display_name(d: dict[str, Any]) -> str | None:
 async def apply(db: Database, settings: Settings, ev: WebhookEvent) -> Outcome:
     handled = ev.event_type in HANDLED
     async with db.raw() as conn, conn.transaction():
-        if not await repo.record_webhook_event(conn, event_id=ev.event_id, event_type=ev.event_type,
+        if not await webhook_events_repo.record_webhook_event(conn, event_id=ev.event_id, event_type=ev.event_type,
                                                tenant_id=ev.tenant_id, handled=handled):
             return Outcome(handled=handled, duplicate=True)
         if not handled:
@@ -175,15 +177,15 @@ async def _directory(conn: Any, ev: WebhookEvent, keyring: Any) -> Outcome:
     if ev.event_type.startswith("partner."):
         pid = d.get("id") or ev.resource_id or ev.partner_id
         if pid:
-            await repo.upsert_partner(conn, id=str(pid), name=str(d.get("name") or ""), slug=d.get("slug"),
+            await directory_repo.upsert_partner(conn, id=str(pid), name=str(d.get("name") or ""), slug=d.get("slug"),
                                       region=d.get("region"), status=status, deleted=deleted)
         return Outcome(handled=True)
     tid = d.get("id") or ev.resource_id or ev.tenant_id
     if tid:
-        partner = d.get("partner_id") or ev.partner_id or await repo.tenant_partner(conn, str(tid)) \
+        partner = d.get("partner_id") or ev.partner_id or await directory_repo.tenant_partner(conn, str(tid)) \
             or placeholder_partner(str(tid))
         # A new partner re-wraps the tenant's keys in this transaction (repositories/tenants.py move_tenant).
-        await repo.upsert_tenant(conn, id=str(tid), partner_id=str(partner), name=str(d.get("name") or ""),
+        await directory_repo.upsert_tenant(conn, id=str(tid), partner_id=str(partner), name=str(d.get("name") or ""),
                                  slug=d.get("slug"), status=status, deleted=deleted, keyring=keyring)
         ev.tenant_id = str(tid)
     return Outcome(handled=True, invalidate_tenant=True,
@@ -196,7 +198,7 @@ async def _user(conn: Any, settings: Settings, ev: WebhookEvent) -> Outcome:
     if not uid:
         return Outcome(handled=True, resync_reason=f"webhook:{t} without a user id")
     if t == "user.deleted":
-        await repo.soft_delete_user(conn, ev.tenant_id, str(uid))
+        await cache_repo.soft_delete_user(conn, ev.tenant_id, str(uid))
         # Offboarding ends the user's PATs for good (the enricher already refuses them in every process once
         # the router's cache invalidation lands; this makes it permanent, even if the user id reappears), and the
         # router broadcasts the revoked hashes to every process's PAT cache (a user never mirrored has no
@@ -209,10 +211,10 @@ async def _user(conn: Any, settings: Settings, ev: WebhookEvent) -> Outcome:
     mfa = {"user.mfa_enabled": True, "user.mfa_disabled": False}.get(t, d.get("mfa_enabled"))
     if t == "user.password_changed":
         return Outcome(handled=True)
-    known = await repo.user_exists(conn, ev.tenant_id, str(uid))
+    known = await cache_repo.user_exists(conn, ev.tenant_id, str(uid))
     if not known and not d.get("email"):
         return Outcome(handled=True, resync_reason=f"webhook:{t} for an unknown user")
-    await repo.upsert_user(conn, ev.tenant_id, id=str(uid), email=d.get("email"), display_name=_display_name(d),
+    await cache_repo.upsert_user(conn, ev.tenant_id, id=str(uid), email=d.get("email"), display_name=_display_name(d),
                            status=status, mfa_enabled=None if mfa is None else bool(mfa),
                            revive=t in ("user.created", "user.activated"))
     return Outcome(handled=True, invalidate_tenant=True)
@@ -228,12 +230,12 @@ async def _group(conn: Any, settings: Settings, ev: WebhookEvent) -> Outcome:
         return Outcome(handled=True, resync_reason=f"webhook:{t} without a group id")
     gid = str(gid)
     if t in ("group.created", "group.updated"):
-        await repo.upsert_group(conn, tenant_id, id=gid, name=d.get("name"), group_type=d.get("group_type"),
+        await cache_repo.upsert_group(conn, tenant_id, id=gid, name=d.get("name"), group_type=d.get("group_type"),
                                 description=d.get("description"))
         await reconcile_admins(conn, settings, tenant_id)  # a rename can match SUPER_ADMIN_GROUPS by name
         return Outcome(handled=True, invalidate_tenant=True)
     if t == "group.deleted":
-        await repo.soft_delete_group(conn, tenant_id, gid)
+        await cache_repo.soft_delete_group(conn, tenant_id, gid)
         await reconcile_admins(conn, settings, tenant_id)
         return Outcome(handled=True, invalidate_tenant=True, resync_reason="webhook:group.deleted")
     # membership added / removed
@@ -242,24 +244,24 @@ async def _group(conn: Any, settings: Settings, ev: WebhookEvent) -> Outcome:
     if not member_group and not member_user:
         return Outcome(handled=True, resync_reason=f"webhook:{t} without a member")
     resync: str | None = None
-    nested = bool(await repo.ancestor_groups(conn, tenant_id, gid))
+    nested = bool(await cache_repo.ancestor_groups(conn, tenant_id, gid))
     if t == "group.member_added":
-        if member_user and not await repo.user_exists(conn, tenant_id, str(member_user)):
+        if member_user and not await cache_repo.user_exists(conn, tenant_id, str(member_user)):
             resync = f"webhook:{t} for a user the cache does not know"
         else:
-            await repo.upsert_group(conn, tenant_id, id=gid, name=d.get("group_name"), group_type=None,
+            await cache_repo.upsert_group(conn, tenant_id, id=gid, name=d.get("group_name"), group_type=None,
                                     description=None)
-            await repo.upsert_membership(conn, tenant_id, group_id=gid,
+            await cache_repo.upsert_membership(conn, tenant_id, group_id=gid,
                                          member_type="group" if member_group else "user",
                                          member_id=str(member_group or member_user))
             if member_user:
-                for ancestor in await repo.ancestor_groups(conn, tenant_id, gid):
-                    await repo.upsert_membership(conn, tenant_id, group_id=ancestor, member_type="user",
+                for ancestor in await cache_repo.ancestor_groups(conn, tenant_id, gid):
+                    await cache_repo.upsert_membership(conn, tenant_id, group_id=ancestor, member_type="user",
                                                  member_id=str(member_user), membership_type="NESTED")
             if member_group:
                 resync = f"webhook:{t} (nested group)"
     else:
-        await repo.soft_delete_membership(conn, tenant_id, group_id=gid,
+        await cache_repo.soft_delete_membership(conn, tenant_id, group_id=gid,
                                           member_type="group" if member_group else "user",
                                           member_id=str(member_group or member_user))
         if nested or member_group:

@@ -25,8 +25,11 @@ from auth.identity_enrichment import bootstrap_identities
 from clients.scaikey import ScaiKeyClient, ScaiKeyScopeError
 from core.settings import Settings
 from db.engine import Database
-from repositories import identity as repo
-from repositories.identity import GroupIn, MembershipIn, UserIn
+from repositories.identity import admins as admins_repo
+from repositories.identity import cache as cache_repo
+from repositories.identity import directory as directory_repo
+from repositories.identity import webhook_events as webhook_events_repo
+from repositories.identity.cache import GroupIn, MembershipIn, UserIn
 from repositories.tenants import placeholder_partner
 from services.keys import keyring_for
 
@@ -163,17 +166,17 @@ async def apply_snapshot(db: Database, settings: Settings, tenant_id: str, snap:
                  memberships_seen=len(snap.memberships), pages=snap.pages)
     warnings: list[str] = stats["warnings"]
     async with db.raw() as conn, conn.transaction():
-        stats["users_added"], stats["users_undeleted"] = await repo.reconcile_users(conn, tenant_id, users)
-        if users or await repo.live_count(conn, tenant_id, "identity_users") == 0:
-            stats["users_soft_deleted"] = await repo.soft_delete_users_except(conn, tenant_id, list(snap.users))
+        stats["users_added"], stats["users_undeleted"] = await cache_repo.reconcile_users(conn, tenant_id, users)
+        if users or await cache_repo.live_count(conn, tenant_id, "identity_users") == 0:
+            stats["users_soft_deleted"] = await cache_repo.soft_delete_users_except(conn, tenant_id, list(snap.users))
         else:
             warnings.append("ScaiKey returned zero users while the cache has some; soft-delete skipped "
                             "(check the app's assignments and the credentials' scopes)")
-        stats["groups_added"], stats["groups_undeleted"] = await repo.reconcile_groups(conn, tenant_id, snap.groups)
-        if snap.groups or await repo.live_count(conn, tenant_id, "identity_groups") == 0:
-            stats["groups_soft_deleted"] = await repo.soft_delete_groups_except(
+        stats["groups_added"], stats["groups_undeleted"] = await cache_repo.reconcile_groups(conn, tenant_id, snap.groups)
+        if snap.groups or await cache_repo.live_count(conn, tenant_id, "identity_groups") == 0:
+            stats["groups_soft_deleted"] = await cache_repo.soft_delete_groups_except(
                 conn, tenant_id, [g.id for g in snap.groups])
-            stats["memberships_added"], stats["memberships_soft_deleted"] = await repo.reconcile_memberships(
+            stats["memberships_added"], stats["memberships_soft_deleted"] = await cache_repo.reconcile_memberships(
                 conn, tenant_id, snap.memberships)
         else:
             warnings.append("ScaiKey returned zero groups while the cache has some; soft-delete of groups and "
@@ -194,13 +197,13 @@ async def reconcile_admins(conn: Any, settings: Settings, tenant_id: str, stats:
     emails are chosen by whoever administers a tenant, so they match only in the operator tenant (docs/identity.md
     "Super admins")."""
     operator = is_operator_tenant(settings, tenant_id)
-    promoted, demoted = await repo.elect_super_admins(conn, tenant_id, super_admin_group_refs(settings),
+    promoted, demoted = await admins_repo.elect_super_admins(conn, tenant_id, super_admin_group_refs(settings),
                                                       match_names=operator)
     emails, ids = bootstrap_identities(settings)
     if not operator:
-        await repo.demote_foreign_bootstrap(conn, tenant_id, emails, ids)
-    await repo.apply_bootstrap(conn, tenant_id, emails if operator else [], ids)
-    count = await repo.super_admin_count(conn, tenant_id)
+        await admins_repo.demote_foreign_bootstrap(conn, tenant_id, emails, ids)
+    await admins_repo.apply_bootstrap(conn, tenant_id, emails if operator else [], ids)
+    count = await admins_repo.super_admin_count(conn, tenant_id)
     if stats is not None:
         stats.update(super_admins_group_promoted=promoted, super_admins_group_demoted=demoted,
                      super_admin_count=count)
@@ -247,7 +250,7 @@ async def refresh_tenant_row(db: Database, client: ScaiKeyClient, tenant_id: str
 
 async def _upsert_tenant(conn: Any, keyring: Any, t: dict[str, Any]) -> None:
     """A partner change re-wraps the tenant's keys in the same transaction (repositories/tenants.py move_tenant)."""
-    await repo.upsert_tenant(conn, id=str(t["id"]), keyring=keyring,
+    await directory_repo.upsert_tenant(conn, id=str(t["id"]), keyring=keyring,
                              partner_id=str(t.get("partner_id") or placeholder_partner(str(t["id"]))),
                              name=str(t.get("name") or ""), slug=t.get("slug"),
                              status=str(t.get("status") or "ACTIVE").upper(), deleted=bool(t.get("deleted")))
@@ -269,8 +272,8 @@ async def sweep_directory(db: Database, admin: ScaiKeyClient, fallback: ScaiKeyC
         if not tid or (partner_id and claims.get("partner_id") not in (None, partner_id)):
             return []
         async with db.raw() as conn:
-            if await repo.tenant_partner(conn, tid) is None:
-                await repo.upsert_tenant(conn, id=str(tid), partner_id=str(claims.get("partner_id") or
+            if await directory_repo.tenant_partner(conn, tid) is None:
+                await directory_repo.upsert_tenant(conn, id=str(tid), partner_id=str(claims.get("partner_id") or
                                          placeholder_partner(str(tid))), name="", slug=fallback.tenant_slug,
                                          status="ACTIVE", keyring=partial(keyring_for, admin.settings, db))
         return [str(tid)]
@@ -283,7 +286,7 @@ async def sweep_directory(db: Database, admin: ScaiKeyClient, fallback: ScaiKeyC
         for p in partners:
             if partner_id and p.get("id") != partner_id:
                 continue
-            await repo.upsert_partner(conn, id=str(p["id"]), name=str(p.get("name") or ""), slug=p.get("slug"),
+            await directory_repo.upsert_partner(conn, id=str(p["id"]), name=str(p.get("name") or ""), slug=p.get("slug"),
                                       region=p.get("region"), status=str(p.get("status") or "ACTIVE").upper())
         for t in tenants:
             await _upsert_tenant(conn, partial(keyring_for, admin.settings, db), t)
@@ -297,7 +300,7 @@ def _register_sweeper() -> None:
     @sweeper("prune_scaikey_webhook_events")
     async def prune_webhook_events(conn: Any, settings: Settings, limit: int) -> int:
         """Idempotency rows only need to outlive ScaiKey's redelivery window; keep them EVENT_RETENTION_DAYS."""
-        return await repo.prune_webhook_events(conn, older_than_days=settings.event_retention_days, limit=limit)
+        return await webhook_events_repo.prune_webhook_events(conn, older_than_days=settings.event_retention_days, limit=limit)
 
 
 _register_sweeper()

@@ -1,5 +1,5 @@
-"""SQL for the identity cache (users, groups, memberships), the directory (partners, tenants), sync runs and
-ScaiKey webhook idempotency. Every tenant-owned statement takes ``tenant_id`` first and filters by it.
+"""SQL for the identity cache mirrored from ScaiKey: users, groups and memberships (bulk reconcile, webhook
+upserts and soft deletes, reads). Every statement takes ``tenant_id`` first and filters by it.
 
 Bulk reconciliation passes whole columns as arrays (``unnest``), so a 10,000-user sync is a handful of round
 trips, not 10,000.
@@ -9,14 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import asyncpg
-import orjson
-
-from repositories.tenants import KeyringSource, move_tenant
-
-SWEEP_TENANT = "*"  # tenant_id of the row that records a full (all-tenants) sweep
 
 
 # --------------------------------------------------------------------------------------------- rows in
@@ -48,79 +42,6 @@ class MembershipIn:
 
 def _count(status: str) -> int:
     return int(status.split()[-1])
-
-
-# --------------------------------------------------------------------------------------------- directory
-async def upsert_partner(conn: asyncpg.Connection, *, id: str, name: str, slug: str | None, region: str | None,
-                         status: str, deleted: bool = False) -> None:
-    await conn.execute(
-        "INSERT INTO partners (id, name, slug, region, status, last_synced_at, deleted_at)"
-        " VALUES ($1, $2, $3, $4, $5, now(), CASE WHEN $6 THEN now() END)"
-        " ON CONFLICT (id) DO UPDATE SET name = COALESCE(NULLIF(EXCLUDED.name, ''), partners.name),"
-        " slug = COALESCE(EXCLUDED.slug, partners.slug),"
-        " region = COALESCE(EXCLUDED.region, partners.region), status = EXCLUDED.status,"
-        " last_synced_at = now(), deleted_at = CASE WHEN $6 THEN COALESCE(partners.deleted_at, now()) END",
-        id, name, slug, region, status, deleted,
-    )
-
-
-async def upsert_tenant(conn: asyncpg.Connection, *, id: str, partner_id: str, name: str, slug: str | None,
-                        status: str, keyring: KeyringSource, deleted: bool = False) -> None:
-    """Insert or refresh a tenant. A changed partner goes through ``move_tenant`` (re-wraps the tenant's keys under
-    the new partner) in the same transaction as the rest of the row; the upsert itself never moves a tenant."""
-    async with conn.transaction():  # a savepoint inside the caller's transaction, else its own
-        await move_tenant(conn, keyring, id, partner_id)
-        await _upsert_tenant_row(conn, id=id, partner_id=partner_id, name=name, slug=slug, status=status,
-                                 deleted=deleted)
-
-
-async def _upsert_tenant_row(conn: asyncpg.Connection, *, id: str, partner_id: str, name: str, slug: str | None,
-                             status: str, deleted: bool) -> None:
-    await conn.execute("INSERT INTO partners (id) VALUES ($1) ON CONFLICT (id) DO NOTHING", partner_id)
-    await conn.execute(
-        "INSERT INTO tenants (id, partner_id, name, slug, status, last_synced_at, deleted_at)"
-        " VALUES ($1, $2, $3, $4, $5, now(), CASE WHEN $6 THEN now() END)"
-        " ON CONFLICT (id) DO UPDATE SET"
-        " name = COALESCE(NULLIF(EXCLUDED.name, ''), tenants.name), slug = COALESCE(EXCLUDED.slug, tenants.slug),"
-        " status = EXCLUDED.status, last_synced_at = now(),"
-        " deleted_at = CASE WHEN $6 THEN COALESCE(tenants.deleted_at, now()) END",
-        id, partner_id, name, slug, status, deleted,
-    )
-
-
-async def tenant_slug(conn: asyncpg.Connection, tenant_id: str) -> str | None:
-    return await conn.fetchval("SELECT slug FROM tenants WHERE id = $1", tenant_id)  # type: ignore[no-any-return]
-
-
-async def tenant_partner(conn: asyncpg.Connection, tenant_id: str) -> str | None:
-    return await conn.fetchval(  # type: ignore[no-any-return]
-        "SELECT partner_id FROM tenants WHERE id = $1", tenant_id)
-
-
-async def list_partners(conn: asyncpg.Connection, *, partner_ids: Sequence[str] | None, status: str | None,
-                        limit: int, offset: int) -> tuple[list[asyncpg.Record], int]:
-    where = "deleted_at IS NULL AND ($1::text[] IS NULL OR id = ANY($1)) AND ($2::text IS NULL OR status = $2)"
-    rows = await conn.fetch(
-        f"SELECT id, name, slug, region, status, last_synced_at, count(*) OVER () AS total FROM partners"
-        f" WHERE {where} ORDER BY id LIMIT $3 OFFSET $4",
-        list(partner_ids) if partner_ids is not None else None, status, limit, offset,
-    )
-    total = rows[0]["total"] if rows else await conn.fetchval(
-        f"SELECT count(*) FROM partners WHERE {where}",
-        list(partner_ids) if partner_ids is not None else None, status)
-    return rows, int(total)
-
-
-async def list_tenants(conn: asyncpg.Connection, *, partner_id: str | None, tenant_ids: Sequence[str] | None,
-                       status: str | None, limit: int, offset: int) -> tuple[list[asyncpg.Record], int]:
-    where = ("deleted_at IS NULL AND ($1::text IS NULL OR partner_id = $1)"
-             " AND ($2::text[] IS NULL OR id = ANY($2)) AND ($3::text IS NULL OR status = $3)")
-    args = (partner_id, list(tenant_ids) if tenant_ids is not None else None, status)
-    rows = await conn.fetch(
-        f"SELECT id, partner_id, name, slug, status, last_synced_at, count(*) OVER () AS total FROM tenants"
-        f" WHERE {where} ORDER BY id LIMIT $4 OFFSET $5", *args, limit, offset)
-    total = rows[0]["total"] if rows else await conn.fetchval(f"SELECT count(*) FROM tenants WHERE {where}", *args)
-    return rows, int(total)
 
 
 # --------------------------------------------------------------------------------------------- bulk reconcile
@@ -239,82 +160,6 @@ async def reconcile_memberships(conn: asyncpg.Connection, tenant_id: str,
         tenant_id, [r.group_id for r in rows], [r.member_type for r in rows], [r.member_id for r in rows],
     ))
     return int(added or 0), removed
-
-
-# --------------------------------------------------------------------------------------------- super admins
-async def elect_super_admins(conn: asyncpg.Connection, tenant_id: str, group_refs: Sequence[str], *,
-                             match_names: bool) -> tuple[int, int]:
-    """Members (direct or nested) of the SUPER_ADMIN_GROUPS groups become super_admin (source=group); group
-    admins who left are demoted. A group matches by its id (ScaiKey-assigned, globally unique) in any tenant, and
-    by *name* only when ``match_names`` (the caller passes True for the operator tenant alone): a tenant admin
-    can name a group anything, so a name is no proof of platform authority. Manual and bootstrap grants are never
-    touched. Returns (promoted, demoted)."""
-    members_sql = """
-        SELECT DISTINCT m.member_id FROM identity_memberships m
-        JOIN identity_groups g ON g.tenant_id = m.tenant_id AND g.id = m.group_id AND g.deleted_at IS NULL
-        WHERE m.tenant_id = $1 AND m.member_type = 'user' AND m.deleted_at IS NULL
-          AND (g.id = ANY($2::text[]) OR ($3::bool AND g.name = ANY($2::text[])))
-    """
-    refs = list(group_refs)
-    promoted = _count(await conn.execute(
-        f"UPDATE identity_users SET admin_role = 'super_admin', admin_role_source = 'group', updated_at = now()"
-        f" WHERE tenant_id = $1 AND deleted_at IS NULL AND admin_role IS DISTINCT FROM 'super_admin'"
-        f" AND id IN ({members_sql})", tenant_id, refs, match_names))
-    demoted = _count(await conn.execute(
-        f"UPDATE identity_users SET admin_role = NULL, admin_role_source = NULL, updated_at = now()"
-        f" WHERE tenant_id = $1 AND deleted_at IS NULL AND admin_role = 'super_admin'"
-        f" AND admin_role_source = 'group' AND id NOT IN ({members_sql})", tenant_id, refs, match_names))
-    return promoted, demoted
-
-
-async def apply_bootstrap(conn: asyncpg.Connection, tenant_id: str, emails: Sequence[str],
-                          ids: Sequence[str]) -> int:
-    """BOOTSTRAP_SUPER_ADMIN: matching live users become super_admin (source=bootstrap) unless a manual grant
-    already made them one. Group-sourced super admins are re-labelled bootstrap, so groups never demote them.
-    The caller passes ``emails`` only for the operator tenant (an email is unique per tenant, not globally)."""
-    if not emails and not ids:
-        return 0
-    return _count(await conn.execute(
-        "UPDATE identity_users SET admin_role = 'super_admin', admin_role_source = 'bootstrap', updated_at = now()"
-        " WHERE tenant_id = $1 AND deleted_at IS NULL AND (lower(email) = ANY($2::text[]) OR id = ANY($3::text[]))"
-        " AND (admin_role IS DISTINCT FROM 'super_admin' OR admin_role_source = 'group')",
-        tenant_id, [e.lower() for e in emails], list(ids)))
-
-
-async def demote_foreign_bootstrap(conn: asyncpg.Connection, tenant_id: str, emails: Sequence[str],
-                                   ids: Sequence[str]) -> int:
-    """Undo what the old cross-tenant email match granted: in a tenant other than the operator tenant, a
-    bootstrap super admin whose *email* is listed in BOOTSTRAP_SUPER_ADMIN but whose id is not loses the role.
-    Bootstrap grants that no longer match anything (the variable was emptied after set-up) are left alone."""
-    if not emails:
-        return 0
-    return _count(await conn.execute(
-        "UPDATE identity_users SET admin_role = NULL, admin_role_source = NULL, updated_at = now()"
-        " WHERE tenant_id = $1 AND admin_role = 'super_admin' AND admin_role_source = 'bootstrap'"
-        " AND lower(email) = ANY($2::text[]) AND NOT (id = ANY($3::text[]))",
-        tenant_id, [e.lower() for e in emails], list(ids)))
-
-
-async def super_admin_count(conn: asyncpg.Connection, tenant_id: str) -> int:
-    return int(await conn.fetchval(
-        "SELECT count(*) FROM identity_users WHERE tenant_id = $1 AND deleted_at IS NULL"
-        " AND admin_role = 'super_admin'", tenant_id))
-
-
-async def set_admin_role(conn: asyncpg.Connection, tenant_id: str, user_id: str, role: str | None,
-                         source: str | None) -> bool:
-    return _count(await conn.execute(
-        "UPDATE identity_users SET admin_role = $3, admin_role_source = $4, updated_at = now()"
-        " WHERE tenant_id = $1 AND id = $2", tenant_id, user_id, role, source)) == 1
-
-
-async def find_users_by_email(conn: asyncpg.Connection, email: str,
-                              tenant_id: str | None) -> list[asyncpg.Record]:
-    """Operator lookup for the CLI by email or ScaiKey user id (``tenant_id`` None searches every tenant)."""
-    return list(await conn.fetch(
-        "SELECT tenant_id, id, email, admin_role, admin_role_source, deleted_at FROM identity_users"
-        " WHERE (lower(email) = lower($1) OR id = $1) AND ($2::text IS NULL OR tenant_id = $2) ORDER BY tenant_id",
-        email, tenant_id))
 
 
 # --------------------------------------------------------------------------------------------- single-row ops
@@ -502,80 +347,3 @@ async def group_parents(conn: asyncpg.Connection, tenant_id: str, group_id: str)
         "SELECT group_id FROM identity_memberships WHERE tenant_id = $1 AND member_type = 'group'"
         " AND member_id = $2 AND deleted_at IS NULL ORDER BY group_id", tenant_id, group_id)
     return [r["group_id"] for r in rows]
-
-
-# --------------------------------------------------------------------------------------------- sync runs
-async def insert_run(conn: asyncpg.Connection, *, sync_id: str, tenant_id: str, partner_id: str | None,
-                     trigger: str, reason: str | None, requested_by: str | None) -> asyncpg.Record:
-    await conn.execute(
-        "INSERT INTO identity_sync_runs (sync_id, tenant_id, partner_id, trigger, reason, requested_by)"
-        " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (sync_id, tenant_id) DO NOTHING",
-        sync_id, tenant_id, partner_id, trigger, reason, requested_by)
-    row = await conn.fetchrow("SELECT * FROM identity_sync_runs WHERE sync_id = $1 AND tenant_id = $2",
-                              sync_id, tenant_id)
-    assert row is not None
-    return row
-
-
-async def mark_running(conn: asyncpg.Connection, tenant_id: str, sync_ids: Sequence[str], *, trigger: str,
-                       reason: str | None) -> None:
-    await conn.execute(
-        "INSERT INTO identity_sync_runs (sync_id, tenant_id, trigger, reason, status, started_at)"
-        " SELECT s, $1, $3, $4, 'running', now() FROM unnest($2::text[]) AS s"
-        " ON CONFLICT (sync_id, tenant_id) DO UPDATE SET status = 'running',"
-        " started_at = COALESCE(identity_sync_runs.started_at, now())"
-        " WHERE identity_sync_runs.status IN ('pending', 'running')",
-        tenant_id, list(sync_ids), trigger, reason)
-
-
-async def finish_runs(conn: asyncpg.Connection, tenant_id: str, sync_ids: Sequence[str], *, status: str,
-                      stats: dict[str, Any], error: str | None) -> None:
-    await conn.execute(
-        "INSERT INTO identity_sync_runs (sync_id, tenant_id, status, stats, error, started_at, finished_at)"
-        " SELECT s, $1, $3, $4::jsonb, $5, now(), now() FROM unnest($2::text[]) AS s"
-        " ON CONFLICT (sync_id, tenant_id) DO UPDATE SET status = EXCLUDED.status, stats = EXCLUDED.stats,"
-        " error = EXCLUDED.error, finished_at = now(),"
-        " started_at = COALESCE(identity_sync_runs.started_at, now())",
-        tenant_id, list(sync_ids), status, orjson.dumps(stats).decode(), error)
-
-
-async def runs_for(conn: asyncpg.Connection, sync_id: str) -> list[asyncpg.Record]:
-    return list(await conn.fetch(
-        "SELECT * FROM identity_sync_runs WHERE sync_id = $1 ORDER BY tenant_id", sync_id))
-
-
-async def history(conn: asyncpg.Connection, *, tenant_ids: Sequence[str] | None, limit: int,
-                  offset: int) -> tuple[list[asyncpg.Record], int]:
-    where = "($1::text[] IS NULL OR tenant_id = ANY($1))"
-    arg = list(tenant_ids) if tenant_ids is not None else None
-    rows = await conn.fetch(
-        f"SELECT *, count(*) OVER () AS total FROM identity_sync_runs WHERE {where}"
-        f" ORDER BY created_at DESC, sync_id DESC LIMIT $2 OFFSET $3", arg, limit, offset)
-    total = rows[0]["total"] if rows else await conn.fetchval(
-        f"SELECT count(*) FROM identity_sync_runs WHERE {where}", arg)
-    return rows, int(total)
-
-
-# --------------------------------------------------------------------------------------------- webhooks
-async def record_webhook_event(conn: asyncpg.Connection, *, event_id: str, event_type: str,
-                               tenant_id: str | None, handled: bool) -> bool:
-    """True when this ``event_id`` is new (False: a redelivery, already applied)."""
-    status = await conn.execute(
-        "INSERT INTO scaikey_webhook_events (event_id, event_type, tenant_id, handled) VALUES ($1, $2, $3, $4)"
-        " ON CONFLICT (event_id) DO NOTHING", event_id, event_type, tenant_id, handled)
-    return _count(status) == 1
-
-
-async def prune_webhook_events(conn: asyncpg.Connection, *, older_than_days: int, limit: int) -> int:
-    return _count(await conn.execute(
-        "DELETE FROM scaikey_webhook_events WHERE event_id IN (SELECT event_id FROM scaikey_webhook_events"
-        " WHERE received_at < now() - make_interval(days => $1) LIMIT $2)", older_than_days, limit))
-
-
-async def stranded_runs(conn: asyncpg.Connection, *, older_than_seconds: int, limit: int) -> list[asyncpg.Record]:
-    """Sync requests stored but still ``pending`` after ``older_than_seconds`` (their workflow start or signal
-    failed, e.g. Temporal was unavailable), oldest first (index identity_sync_runs_pending)."""
-    return list(await conn.fetch(
-        "SELECT sync_id, tenant_id, partner_id, trigger, reason FROM identity_sync_runs"
-        " WHERE status = 'pending' AND created_at < now() - make_interval(secs => $1)"
-        " ORDER BY created_at LIMIT $2", float(older_than_seconds), limit))
