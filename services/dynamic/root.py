@@ -73,8 +73,10 @@ async def rotate_root(state: Any, ctx: RequestContext, name: str) -> dict[str, A
     return await complete(state, ctx.tenant_id, rid)
 
 
-async def complete(state: Any, tenant_id: str, rotation_id: str) -> dict[str, Any]:
-    """Steps 2 and 3 (idempotent). Returns the rotation's public view."""
+async def complete(state: Any, tenant_id: str, rotation_id: str, *, ctx: RequestContext | None = None,
+                   rotation: Any = None) -> dict[str, Any]:
+    """Steps 2 and 3 (idempotent). Returns the rotation's public view. ``ctx``/``rotation``: the rotation
+    scheduler's write (audited as its rotation, idempotent per cycle) instead of system:dynamic-engines."""
     from audit.recorder import system_context
     from services.pki.common import open_, partner_of
 
@@ -111,12 +113,13 @@ async def complete(state: Any, tenant_id: str, rotation_id: str) -> dict[str, An
     finally:
         if conn_t is not None:
             await conn_t.close()
-    ctx = system_context(SYSTEM_ENGINES, tenant_id, partner_id=engine["partner_id"], action="write", path=path)
+    ctx = ctx or system_context(SYSTEM_ENGINES, tenant_id, partner_id=engine["partner_id"], action="write",
+                                path=path)
     version = None
     if current.get("password") != new_pw:
         _, body = await state.components["secrets"].write(
             ctx, Owner("tenant", tenant_id, partner_of(engine["partner_id"])), path,
-            {"data": {**current, "password": new_pw}})
+            {"data": {**current, "password": new_pw}}, rotation=rotation)
         version = orjson.loads(body).get("version")
     async with state.db.raw() as conn, conn.transaction():
         done = await conn.fetchrow(
@@ -149,3 +152,36 @@ async def resume_pending(state: Any, older_than_seconds: int = 30) -> int:
         except Exception as exc:
             log.warning("root rotation resume failed", extra={"rotation_id": r["id"], "error": type(exc).__name__})
     return done
+
+
+async def rotate_if_engine_root(state: Any, ctx: RequestContext, owner: Owner, path: str, *,
+                                rotation: Any) -> int | None:
+    """Called by the rotation scheduler's auto rotation (services/rotation/rotate.py) before it writes a generated
+    value: when ``path`` is the root secret of one of the tenant's database engines, the rotation goes through
+    the root-rotation path above (source first, sealed pending row, rolled forward if interrupted) and its
+    version number is returned; otherwise None and the ordinary rotation proceeds."""
+    from services.pki.common import partner_of, seal
+
+    if owner.scope != "tenant" or owner.tenant_id is None:
+        return None
+    tenant_id = owner.tenant_id
+    async with state.db.raw() as conn:
+        engine = await conn.fetchrow(
+            "SELECT id, partner_id FROM dynamic_engines WHERE tenant_id = $1 AND type = 'database'"
+            " AND config->>'root_credentials_path' = $2 ORDER BY id LIMIT 1", tenant_id, path)
+    if engine is None:
+        return None
+    rid = new_id("drr")
+    blob = await seal(state.components["keyring"], generate_password().encode(), _aad(tenant_id, engine["id"], rid),
+                      tenant_id=tenant_id, partner_id=partner_of(engine["partner_id"]))
+    async with state.db.raw() as conn, conn.transaction():
+        pending = await conn.fetchrow("SELECT id FROM dynamic_root_rotations WHERE engine_id = $1"
+                                      " AND status = 'pending' FOR UPDATE", engine["id"])
+        if pending is None:
+            await conn.execute("INSERT INTO dynamic_root_rotations (id, tenant_id, engine_id, sealed_password,"
+                               " requested_by) VALUES ($1, $2, $3, $4, $5)", rid, tenant_id, engine["id"], blob,
+                               ctx.principal.identity_id)
+        else:
+            rid = pending["id"]
+    out = await complete(state, tenant_id, rid, ctx=ctx, rotation=rotation)
+    return out["new_version"] if out["new_version"] is not None else None

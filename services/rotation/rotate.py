@@ -250,6 +250,7 @@ async def rotate_auto(state: Any, *, tenant_id: str, secret_id: int, cycle: int,
     as the next version through the secrets write path as ``system:rotation-scheduler``."""
     from audit.recorder import system_context
     from services import secret_policies as sp
+    from services.dynamic import root as dynamic_root
 
     async with state.db.raw() as conn:
         a = await repo.assignment(conn, secret_id)
@@ -292,6 +293,10 @@ async def rotate_auto(state: Any, *, tenant_id: str, secret_id: int, cycle: int,
         raise _fail("internal_error", f"value generation failed ({type(exc).__name__})") from None
     rot = RotationWrite(cycle=cycle, rotated_at=rotated_at, trigger=trigger, auto_generated=True,
                         history_id=history_id)
+    # a dynamic engine's root secret is set at its source first (services/dynamic/root.py)
+    root_version = await dynamic_root.rotate_if_engine_root(state, ctx, owner, a["path"], rotation=rot)
+    if root_version is not None:
+        return {"status": "success", "old_version": a["current_version"], "new_version": root_version}
     _, body = await state.components["secrets"].write(ctx, owner, a["path"], {"data": data}, rotation=rot)
     doc = orjson.loads(body)
     return {"status": "replayed" if doc.get("replayed") else "success", "old_version": a["current_version"],

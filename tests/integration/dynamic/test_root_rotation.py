@@ -76,3 +76,37 @@ def _ctx(stack, state):  # type: ignore[no-untyped-def]
     from audit.recorder import system_context
 
     return system_context("test", "tnt_acme_prod", partner_id="prt_acme")
+
+
+async def test_root_secret_on_a_rotation_policy_rotates_through_the_source(stack_factory, worker_process) -> None:
+    """The root secret attached to an auto-generating rotation policy: the scheduler's rotation sets the new
+    password at the source first (sealed pending row), then writes the version as its rotation."""
+    import asyncio
+    import time
+
+    stack = await stack_factory()
+    worker_process(stack.settings)
+    eng = await stack.engine("rot-policy-db")
+    await stack.role(eng["name"])
+    r = await stack.api.post("/v1/rotation/policies", headers=stack.admin,
+                             json={"name": "weekly-root", "interval": "7d", "auto_generate": True})
+    assert r.status_code == 201, r.text
+    pol = r.json()
+    before = await _root(stack)
+    r = await stack.api.put("/v1/secrets/infra/postgres/root", headers=stack.admin,
+                            json={"data": before["data"], "options": {"rotation_policy_id": pol["id"]}})
+    assert r.status_code in (200, 201), r.text
+    attached = (await _root(stack))["version"]
+    r = await stack.api.post(f"/v1/rotation/policies/{pol['id']}/rotate", headers=stack.admin,
+                             json={"secret_paths": ["infra/postgres/root"]})
+    assert r.status_code == 200, r.text
+    end = time.monotonic() + 90
+    while (await _root(stack))["version"] == attached:
+        assert time.monotonic() < end, "the rotation did not write a new version"
+        await asyncio.sleep(0.3)
+    after = await _root(stack)
+    assert after["data"]["username"] == stack.target.root_user and after["data"]["password"] != before["data"][
+        "password"]
+    assert await stack.target.password_matches(stack.target.root_user, after["data"]["password"])
+    assert [x["status"] for x in await stack.sql("SELECT status FROM dynamic_root_rotations")] == ["completed"]
+    assert (await stack.creds(eng["name"])).status_code == 200
