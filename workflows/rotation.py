@@ -21,6 +21,7 @@ the secret is detached (or its policy deleted); it continues-as-new after a boun
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime, timedelta
 
 from temporalio import workflow
@@ -84,7 +85,7 @@ class SecretRotationWorkflow:
     @workflow.init
     def __init__(self, inp: RotationInput) -> None:
         self.inp = inp
-        self.state = RotationState(tenant_id=inp.tenant_id, secret_id=inp.secret_id)
+        self.state = RotationState(tenant_id=inp.tenant_id, secret_id=inp.secret_id, failures=inp.failures)
         self.wake = False
         self.manual: list[RotateNow] = []
         self.seen: list[str] = []
@@ -141,7 +142,7 @@ class SecretRotationWorkflow:
             st.next_action, st.next_action_at = mark, _iso(at)
             await self._idle(at - now)
         await workflow.wait_condition(workflow.all_handlers_finished)
-        workflow.continue_as_new(inp)
+        workflow.continue_as_new(dataclasses.replace(inp, failures=st.failures))
 
     def _show(self, plan: Plan) -> None:
         st = self.state

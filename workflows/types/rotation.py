@@ -29,6 +29,7 @@ class RotationInput:
     failure_backoff_seconds: int = 300
     max_failure_backoff_seconds: int = 86400
     iterations_before_continue: int = 200
+    failures: int = 0  # consecutive failures carried across continue-as-new (attempt numbers stay unique)
 
 
 @dataclass(frozen=True)
