@@ -1,6 +1,7 @@
 """``GET /.well-known/acme-challenge/{token}``: the http-01 key authorization the CA fetches (RFC 8555 §8.3). No
 token and no tenant: the CA knows only the token. Any API replica answers (the worker writes the tokens to
-PostgreSQL while an order runs and deletes them afterwards). Unknown or malformed tokens are a plain 404."""
+PostgreSQL while an order runs and deletes them afterwards). Unknown or malformed tokens are a plain 404. Rate-limited per client
+address like the other public routes (HEALTH_RATE_LIMIT_PER_MINUTE)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import re
 from fastapi import APIRouter, Request, Response
 
 from api.deps import app_state
+from api.routers.health import Public
 from services.acme import challenges
 
 router = APIRouter(tags=["acme"])
@@ -16,7 +18,7 @@ _TOKEN = re.compile(r"^[A-Za-z0-9_-]{16,128}$")
 
 
 @router.get("/.well-known/acme-challenge/{token}", summary="http-01 key authorization (no token)",
-                      responses={200: {"content": {"text/plain": {}}}})
+                      responses={200: {"content": {"text/plain": {}}}}, dependencies=[Public])
 async def acme_challenge(token: str, request: Request) -> Response:
     key_auth = None
     if _TOKEN.match(token):
