@@ -110,3 +110,24 @@ async def test_root_secret_on_a_rotation_policy_rotates_through_the_source(stack
     assert await stack.target.password_matches(stack.target.root_user, after["data"]["password"])
     assert [x["status"] for x in await stack.sql("SELECT status FROM dynamic_root_rotations")] == ["completed"]
     assert (await stack.creds(eng["name"])).status_code == 200
+
+
+async def test_rotate_root_needs_rotate_on_the_root_secret(stack) -> None:
+    """dynamic:manage alone is not enough: the caller must hold ``rotate`` on the root secret's path (its access
+    policy); denied answers 403 access_denied and nothing changes at the source or in the secret."""
+    from tests.helpers import bearer, grant, user_token
+
+    await stack.engine("rot-perm-db")
+    before = await _root(stack)
+    alice = bearer(await user_token(stack.scaikey, "alice@acme.example", scope="dynamic:manage"))
+    await grant(stack.api, stack.admin, ["user:alice@acme.example"], pattern="infra/**", permissions=("read",),
+                name="alice-read-infra")
+    r = await stack.api.post("/v1/dynamic/engines/rot-perm-db/rotate-root", headers=alice)
+    assert r.status_code == 403 and r.json()["error"]["code"] == "access_denied", r.text
+    assert (await _root(stack))["version"] == before["version"]
+    assert await stack.target.password_matches(stack.target.root_user, before["data"]["password"])
+    assert await stack.sql("SELECT id FROM dynamic_root_rotations") == []
+    await grant(stack.api, stack.admin, ["user:alice@acme.example"], pattern="infra/**", permissions=("rotate",),
+                name="alice-rotate-infra")
+    r = await stack.api.post("/v1/dynamic/engines/rot-perm-db/rotate-root", headers=alice)
+    assert r.status_code == 200 and r.json()["status"] == "completed", r.text

@@ -165,6 +165,9 @@ EXTRA_ROUTES = {
     ("post", "/v1/rotation/policies/{policy_id}/secrets"),  # test_rotation_attach_*
     ("delete", "/v1/rotation/policies/{policy_id}/secrets/{secret_path}"),  # test_rotation_attach_*
     ("post", "/v1/subscriptions"),             # the fan-out rows
+    # rotate on the engine's root secret path: tests/integration/dynamic/test_root_rotation.py::
+    # test_rotate_root_needs_rotate_on_the_root_secret (dynamic owner)
+    ("post", "/v1/dynamic/engines/{name}/rotate-root"),
     ("get", "/v1/subscriptions/{sub_id}/poll"),
 }
 
