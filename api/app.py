@@ -71,7 +71,7 @@ COMPONENTS: list[str] = [
     "ratelimit.setup:setup",
     "api.policy_setup:setup_policies",  # after setup_core: replaces the AllowAll placeholder (default deny)
     "api.identity_setup:setup_identity",
-    "services.secrets:setup_secrets",
+    "services.secrets.service:setup_secrets",
     "services.rotation.rotate:setup_rotation",
     "services.federation.proxy:setup_federation",
     "api.events_setup:setup",

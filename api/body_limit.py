@@ -39,7 +39,7 @@ class BodyRule:
 
 def rules(settings: Settings) -> list[BodyRule]:
     """The per-route caps (first match wins). Secret writes and batches: MAX_SECRET_BODY_BYTES (the 128 KiB
-    ``data`` and 16 KiB ``metadata`` limits of services/secret_input.py, with room for JSON escaping)."""
+    ``data`` and 16 KiB ``metadata`` limits of services/secrets/input.py, with room for JSON escaping)."""
     return [
         BodyRule(_WRITE_METHODS, ("/v1/secrets/", "/v1/partner/secrets/"), settings.max_secret_body_bytes),
     ]

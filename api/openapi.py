@@ -33,8 +33,8 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from pydantic.json_schema import JsonSchemaMode, SkipJsonSchema, models_json_schema
 
 from core.errors import status_for
-from services import secret_input as inp
-from services.secrets import LIST_DEFAULT_LIMIT, LIST_MAX_LIMIT, MAX_BATCH, MAX_EXPANDED
+from services.secrets import input as inp
+from services.secrets.service import LIST_DEFAULT_LIMIT, LIST_MAX_LIMIT, MAX_BATCH, MAX_EXPANDED
 
 REF = "#/components/schemas/{model}"
 JSON_MEDIA = "application/json"

@@ -39,5 +39,5 @@ def load_all() -> dict[str, Sweeper]:
 
 
 # Feature modules that register sweepers on import (a feature adds its module here).
-SWEEPER_MODULES: list[str] = ["audit.sweepers", "services.identity.sync", "services.secrets",
+SWEEPER_MODULES: list[str] = ["audit.sweepers", "services.identity.sync", "services.secrets.service",
                                "services.rotation.expiry"]

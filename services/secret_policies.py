@@ -5,7 +5,7 @@ Decisions (docs/policies.md "API"):
   back (a PUT echoing a GET) keeps the stored value of the same-named static field.
 - ``preview`` generates a sample in a worker thread (RSA keys take up to ~1 s) and never stores it.
 - ``generate`` needs ``secrets:write`` and the ``write`` permission on the target path, generates, and hands the
-  values to the secrets feature through :func:`secret_writer` (``services.secret_writes.write_generated``).
+  values to the secrets feature through :func:`secret_writer` (``services.secrets.writes.write_generated``).
   Until that module exists it answers ``503 service_unavailable`` (details.reason ``secret_writes_unavailable``).
 """
 
@@ -186,7 +186,7 @@ def default_secret_type(policy_type: str) -> str:
 
 
 def secret_writer() -> WriteGenerated | None:
-    """``services.secret_writes.write_generated`` when the secrets feature is present, else None.
+    """``services.secrets.writes.write_generated`` when the secrets feature is present, else None.
 
     Interface (the secrets feature implements it; it owns its transaction, audit entry and events)::
 
@@ -197,9 +197,9 @@ def secret_writer() -> WriteGenerated | None:
     ``secret_policy_id``) and returns the secret's metadata **without** its values.
     """
     try:
-        module = importlib.import_module("services.secret_writes")
+        module = importlib.import_module("services.secrets.writes")
     except ModuleNotFoundError as exc:
-        if exc.name == "services.secret_writes":
+        if exc.name == "services.secrets.writes":
             return None
         raise
     fn = getattr(module, "write_generated", None)

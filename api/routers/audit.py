@@ -17,7 +17,7 @@ from api.params import Text, UtcDatetime
 from audit.sealer import settings_chain_key, verify_tenant
 from repositories.audit import LogFilter
 from services import audit as svc
-from services import secret_input as inp
+from services.secrets import input as inp
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
 Reader = Annotated[RequestContext, Depends(authorized("audit:read", "audit_queries"))]

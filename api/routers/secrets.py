@@ -37,7 +37,7 @@ from api.middleware import FastRoute
 from auth.tenancy import UNASSIGNED_PARTNER, is_placeholder_partner
 from core.errors import AppError
 from repositories.secrets import Owner
-from services import secret_input as inp
+from services.secrets import input as inp
 
 router = APIRouter(tags=["secrets"])
 

@@ -26,9 +26,9 @@ from repositories import federation as repo
 from repositories import secrets as secrets_repo
 from repositories.events import iso
 from repositories.secrets import Owner
-from services import secret_input as inp
 from services.federation import mapping as mp
 from services.federation.remote import Remote, RemoteError
+from services.secrets import input as inp
 from workflows.types.federation import FORCE_SIGNAL, SYNC_WORKFLOW, ForceSync, SyncState
 
 log = logging.getLogger("scaivault.federation")

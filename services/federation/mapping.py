@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 
 from core.errors import AppError
-from services import secret_input as inp
+from services.secrets import input as inp
 
 MAX_MAPPINGS = 20
 _REMOTE_RE = re.compile(r"[A-Za-z0-9/_+=.@-]+")

@@ -33,10 +33,10 @@ from repositories import events
 from repositories import federation as repo
 from repositories import secrets as secrets_repo
 from repositories.secrets import Owner
-from services import secret_input as inp
 from services.federation import backends as bk
 from services.federation.remote import RemoteError
-from services.secrets import WRITE_AUDIT_ACTION
+from services.secrets import input as inp
+from services.secrets.service import WRITE_AUDIT_ACTION
 
 log = logging.getLogger("scaivault.federation")
 

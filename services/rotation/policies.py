@@ -20,7 +20,7 @@ from core.ids import new_id
 from repositories import rotation as repo
 from repositories import secret_policies as sp_repo
 from repositories import webhooks as wh_repo
-from services import secret_input as inp
+from services.secrets import input as inp
 
 DEFAULT_GRACE = "48h"
 _FIELDS = {"name", "description", "interval", "grace_period", "warn_before", "auto_generate", "secret_policy_id",

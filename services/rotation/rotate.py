@@ -36,9 +36,9 @@ from repositories import events
 from repositories import rotation as repo
 from repositories import secret_policies as sp_repo
 from repositories.secrets import NewSecret, Owner
-from services import secret_input as inp
 from services.rotation import policies as pol
 from services.rotation.schedule import notify
+from services.secrets import input as inp
 
 log = logging.getLogger("scaivault.rotation")
 SYSTEM_JOB = "rotation-scheduler"
@@ -219,8 +219,8 @@ def worker_state(settings: Any, db: Any, redis: Any) -> Any:
     from audit.recorder import recorder_for
     from services.access import AllowAll
     from services.keys import keyring_for
-    from services.secret_access_tracker import AccessTracker
-    from services.secrets import SecretsService
+    from services.secrets.access_tracker import AccessTracker
+    from services.secrets.service import SecretsService
 
     state = SimpleNamespace(db=db, redis=redis, settings=settings, temporal=None, components={})
     state.components.update(access=AllowAll(), audit=recorder_for(settings, db), keyring=keyring_for(settings, db))

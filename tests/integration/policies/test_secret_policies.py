@@ -119,9 +119,9 @@ async def test_generate_hands_values_to_the_writer_and_returns_metadata_only(api
         return {"path": path, "version": 1, "secret_type": secret_type, "secret_policy_id": secret_policy_id,
                 "data": data}
 
-    module = types.ModuleType("services.secret_writes")
+    module = types.ModuleType("services.secrets.writes")
     module.write_generated = write_generated  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "services.secret_writes", module)
+    monkeypatch.setitem(sys.modules, "services.secrets.writes", module)
 
     sp = await create(api, admin)
     await grant(api, admin, "sa:ci-deployer", [{"path_pattern": "app/**", "permissions": ["write"]}])

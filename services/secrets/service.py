@@ -31,10 +31,10 @@ from crypto.errors import DecryptError, KmsUnavailable
 from repositories import events
 from repositories import secrets as repo
 from repositories.secrets import NewSecret, Owner
-from services import secret_input as inp
 from services.housekeeping import sweeper
-from services.secret_access_tracker import AccessTracker
-from services.secret_row_cache import GEN_EXTRA, SecretRowCache, gen_key
+from services.secrets import input as inp
+from services.secrets.access_tracker import AccessTracker
+from services.secrets.row_cache import GEN_EXTRA, SecretRowCache, gen_key
 
 _T = TypeVar("_T")
 log = logging.getLogger("scaivault.secrets")
