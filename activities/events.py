@@ -12,11 +12,11 @@ from temporalio import activity
 from audit.recorder import recorder_for, system_context
 from core.settings import Settings
 from db.engine import Database
-from repositories import webhooks as webhooks_repo
-from services.event_relay import EventRelay, ensure_delivery
-from services.event_visibility import owner_context, visible
-from services.webhook_secrets import SecretBox
-from services.webhook_sender import WebhookSender
+from repositories.events import webhooks as webhooks_repo
+from services.events.relay import EventRelay, ensure_delivery
+from services.events.visibility import owner_context, visible
+from services.events.webhook_secrets import SecretBox
+from services.events.webhook_sender import WebhookSender
 from workflows.types.events import AttemptInput, AttemptResult, RelayRunInput, RelayRunResult
 
 log = logging.getLogger("scaivault.events")

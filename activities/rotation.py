@@ -19,8 +19,8 @@ from core.errors import AppError, to_application_error
 from core.ids import new_id
 from core.settings import Settings
 from db.engine import Database
-from repositories import events
 from repositories import rotation as repo
+from repositories.events import outbox
 from services.rotation import policies as pol
 from services.rotation.rotate import SYSTEM_JOB, rotate_auto, worker_state
 from workflows.types.rotation import (
@@ -105,7 +105,7 @@ class RotationActivities:
                         "warn_before": None if due_now else inp.mark, "due_now": due_now, "trigger": inp.trigger}
                 if due_now:
                     await repo.set_status(conn, inp.secret_id, "due")
-            await events.emit(conn, event_type=event_type, tenant_id=inp.tenant_id, partner_id=a["partner_id"],
+            await outbox.emit(conn, event_type=event_type, tenant_id=inp.tenant_id, partner_id=a["partner_id"],
                               identity_id=f"system:{SYSTEM_JOB}", path=a["path"], data=data, request_id=_wf_id())
         return True
 
@@ -157,7 +157,7 @@ class RotationActivities:
                                               auto_generated=bool(p and p["auto_generate"]), completed_at=now,
                                               error=error, attempt=inp.attempt)
             await repo.set_status(conn, inp.secret_id, "failed", error)
-            await events.emit(conn, event_type="rotation.failed", tenant_id=inp.tenant_id, partner_id=a["partner_id"],
+            await outbox.emit(conn, event_type="rotation.failed", tenant_id=inp.tenant_id, partner_id=a["partner_id"],
                               identity_id=f"system:{SYSTEM_JOB}", path=a["path"], request_id=_wf_id(), data={
                                   "rotation_policy_id": a["policy_id"],
                                   "rotation_policy_name": p["name"] if p else None, "error": error,

@@ -7,8 +7,8 @@ from collections.abc import Awaitable, Callable
 import redis.asyncio as aioredis
 
 from api.state import AppState
-from services.subscriptions import SubscriptionNotifier
-from services.webhook_sender import WebhookSender
+from services.events.subscriptions import SubscriptionNotifier
+from services.events.webhook_sender import WebhookSender
 
 
 async def setup(state: AppState) -> Callable[[], Awaitable[None]]:

@@ -14,8 +14,8 @@ async def setup_policies(state: AppState) -> Callable[[], Awaitable[None]]:
     """
     import redis.asyncio as aioredis
 
+    from services.events.violations import ViolationReporter
     from services.policy_access import PolicyAccessChecker
-    from services.violations import ViolationReporter
 
     s = state.settings
     pubsub_redis = aioredis.Redis.from_url(s.redis_url, socket_connect_timeout=1, socket_timeout=None)

@@ -29,8 +29,8 @@ sys.path.insert(0, str(ROOT))
 import asyncpg  # noqa: E402
 
 from devstack import services as svc  # noqa: E402
-from repositories import webhooks as webhooks_repo  # noqa: E402
-from repositories.events import emit  # noqa: E402
+from repositories.events import webhooks as webhooks_repo  # noqa: E402
+from repositories.events.outbox import emit  # noqa: E402
 from tests.fixtures.app import subprocess_env  # noqa: E402
 from tests.webhook_receiver import Receiver  # noqa: E402
 
@@ -64,7 +64,7 @@ def _key() -> str:
 async def _run(args: argparse.Namespace, tmp: Path, handles: list[svc.Handle]) -> None:
     from core.settings import Settings
     from db.migrate import upgrade_to_head
-    from services.webhook_secrets import SecretBox
+    from services.events.webhook_secrets import SecretBox
 
     pg = svc.start_postgres(tmp / "pg", svc.free_port(), fast_unsafe=True, database="bench")
     handles.append(pg)

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 
 from core.settings import Settings
-from repositories import events as events_repo
+from repositories.events import outbox as events_repo
 
 Sweeper = Callable[[asyncpg.Connection, Settings, int], Awaitable[int]]
 SWEEPERS: dict[str, Sweeper] = {}

@@ -31,8 +31,8 @@ from core.cursor import decode_id_cursor, encode_id_cursor
 from core.errors import AppError
 from core.ids import new_id
 from policy import Decision, EvalContext, Policy, check, parse_policy, parse_rules
-from repositories import events
 from repositories import policies as repo
+from repositories.events import outbox
 
 IDENTITY_PREFIX = {"user": "user:", "service_account": "sa:", "group": "group:"}
 _IDENTITY_RE = re.compile(r"(user|sa|group):[^\s\x00-\x1f\x7f-\x9f]{1,318}")  # fullmatch; no control chars
@@ -111,7 +111,7 @@ def _change_for(row: Mapping[str, Any], result: dict[str, Any] | None) -> Change
 
 
 async def _emit(conn: asyncpg.Connection, ctx: RequestContext, event_type: str, data: dict[str, Any]) -> None:
-    await events.emit(conn, event_type=event_type, tenant_id=ctx.tenant_id, partner_id=ctx.partner_id,
+    await outbox.emit(conn, event_type=event_type, tenant_id=ctx.tenant_id, partner_id=ctx.partner_id,
                       identity_id=ctx.principal.identity_id, data=data, request_id=ctx.request_id)
 
 

@@ -34,8 +34,8 @@ from db.engine import Database
 from policy import Binding, Decision, EvalContext, ListPlan, PolicyIndex, check, compile_index, plan_list
 from repositories import policies as repo
 from services.access import Permission
+from services.events.violations import ViolationReporter
 from services.policies import policy_from_row
-from services.violations import ViolationReporter
 
 log = logging.getLogger("scaivault.policy")
 

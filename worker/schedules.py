@@ -153,7 +153,7 @@ async def _ensure(client: Client, sid: str, schedule: Schedule, *, trigger_on_cr
 
 
 async def ensure_schedules(client: Client, settings: Settings) -> None:
-    from services.event_relay import ensure_relay
+    from services.events.relay import ensure_relay
 
     await ensure_relay(client, settings)
     await _ensure(client, housekeeping_schedule_id(settings), _housekeeping(settings))

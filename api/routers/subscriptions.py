@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.context import RequestContext
 from api.deps import app_state, authorized
 from api.routers.webhooks import Filters
-from services import subscriptions
+from services.events import subscriptions
 
 router = APIRouter(prefix="/v1/subscriptions", tags=["subscriptions"])
 Reader = Annotated[RequestContext, Depends(authorized("subscriptions:read", "subscription_operations"))]

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.context import RequestContext
 from api.deps import app_state, authorized
-from services import webhooks
+from services.events import webhooks
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
 Admin = Annotated[RequestContext, Depends(authorized("admin", "webhook_operations"))]

@@ -26,7 +26,7 @@ from core.ids import new_id
 from core.settings import Settings
 from db.engine import Database
 from repositories import acme as repo
-from repositories import events
+from repositories.events import outbox
 from services.acme import accounts, challenges, client, common, providers
 from services.acme.dns import DnsAdapter, DnsError
 from services.pki import common as pki_common
@@ -248,7 +248,7 @@ class Worker:
                     "acme_account_id": account["id"], "acme_order_id": order_id, "source": "acme"}
             if renewal:
                 data["old_certificate_id"] = order["renewal_of_id"]
-            await events.emit(conn, event_type="certificate.renewed" if renewal else "certificate.issued",
+            await outbox.emit(conn, event_type="certificate.renewed" if renewal else "certificate.issued",
                               tenant_id=tenant_id, partner_id=order["partner_id"],
                               identity_id=f"system:{common.SYSTEM_JOB}", data=data)
             ctx = system_context(common.SYSTEM_JOB, tenant_id, partner_id=order["partner_id"],

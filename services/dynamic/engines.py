@@ -29,7 +29,7 @@ from api.context import RequestContext
 from core.errors import AppError
 from core.ids import new_id
 from repositories import dynamic as repo
-from repositories import events
+from repositories.events import outbox
 from repositories.secrets import Owner
 from services.dynamic import aws, postgres
 from services.dynamic.common import (
@@ -307,7 +307,7 @@ async def refresh_health(state: Any, row: Mapping[str, Any]) -> asyncpg.Record |
     async with state.db.raw() as conn, conn.transaction():
         previous = await repo.set_health(conn, row["id"], status, error)
         if previous is not None and previous != status:
-            await events.emit(conn, event_type="engine.health_changed", tenant_id=row["tenant_id"],
+            await outbox.emit(conn, event_type="engine.health_changed", tenant_id=row["tenant_id"],
                               partner_id=row["partner_id"], identity_id=f"system:{SYSTEM_ENGINES}",
                               data={"engine": row["name"], "engine_id": row["id"], "previous_status": previous,
                                     "connection_status": status, "last_error": error})

@@ -20,7 +20,7 @@ from core import metrics
 from core.errors import AppError
 from core.ids import new_id
 from repositories import dynamic as repo
-from repositories import events
+from repositories.events import outbox
 from services.dynamic import aws, engines, postgres, revocation
 from services.dynamic.common import (
     generate_password,
@@ -126,7 +126,7 @@ async def issue(state: Any, ctx: RequestContext, engine_name: str, role_name: st
         await state.components["audit"].record(
             ctx, action="dynamic_generate", resource_type="lease", resource_id=lease_id, conn=conn,
             extra={"engine": engine_name, "role": role_name, "username": username, "ttl_seconds": want})
-        await events.emit(conn, event_type="lease.created", tenant_id=ctx.tenant_id, partner_id=ctx.partner_id,
+        await outbox.emit(conn, event_type="lease.created", tenant_id=ctx.tenant_id, partner_id=ctx.partner_id,
                           identity_id=ctx.principal.identity_id,
                           data={"lease_id": lease_id, "engine": engine_name, "role": role_name, "username": username,
                                 "expires_at": iso(expires), "max_expires_at": iso(max_expires)})
@@ -208,7 +208,7 @@ async def renew(state: Any, ctx: RequestContext, lease_id: str, body: Mapping[st
         await state.components["audit"].record(
             ctx, action="dynamic_renew", resource_type="lease", resource_id=lease_id, conn=conn,
             extra={"engine": row["engine_name"], "role": row["role_name"], "increment_seconds": inc})
-        await events.emit(conn, event_type="lease.renewed", tenant_id=ctx.tenant_id, partner_id=ctx.partner_id,
+        await outbox.emit(conn, event_type="lease.renewed", tenant_id=ctx.tenant_id, partner_id=ctx.partner_id,
                           identity_id=ctx.principal.identity_id,
                           data={"lease_id": lease_id, "engine": row["engine_name"], "role": row["role_name"],
                                 "expires_at": iso(new_exp), "max_expires_at": iso(row["max_expires_at"])})

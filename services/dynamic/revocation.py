@@ -28,7 +28,7 @@ import asyncpg
 
 from core import metrics
 from repositories import dynamic as repo
-from repositories import events
+from repositories.events import outbox
 from services.dynamic import aws, postgres
 from services.dynamic.common import SYSTEM_REVOKER, iso, now
 from services.dynamic.engines import Handle, Targets
@@ -152,7 +152,7 @@ async def record(state: Any, engine: Mapping[str, Any], results: Mapping[str, st
             await audit.record(ctx, action="dynamic_revoke", resource_type="lease", resource_id=r["id"],
                                extra={"engine": r["engine_name"], "role": r["role_name"], "username": r["username"],
                                       "reason": reason, "requested_by": r["revoke_requested_by"]}, conn=conn)
-            await events.emit(conn, event_type="lease.expired" if reason == "expired" else "lease.revoked",
+            await outbox.emit(conn, event_type="lease.expired" if reason == "expired" else "lease.revoked",
                               tenant_id=r["tenant_id"], partner_id=r["partner_id"],
                               identity_id=f"system:{SYSTEM_REVOKER}",
                               data={"lease_id": r["id"], "engine": r["engine_name"], "role": r["role_name"],

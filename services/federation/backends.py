@@ -24,7 +24,7 @@ from core.errors import AppError
 from core.ids import new_id
 from repositories import federation as repo
 from repositories import secrets as secrets_repo
-from repositories.events import iso
+from repositories.events.outbox import iso
 from repositories.secrets import Owner
 from services.federation import mapping as mp
 from services.federation.remote import Remote, RemoteError

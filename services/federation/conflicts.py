@@ -18,7 +18,7 @@ from auth.tenancy import UNASSIGNED_PARTNER
 from core.cursor import decode_id_cursor, encode_id_cursor
 from core.errors import AppError
 from repositories import federation as repo
-from repositories.events import iso
+from repositories.events.outbox import iso
 from repositories.secrets import Owner
 from services.federation import backends as bk
 from services.federation.remote import RemoteError

@@ -29,9 +29,9 @@ from audit.recorder import system_context
 from auth.tenancy import UNASSIGNED_PARTNER
 from core.errors import AppError
 from core.ids import new_id
-from repositories import events
 from repositories import federation as repo
 from repositories import secrets as secrets_repo
+from repositories.events import outbox
 from repositories.secrets import Owner
 from services.federation import backends as bk
 from services.federation.remote import RemoteError
@@ -97,7 +97,7 @@ class Run:
                         conn, id=new_id("fcf"), tenant_id=self.row["tenant_id"], backend_id=backend_id, path=path,
                         backend_path=key, local_version=local_row["current_version"], remote_version_id=rv)
                     if new:
-                        await events.emit(conn, event_type="federation.conflict.detected", path=path,
+                        await outbox.emit(conn, event_type="federation.conflict.detected", path=path,
                                           tenant_id=self.row["tenant_id"], partner_id=self.row["partner_id"],
                                           identity_id=self.ctx.principal.identity_id, request_id=self.ctx.request_id,
                                           data={"backend_id": backend_id, "backend_path": key,
@@ -203,7 +203,7 @@ async def _finish(state: Any, row: Any, ctx: Any, *, ok: bool, t0: float, counts
     audit = state.components["audit"]
     async with state.db.raw() as conn, conn.transaction():
         await repo.record_run(conn, row["id"], ok=ok, duration_ms=ms, counts=counts, error=error, health=health)
-        await events.emit(conn, event_type="federation.sync.completed" if ok else "federation.sync.failed",
+        await outbox.emit(conn, event_type="federation.sync.completed" if ok else "federation.sync.failed",
                           tenant_id=row["tenant_id"], partner_id=row["partner_id"],
                           identity_id=ctx.principal.identity_id, request_id=ctx.request_id,
                           data={"backend_id": row["id"], "duration_ms": ms, "counts": counts,

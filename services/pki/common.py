@@ -13,7 +13,7 @@ from auth.tenancy import UNASSIGNED_PARTNER
 from core.errors import AppError
 from crypto import envelope
 from crypto.errors import DecryptError, KmsUnavailable
-from repositories import events
+from repositories.events import outbox
 
 _T = TypeVar("_T")
 
@@ -97,5 +97,5 @@ async def cpu(fn: Callable[..., _T], *args: Any, **kw: Any) -> _T:
 
 async def emit(conn: asyncpg.Connection, event_type: str, *, tenant_id: str, partner_id: str | None,
                identity_id: str | None, data: dict[str, Any]) -> None:
-    await events.emit(conn, event_type=event_type, tenant_id=tenant_id, partner_id=partner_id,
+    await outbox.emit(conn, event_type=event_type, tenant_id=tenant_id, partner_id=partner_id,
                       identity_id=identity_id, data=data)

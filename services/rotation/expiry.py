@@ -18,8 +18,8 @@ from typing import Any
 import asyncpg
 
 from core.settings import Settings
-from repositories import events
 from repositories import rotation as repo
+from repositories.events import outbox
 from services.housekeeping import sweeper
 from services.rotation.policies import iso, parse_thresholds
 
@@ -47,7 +47,7 @@ async def _notify(conn: asyncpg.Connection, settings: Settings, row: Any) -> Non
         for label in passed:
             await repo.add_expiry_mark(conn, row["id"], exp, label)
         if await repo.add_expiry_mark(conn, row["id"], exp, "expired"):
-            await events.emit(conn, event_type="secret.expired", **base, data={
+            await outbox.emit(conn, event_type="secret.expired", **base, data={
                 "expires_at": iso(exp), "expired_at": iso(exp), "version": row["current_version"]})
         return
     if not passed:
@@ -56,5 +56,5 @@ async def _notify(conn: asyncpg.Connection, settings: Settings, row: Any) -> Non
     for s in skipped:
         await repo.add_expiry_mark(conn, row["id"], exp, s)
     if await repo.add_expiry_mark(conn, row["id"], exp, label):
-        await events.emit(conn, event_type="secret.expiring", **base, data={
+        await outbox.emit(conn, event_type="secret.expiring", **base, data={
             "expires_at": iso(exp), "days_remaining": max(0, (exp - now).days), "threshold": label})

@@ -32,7 +32,7 @@ import orjson
 from core.errors import AppError
 from crypto import envelope
 from repositories import rotation as repo
-from repositories import webhooks as wh_repo
+from repositories.events import webhooks as wh_repo
 from repositories.secrets import Owner
 
 log = logging.getLogger("scaivault.rotation")
@@ -43,8 +43,8 @@ class OutsideSystem:
     """Per worker process: one sender (connection pool) and the webhook secret box."""
 
     def __init__(self, settings: Any) -> None:
-        from services.webhook_secrets import SecretBox
-        from services.webhook_sender import WebhookSender
+        from services.events.webhook_secrets import SecretBox
+        from services.events.webhook_sender import WebhookSender
 
         self.settings = settings
         self.sender = WebhookSender(settings, max_connections=20)

@@ -19,7 +19,7 @@ from core.errors import AppError
 from core.ids import new_id
 from repositories import rotation as repo
 from repositories import secret_policies as sp_repo
-from repositories import webhooks as wh_repo
+from repositories.events import webhooks as wh_repo
 from services.secrets import input as inp
 
 DEFAULT_GRACE = "48h"

@@ -32,9 +32,9 @@ import orjson
 from api.context import RequestContext
 from core.errors import AppError
 from core.ids import new_id
-from repositories import events
 from repositories import rotation as repo
 from repositories import secret_policies as sp_repo
+from repositories.events import outbox
 from repositories.secrets import NewSecret, Owner
 from services.rotation import policies as pol
 from services.rotation.schedule import notify
@@ -188,11 +188,11 @@ class RotationHook:
                    out: Outcome) -> None:
         base = {"tenant_id": ctx.tenant_id, "partner_id": owner.partner_id, "identity_id": ctx.principal.identity_id,
                 "request_id": ctx.request_id, "path": path}
-        await events.emit(conn, event_type="secret.rotated", **base, data={
+        await outbox.emit(conn, event_type="secret.rotated", **base, data={
             "old_version": out.old_version, "new_version": out.new_version, "rotation_policy_id": out.policy["id"],
             "rotation_policy_name": out.policy["name"], "grace_period_ends": pol.iso(out.grace_ends),
             "auto_generated": out.auto_generated})
-        await events.emit(conn, event_type="rotation.completed", **base, data={
+        await outbox.emit(conn, event_type="rotation.completed", **base, data={
             "rotation_policy_id": out.policy["id"], "rotation_policy_name": out.policy["name"],
             "history_id": out.history_id, "trigger": out.trigger, "cycle": out.cycle,
             "old_version": out.old_version, "new_version": out.new_version, "auto_generated": out.auto_generated,

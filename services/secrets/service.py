@@ -28,8 +28,8 @@ from core.durations import parse_duration
 from core.errors import AppError
 from crypto import envelope
 from crypto.errors import DecryptError, KmsUnavailable
-from repositories import events
 from repositories import secrets as repo
+from repositories.events import outbox
 from repositories.secrets import NewSecret, Owner
 from services.housekeeping import sweeper
 from services.secrets import input as inp
@@ -534,7 +534,7 @@ class SecretsService:
         if self.deps.rotation is not None:
             await self.deps.rotation.created(conn, ctx, owner, row["id"], new)
         tags = (metadata or {}).get("tags", [])
-        await events.emit(conn, event_type="secret.created", path=path, **self._event_base(ctx, owner),
+        await outbox.emit(conn, event_type="secret.created", path=path, **self._event_base(ctx, owner),
                           data=self._scoped(owner, {"version": 1, "secret_type": secret_type,
                                                     "created_by": new.actor, "tags": tags,
                                                     "expires_at": _iso(new.expires_at)}))
@@ -565,7 +565,7 @@ class SecretsService:
         except asyncpg.UniqueViolationError:  # pragma: no cover - the row lock makes this unreachable
             raise _conflict(path, opts.cas if opts.cas is not None else current, current + 1) from None
         rot = await hook.appended(conn, ctx, owner, row, current, version, new, rotation) if hook else None
-        await events.emit(conn, event_type="secret.updated", path=path, **self._event_base(ctx, owner),
+        await outbox.emit(conn, event_type="secret.updated", path=path, **self._event_base(ctx, owner),
                           data=self._scoped(owner, {"old_version": current, "new_version": version,
                                                     "updated_by": new.actor, "is_rotation": rot is not None}))
         extra = {"pruned_versions": res["pruned"]} if res["pruned"] else {}
@@ -642,7 +642,7 @@ class SecretsService:
             else:
                 until = await repo.soft_delete(conn, row["id"], ctx.principal.identity_id, self.retention)
                 data["recoverable_until"] = _iso(until)
-            await events.emit(conn, event_type="secret.deleted", path=path, **self._event_base(ctx, owner),
+            await outbox.emit(conn, event_type="secret.deleted", path=path, **self._event_base(ctx, owner),
                               data=self._scoped(owner, data))
             await self.deps.audit.record(ctx, action="delete", path=path, permission="delete",
                                          extra={"permanent": permanent}, conn=conn)
@@ -659,7 +659,7 @@ class SecretsService:
                 if row["recoverable_until"] is None or row["recoverable_until"] <= _now():
                     raise not_found(path)
                 await repo.restore(conn, row["id"], ctx.principal.identity_id)
-                await events.emit(conn, event_type="secret.restored", path=path, **self._event_base(ctx, owner),
+                await outbox.emit(conn, event_type="secret.restored", path=path, **self._event_base(ctx, owner),
                                   data=self._scoped(owner, {"version_count": row["version_count"],
                                                             "restored_by": ctx.principal.identity_id}))
             await self.deps.audit.record(ctx, action="write", path=path, permission="write",
@@ -689,7 +689,7 @@ class SecretsService:
                                {"path": path, "versions": missing})
             destroyed = await repo.destroy_versions(conn, row["id"], wanted, ctx.principal.identity_id)
             if destroyed:
-                await events.emit(conn, event_type="secret.versions_destroyed", path=path,
+                await outbox.emit(conn, event_type="secret.versions_destroyed", path=path,
                                   **self._event_base(ctx, owner),
                                   data=self._scoped(owner, {"versions": destroyed,
                                                             "destroyed_by": ctx.principal.identity_id}))

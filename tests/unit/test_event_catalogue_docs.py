@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from services.event_catalogue import CATALOGUE, validate_event_types
+from services.events.catalogue import CATALOGUE, validate_event_types
 
 ROOT = Path(__file__).resolve().parents[2]
 _FAMILIES = ("secret", "policy", "rotation", "certificate", "lease", "engine", "federation", "webhook")
@@ -49,4 +49,4 @@ def test_every_documented_event_type_is_subscribable_by_name() -> None:
 
 def test_every_event_type_the_code_emits_is_catalogued() -> None:
     missing = emitted() - set(CATALOGUE)
-    assert not missing, f"emitted but not in services/event_catalogue.py CATALOGUE: {sorted(missing)}"
+    assert not missing, f"emitted but not in services/events/catalogue.py CATALOGUE: {sorted(missing)}"

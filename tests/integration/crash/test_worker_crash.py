@@ -1,6 +1,6 @@
 """Webhook delivery across a worker SIGKILL and across a relay crash between workflow start and commit.
 
-What the design promises (docs/events.md, services/event_relay.py): at-least-once delivery with one delivery
+What the design promises (docs/events.md, services/events/relay.py): at-least-once delivery with one delivery
 row per (webhook, event) and a stable ``X-ScaiVault-Event-Id`` the receiver de-duplicates on. So:
 
 * a POST in flight when the worker dies is sent again (same event id) by the next worker: the receiver sees
@@ -21,10 +21,10 @@ from typing import Any
 import pytest
 from temporalio.client import WorkflowExecutionStatus
 
-import repositories.events as events_repo
 from clients.webhook_verify import EVENT_ID_HEADER
 from db.engine import Database
-from services.event_relay import EventRelay, delivery_workflow_id
+from repositories.events import outbox as events_repo
+from services.events.relay import EventRelay, delivery_workflow_id
 from tests.webhook_receiver import Receiver, wait_for
 from worker.client import connect
 from workflows.types.events import DeliveryResult

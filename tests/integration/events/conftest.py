@@ -11,7 +11,7 @@ import asyncpg
 import httpx
 import pytest
 
-from repositories.events import emit as outbox_emit
+from repositories.events.outbox import emit as outbox_emit
 from tests.helpers import ADMIN, TENANT, bearer, client_token, grant, reset_emulator
 from tests.webhook_receiver import Receiver
 

@@ -21,7 +21,7 @@ async def events_worker(settings):
     from temporalio.worker import Worker
 
     from db.engine import Database
-    from services.event_relay import ensure_relay
+    from services.events.relay import ensure_relay
     from worker.client import connect
     from worker.registry import EVENTS, REGISTRATIONS, WorkerDeps
 

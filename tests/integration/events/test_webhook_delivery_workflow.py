@@ -9,7 +9,7 @@ from dataclasses import replace
 from temporalio.api.enums.v1 import EventType
 from temporalio.common import WorkflowIDReusePolicy
 
-from services.event_relay import delivery_input, delivery_workflow_id
+from services.events.relay import delivery_input, delivery_workflow_id
 from tests.helpers import TENANT
 from tests.webhook_receiver import wait_for
 from worker.client import connect

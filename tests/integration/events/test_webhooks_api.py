@@ -117,7 +117,7 @@ async def test_ssrf_check_applies_to_updates(stack_factory, hook_secret):
 
 async def test_delivery_time_check_refuses_private_addresses(event_settings):
     """DNS rebinding: a name that was public at create time but now resolves privately is refused at send."""
-    from services.webhook_sender import WebhookSender
+    from services.events.webhook_sender import WebhookSender
 
     sender = WebhookSender(event_settings(webhook_allow_private=False))
     try:

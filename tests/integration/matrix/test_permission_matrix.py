@@ -42,7 +42,7 @@ PARTNER = "/v1/partner/secrets"
 BASES = {"tenant": TENANT, "partner": PARTNER}
 
 # A subscription owner receives an event only on paths it may ``read`` or ``list`` (an event carries metadata,
-# never a value) -- by polling and by webhook alike, in the scope of the secret (services/event_visibility.py;
+# never a value) -- by polling and by webhook alike, in the scope of the secret (services/events/visibility.py;
 # issue 11 item 6; docs/events.md).
 EVENT_VISIBLE_WITH = {"read", "list"}
 

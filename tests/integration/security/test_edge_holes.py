@@ -262,7 +262,7 @@ async def test_nat64_to_a_public_ipv4_is_allowed(make_api, scaikey):
 @pytest.mark.parametrize(("url", "reason"), [_SSRF[0], _SSRF[2], _SSRF[3], _SSRF[6]])
 async def test_delivery_refuses_the_same_addresses(settings_factory, url, reason):
     """The delivery-time check (DNS rebinding) uses the same rules: nothing is sent to such an address."""
-    from services.webhook_sender import WebhookSender
+    from services.events.webhook_sender import WebhookSender
 
     sender = WebhookSender(settings_factory(webhook_allow_private=False))
     try:

@@ -296,7 +296,7 @@ async def test_delivery_rechecks_the_owners_permission_before_each_attempt(
     import redis.asyncio as aioredis
 
     from db.engine import Database
-    from services.event_relay import EventRelay
+    from services.events.relay import EventRelay
     from worker.client import connect
 
     admin = await stack.admin()

@@ -9,9 +9,9 @@ import pytest
 
 from clients.webhook_verify import VerificationError, sign, verify
 from core.errors import AppError
-from services import webhook_urls
-from services.event_catalogue import filters_match, type_matches, validate_event_types
-from services.event_relay import paths_match, retry_delays_ms
+from services.events import webhook_urls
+from services.events.catalogue import filters_match, type_matches, validate_event_types
+from services.events.relay import paths_match, retry_delays_ms
 
 BODY = b'{"event_id":"evt_1","event_type":"secret.created"}'
 
@@ -116,7 +116,7 @@ def test_retry_schedule_parsing():
 
 
 def test_secret_box_binds_tenant_and_webhook(settings_env_free):
-    from services.webhook_secrets import SecretBox
+    from services.events.webhook_secrets import SecretBox
 
     box = SecretBox(settings_env_free)
     blob = box.seal("tnt_a", "wh_1", "the-secret-0123456789")

@@ -9,7 +9,7 @@ any point leaves the rows undispatched and the next batch redoes the same idempo
 delivery row was rolled back re-creates it from the outbox (see ``ensure_delivery``).
 
 Subscription-owned webhooks get only the events their owner may see: the matched events are filtered by the
-owner's live ``read``/``list`` permission (services/event_visibility.py, the rule polling also applies) before their
+owner's live ``read``/``list`` permission (services/events/visibility.py, the rule polling also applies) before their
 delivery rows are written; the delivery activity checks again before every attempt. Plain webhooks (tenant
 integrations configured with admin rights) are not filtered.
 
@@ -39,11 +39,11 @@ from core.ids import new_id
 from core.settings import Settings
 from db.engine import Database
 from policy.glob import Glob, compile_glob
-from repositories import events as events_repo
-from repositories import subscriptions as subs_repo
-from repositories import webhooks as webhooks_repo
-from services.event_catalogue import filters_match, type_matches
-from services.event_visibility import owner_context, visible
+from repositories.events import outbox as events_repo
+from repositories.events import subscriptions as subs_repo
+from repositories.events import webhooks as webhooks_repo
+from services.events.catalogue import filters_match, type_matches
+from services.events.visibility import owner_context, visible
 from services.policy_access import PolicyAccessChecker
 from workflows.types.events import DELIVERY_WORKFLOW, DeliveryInput
 
@@ -148,7 +148,7 @@ def plan_fanout(rows: Iterable[asyncpg.Record], hooks: Sequence[asyncpg.Record],
 async def withhold_from_owners(conn: asyncpg.Connection, access: Any, plan: Fanout,
                                hooks: Sequence[asyncpg.Record]) -> int:
     """Drop the planned deliveries of subscription-owned webhooks whose owner may not see the event (live
-    ``read``/``list`` on its path, see services/event_visibility.py). Returns how many were dropped."""
+    ``read``/``list`` on its path, see services/events/visibility.py). Returns how many were dropped."""
     owned = {h["id"]: h for h in hooks if h["kind"] == "subscription"}
     groups: dict[tuple[str, str | None, str | None], list[tuple[str, str]]] = {}
     for d in plan.deliveries:

@@ -12,7 +12,7 @@ Decisions:
   next poll (at-least-once). When the buffer exceeds ``buffer_size`` the oldest are dropped and counted in
   ``dropped_events``. Events on paths the owner may neither ``read`` nor ``list`` (access policies, checked at
   poll time) are discarded instead of returned.
-* Webhook delivery follows the same rule (services/event_visibility.py): the relay delivers an event only if the
+* Webhook delivery follows the same rule (services/events/visibility.py): the relay delivers an event only if the
   owner may see it at fan-out, and the delivery activity checks again before each attempt.
 * Path-less events (policies, engines) match only subscriptions whose paths include ``**``.
 """
@@ -34,15 +34,15 @@ from core.background import cancel_and_wait
 from core.errors import AppError
 from core.ids import new_id
 from policy.glob import compile_glob
-from repositories import subscriptions as repo
-from repositories import webhooks as webhooks_repo
-from repositories.events import iso
-from services import webhook_urls
-from services.event_catalogue import validate_event_types
-from services.event_relay import SUBSCRIPTION_CHANNEL
-from services.event_visibility import visible
-from services.webhook_secrets import SecretBox
-from services.webhooks import check_secret, clean_filters, decode_cursor, encode_cursor
+from repositories.events import subscriptions as repo
+from repositories.events import webhooks as webhooks_repo
+from repositories.events.outbox import iso
+from services.events import webhook_urls
+from services.events.catalogue import validate_event_types
+from services.events.relay import SUBSCRIPTION_CHANNEL
+from services.events.visibility import visible
+from services.events.webhook_secrets import SecretBox
+from services.events.webhooks import check_secret, clean_filters, decode_cursor, encode_cursor
 
 log = logging.getLogger("scaivault.events")
 MAX_BUFFER = 100_000

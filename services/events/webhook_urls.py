@@ -1,7 +1,7 @@
 """Webhook URL safety (SSRF): scheme rules, and refusal of hosts that resolve to non-public addresses.
 
 Checked at create/update and again at every delivery attempt (DNS rebinding); the delivery then connects to
-the very address that passed the check (see services/webhook_sender.py), so a second lookup cannot swap it.
+the very address that passed the check (see services/events/webhook_sender.py), so a second lookup cannot swap it.
 
 Rules (decision, spec lifecycle.md §5.3 says "HTTPS endpoint"):
 * ``https`` is required; ``http`` only when private targets are allowed (``settings.allow_private_webhooks``:

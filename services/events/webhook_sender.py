@@ -2,7 +2,7 @@
 
 * Headers: X-ScaiVault-Event-Id, X-ScaiVault-Event-Type, X-ScaiVault-Timestamp (now, per attempt),
   X-ScaiVault-Signature (``sha256=`` HMAC over ``f"{timestamp}." + body``), User-Agent ScaiVault-Webhook/1.0.
-* SSRF: the host is resolved and checked (services/webhook_urls.py) right before the request, and the
+* SSRF: the host is resolved and checked (services/events/webhook_urls.py) right before the request, and the
   connection goes to exactly that checked address (a pinned network backend), so DNS rebinding between the
   check and the connect is impossible. TLS still verifies the certificate against the URL's host name.
 * No redirects (a 3xx is a failed attempt), no proxies from the environment, a total timeout of
@@ -30,7 +30,7 @@ from clients.webhook_verify import (
 )
 from core.errors import AppError
 from core.settings import Settings
-from services import webhook_urls
+from services.events import webhook_urls
 
 _pinned: contextvars.ContextVar[dict[str, str]] = contextvars.ContextVar("webhook_pinned", default={})  # noqa: B039
 

@@ -14,12 +14,12 @@ from core.cursor import decode_id_cursor, encode_id_cursor
 from core.durations import parse_duration
 from core.errors import AppError
 from core.ids import new_id
-from repositories import webhooks as repo
-from repositories.events import iso
-from services import webhook_urls
-from services.event_catalogue import validate_event_types
-from services.event_relay import start_redelivery
-from services.webhook_secrets import SecretBox
+from repositories.events import webhooks as repo
+from repositories.events.outbox import iso
+from services.events import webhook_urls
+from services.events.catalogue import validate_event_types
+from services.events.relay import start_redelivery
+from services.events.webhook_secrets import SecretBox
 
 MIN_SECRET_CHARS = 16
 MAX_PREVIOUS_SECRET_TTL = timedelta(days=30)

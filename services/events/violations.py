@@ -14,7 +14,7 @@ The audit log (one ``success: false`` entry per denied request, written by the a
 complete record; the event is a notification.
 
 Who receives it: the event's ``path`` is the denied path and ``data.scope`` its scope, so subscriptions get it only
-when their owner may ``read`` or ``list`` that path (services/event_visibility.py), like any other path event: a
+when their owner may ``read`` or ``list`` that path (services/events/visibility.py), like any other path event: a
 denial must not tell an identity about paths it could not see itself.
 """
 
@@ -29,7 +29,7 @@ from typing import Any
 from api.context import RequestContext
 from db.engine import Database
 from policy import Decision
-from repositories import events
+from repositories.events import outbox
 
 log = logging.getLogger("scaivault.policy")
 _MAX_KEYS = 10_000
@@ -90,6 +90,6 @@ class ViolationReporter:
 
     async def _emit(self, ctx: RequestContext, path: str, data: dict[str, Any]) -> None:
         async with self.db.raw() as conn, conn.transaction():
-            await events.emit(conn, event_type="policy.violation", tenant_id=ctx.tenant_id,
+            await outbox.emit(conn, event_type="policy.violation", tenant_id=ctx.tenant_id,
                               partner_id=ctx.partner_id, identity_id=ctx.principal.identity_id, data=data,
                               path=path, request_id=ctx.request_id)
