@@ -36,8 +36,8 @@ from tests.integration.matrix.stack import (
 )
 from tests.webhook_receiver import Receiver, wait_for
 
-MARK = f"mx{pysecrets.token_hex(4)}"   # in every name/path tenant A creates: must never reach another tenant
-TEAM = f"team{pysecrets.token_hex(4)}"  # the partner-binding rows' partner secrets
+MARK = "mxq7k2p9d"   # fixed (xdist workers must collect the same ids); in every name/path tenant A creates: must never reach another tenant
+TEAM = "teamq7k2p9d"  # the partner-binding rows' partner secrets
 SP_BODY = {"name": f"{MARK}-sp", "policy_type": "password",
            "fields": [{"name": "password", "generator": "random", "config": {"length": 20}}]}
 POLICY_BODY = {"name": f"{MARK}-policy", "rules": [{"path_pattern": f"{MARK}/**", "permissions": ["read"]}]}
