@@ -110,7 +110,10 @@ async def renew(conn: asyncpg.Connection, keyring: Any, audit: Any, base_url: st
                 from_id: str, workflow_id: str | None) -> asyncpg.Record:
     """Re-issue ``from_id`` (inside the caller's transaction). Idempotent: a retried activity whose first try
     committed gets the stored renewal back."""
-    cur = await repo.get(conn, tenant_id, from_id, for_update=True)
+    # One renewal of a certificate at a time (a retried activity racing a slow first try), without a row lock on
+    # the certificate: mint locks the CA, and CA revocation locks CA first, then certificates (no deadlock).
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"pki-renew:{tenant_id}:{from_id}")
+    cur = await repo.get(conn, tenant_id, from_id)
     if cur is None:
         raise _fail("renewal_certificate_revoked", f"certificate '{from_id}' no longer exists",
                     certificate_id=from_id)
