@@ -104,9 +104,8 @@ def _pki_workflows() -> list[type]:
 
 
 def _pki_activities(deps: WorkerDeps) -> list[Callable[..., Any]]:
-    from activities.pki import PkiActivities
-
     from activities.acme import AcmeActivities
+    from activities.pki import PkiActivities
 
     acts = PkiActivities(deps.settings, deps.db)
     acme = AcmeActivities(deps.settings, deps.db)
