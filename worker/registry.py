@@ -104,13 +104,13 @@ def _pki_workflows() -> list[type]:
 
 
 def _pki_activities(deps: WorkerDeps) -> list[Callable[..., Any]]:
-    from activities.pki import PkiActivities
-
     from activities.acme import AcmeActivities
+    from activities.pki import PkiActivities
 
     acts = PkiActivities(deps.settings, deps.db)
     acme = AcmeActivities(deps.settings, deps.db)
-    return [acts.emit_expiring, acts.rebuild_crls, acme.run_order, acme.record_failure, acme.renewal_order]
+    return [acts.emit_expiring, acts.rebuild_crls, acme.run_order, acme.record_failure, acme.renewal_order,
+            acme.renew_internal, acme.renew_internal_failed]
 
 
 def _leases_workflows() -> list[type]:

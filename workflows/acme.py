@@ -30,6 +30,8 @@ with workflow.unsafe.imports_passed_through():
         STATE_QUERY,
         ErrorInfo,
         FailureInput,
+        InternalFailureInput,
+        InternalRenewInput,
         ManagedInput,
         ManagedState,
         RenewalOrderInput,
@@ -92,6 +94,8 @@ class ManagedCertificateWorkflow:
     @workflow.run
     async def run(self, inp: ManagedInput) -> ManagedState:
         s = self.state
+        if inp.kind == "internal":
+            return await self._run_internal(inp)
         for _ in range(_CYCLES_BEFORE_CONTINUE):
             if s.current_order_id is None:
                 if not s.auto_renew or s.current_certificate_id is None:
@@ -176,3 +180,68 @@ class ManagedCertificateWorkflow:
         s.history = [*s.history, res.certificate_id][-20:]
         s.current_order_id, s.order_tries, s.attempts, s.last_error = None, 0, 0, None
         s.next_retry_at = None
+
+    # ------------------------------------------------------------------ kind "internal": the tenant's own CA
+
+    async def _run_internal(self, inp: ManagedInput) -> ManagedState:
+        """Sleep until the renewal point, re-issue through the role (activity ``pki.renew_internal``), loop.
+
+        A failed attempt is classified (services/pki/renewal.py FAILURE_CODES), audited and retried with the same
+        backoff as ACME; after ``max_order_tries`` consecutive failures the workflow stops retrying on its own
+        (status ``failed``, the error kept in the query) until ``renew_now`` (send it once the cause is
+        fixed). A revoked certificate is final: the workflow ends (``stopped``)."""
+        s = self.state
+        for _ in range(_CYCLES_BEFORE_CONTINUE):
+            if not s.auto_renew or s.current_certificate_id is None:
+                s.status = "stopped"
+                return s
+            if s.attempts == 0:
+                await self._sleep_until_renewal()
+            await self._wait_unpaused()
+            self.renew_now = False
+            s.status = "ordering"
+            s.next_retry_at = None
+            s.last_attempt_at = _iso(workflow.now())
+            attempt = s.attempts + 1
+            try:
+                res = await workflow.execute_activity_method(
+                    AcmeActivities.renew_internal, InternalRenewInput(
+                        tenant_id=inp.tenant_id, managed_id=inp.managed_id,
+                        from_certificate_id=s.current_certificate_id, attempt=attempt),
+                    start_to_close_timeout=timedelta(minutes=2),
+                    retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1),
+                                             maximum_interval=timedelta(minutes=1), maximum_attempts=20))
+            except ActivityError as exc:
+                code, message, _ = _error(exc)
+                s.attempts = attempt
+                s.last_error = ErrorInfo(code=code, message=message[:500], at=_iso(workflow.now()))
+                final = attempt >= inp.max_order_tries or code == "renewal_certificate_revoked"
+                await workflow.execute_activity_method(
+                    AcmeActivities.renew_internal_failed, InternalFailureInput(
+                        tenant_id=inp.tenant_id, managed_id=inp.managed_id,
+                        from_certificate_id=s.current_certificate_id, code=code, message=message[:500],
+                        attempt=attempt, final=final),
+                    start_to_close_timeout=timedelta(minutes=1), retry_policy=_SHORT)
+                if code == "renewal_certificate_revoked":
+                    s.status = "stopped"
+                    return s
+                if final:
+                    s.status = "failed"
+                    await workflow.wait_condition(lambda: self.renew_now)
+                    s.attempts = 0  # a fresh series of tries once an operator asks again
+                    continue
+                delay = min(inp.retry_base_seconds * 2 ** (attempt - 1), inp.retry_max_seconds)
+                s.status = "backoff"
+                s.next_retry_at = _iso(workflow.now() + timedelta(seconds=delay))
+                try:
+                    await workflow.wait_condition(lambda: self.renew_now, timeout=timedelta(seconds=delay))
+                except TimeoutError:
+                    pass
+                continue
+            s.current_certificate_id = res.certificate_id
+            s.not_before, s.not_after = res.not_before, res.not_after
+            s.renewals += 1
+            s.history = [*s.history, res.certificate_id][-20:]
+            s.attempts, s.last_error, s.next_retry_at = 0, None, None
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        workflow.continue_as_new(ManagedInput(**{**inp.__dict__, "state": s}))

@@ -21,14 +21,21 @@ def names_of(row: asyncpg.Record, col: str) -> list[str]:
 async def insert(conn: asyncpg.Connection, *, id: str, tenant_id: str, ca_id: str, role_name: str | None,
                  source: str, serial_number: str, common_name: str, alt_names: list[str], ip_sans: list[str],
                  key_type: str, key_bits: int, certificate_pem: str, key_ciphertext: bytes | None,
-                 not_before: datetime, not_after: datetime, created_by: str) -> asyncpg.Record:
+                 not_before: datetime, not_after: datetime, created_by: str,
+                 renewed_from_id: str | None = None) -> asyncpg.Record:
     return await conn.fetchrow(
         "INSERT INTO pki_certificates (id, tenant_id, ca_id, role_name, source, serial_number, common_name, alt_names,"
-        " ip_sans, key_type, key_bits, certificate_pem, key_ciphertext, not_before, not_after, created_by)"
-        " VALUES ($1,$2,$3,$4,$5,$6,$7,$8::jsonb,$9::jsonb,$10,$11,$12,$13,$14,$15,$16)"
+        " ip_sans, key_type, key_bits, certificate_pem, key_ciphertext, not_before, not_after, created_by,"
+        " renewed_from_id) VALUES ($1,$2,$3,$4,$5,$6,$7,$8::jsonb,$9::jsonb,$10,$11,$12,$13,$14,$15,$16,$17)"
         f" RETURNING {COLS}", id, tenant_id, ca_id, role_name, source, serial_number, common_name,
         orjson.dumps(alt_names).decode(), orjson.dumps(ip_sans).decode(), key_type, key_bits, certificate_pem,
-        key_ciphertext, not_before, not_after, created_by)
+        key_ciphertext, not_before, not_after, created_by, renewed_from_id)
+
+
+async def renewal_of(conn: asyncpg.Connection, tenant_id: str, cert_id: str) -> asyncpg.Record | None:
+    """The certificate that renewed ``cert_id`` (internal auto-renewal is idempotent on it)."""
+    return await conn.fetchrow(f"SELECT {COLS} FROM pki_certificates WHERE tenant_id = $1 AND renewed_from_id = $2"
+                               " ORDER BY created_at, id LIMIT 1", tenant_id, cert_id)
 
 
 async def get(conn: asyncpg.Connection, tenant_id: str, cert_id: str, *,

@@ -134,8 +134,13 @@ async def start_failed(conn: asyncpg.Connection, order_id: str, err: AppError) -
 
 
 async def check_managed(conn: asyncpg.Connection, tenant_id: str, cert_id: str) -> None:
-    """``cert_id`` is a managed certificate of the tenant (the first certificate of an order lineage)."""
-    if not await repo.managed_exists(conn, tenant_id, cert_id):
+    """``cert_id`` is a managed certificate of the tenant: the first certificate of an order lineage, or an
+    internal-CA certificate that starts a lineage (whether it has a workflow is the workflow engine's answer)."""
+    if await repo.managed_exists(conn, tenant_id, cert_id):
+        return
+    internal = await conn.fetchval("SELECT 1 FROM pki_certificates WHERE tenant_id = $1 AND id = $2"
+                                   " AND ca_id IS NOT NULL AND renewed_from_id IS NULL", tenant_id, cert_id)
+    if not internal:
         raise AppError("certificate_not_found", f"managed certificate '{cert_id}' not found", {"id": cert_id})
 
 

@@ -4,6 +4,8 @@ Every certificate comes from the role's CA. The request is refused (422) when th
 ``max_ttl`` or would outlive the issuing CA, when a name is outside the role (the name is in the error), or when
 the key does not have the role's shape. The private key of ``issue`` is in that response only, unless the role
 has ``store_private_keys`` (then it is sealed under the tenant key, AAD bound to the certificate id).
+``auto_renew: true`` (roles with ``store_private_keys`` only; optional ``renew_before``) makes the certificate a
+managed lineage renewed by the ``cert-renewal`` workflow (services/pki/renewal.py).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from repositories.pki import certificates as repo
 from services.pki import ca as ca_svc
 from services.pki import common, crl, roles, x509
 
-ISSUE_FIELDS = frozenset({"common_name", "alt_names", "ip_sans", "ttl"})
+ISSUE_FIELDS = frozenset({"common_name", "alt_names", "ip_sans", "ttl", "auto_renew", "renew_before"})
 SIGN_FIELDS = frozenset({"csr_pem", "common_name", "alt_names", "ip_sans", "ttl"})
 
 
@@ -114,8 +116,13 @@ async def _issuing_ca(conn: asyncpg.Connection, tenant_id: str, role: roles.Role
 
 async def mint(conn: asyncpg.Connection, ctx: RequestContext, svc: Services, role: roles.Role, *,
                names: roles.Names, ttl: timedelta, public_key: x509.PublicKey, key_type: str, key_bits: int,
-               source: str, private_pem: bytes | None) -> tuple[asyncpg.Record, list[str]]:
-    """Sign, store and announce one leaf (inside the caller's transaction). Returns (row, ca_chain PEMs)."""
+               source: str, private_pem: bytes | None,
+               renewed_from_id: str | None = None) -> tuple[asyncpg.Record, list[str]]:
+    """Sign, store and announce one leaf (inside the caller's transaction). Returns (row, ca_chain PEMs).
+
+    ``renewed_from_id`` (internal auto-renewal, services/pki/renewal.py): the new record chains to it, the event is
+    ``certificate.renewed`` (with ``old_certificate_id``) and the audit action ``pki_acme_renew`` (kind internal).
+    """
     now = datetime.now(UTC)
     ca = await _issuing_ca(conn, ctx.tenant_id, role, now + ttl)
     issuer = await crl.load_issuer(conn, svc.keyring, svc.base_url, ctx.tenant_id, ctx.partner_id, ca)
@@ -133,19 +140,28 @@ async def mint(conn: asyncpg.Connection, ctx: RequestContext, svc: Services, rol
                             common_name=names.common_name, alt_names=names.dns, ip_sans=names.ips,
                             key_type=key_type, key_bits=key_bits, certificate_pem=x509.cert_pem(cert),
                             key_ciphertext=blob, not_before=cert.not_valid_before_utc,
-                            not_after=cert.not_valid_after_utc, created_by=ctx.principal.identity_id)
+                            not_after=cert.not_valid_after_utc, created_by=ctx.principal.identity_id,
+                            renewed_from_id=renewed_from_id)
     await ca_repo.count_issued(conn, ctx.tenant_id, ca["id"])
     serial = x509.serial_colon(cert.serial_number)
-    await common.emit(conn, "certificate.issued", tenant_id=ctx.tenant_id, partner_id=ctx.partner_id,
-                      identity_id=ctx.principal.identity_id,
-                      data={"certificate_id": cert_id, "serial_number": serial, "common_name": names.common_name,
-                            "alt_names": names.dns, "ip_sans": names.ips, "not_after": common.iso(row["not_after"]),
-                            "ca_id": ca["id"], "role": role.name, "source": source})
-    action = "pki_issue" if source == "issue" else "pki_sign"
+    data = {"certificate_id": cert_id, "serial_number": serial, "common_name": names.common_name,
+            "alt_names": names.dns, "ip_sans": names.ips, "not_after": common.iso(row["not_after"]),
+            "ca_id": ca["id"], "role": role.name, "source": source}
+    extra: dict[str, Any] = {"role": role.name, "ca_id": ca["id"], "serial_number": serial,
+                             "common_name": names.common_name, "source": source}
+    if renewed_from_id is not None:
+        data["old_certificate_id"] = renewed_from_id
+        extra.update(kind="internal", renewed_from_id=renewed_from_id)
+    await common.emit(conn, "certificate.renewed" if renewed_from_id else "certificate.issued",
+                      tenant_id=ctx.tenant_id, partner_id=ctx.partner_id, identity_id=ctx.principal.identity_id,
+                      data=data)
+    if renewed_from_id is not None:
+        action = "pki_acme_renew"
+    else:
+        action = "pki_issue" if source == "issue" else "pki_sign"
     ctx.describe(action, resource_type="certificate", resource_id=cert_id)
     await svc.audit.record(ctx, action=action, resource_type="certificate", resource_id=cert_id, conn=conn,
-                           extra={"role": role.name, "ca_id": ca["id"], "serial_number": serial,
-                                  "common_name": names.common_name, "source": source})
+                           extra=extra)
     return row, await ca_svc.chain_pems(conn, ctx.tenant_id, ca)
 
 
@@ -164,6 +180,16 @@ async def issue(conn: asyncpg.Connection, ctx: RequestContext, svc: Services, ro
     role = roles.of_row(await roles.fetch(conn, ctx.tenant_id, role_name))
     names = roles.check_names(role, body.get("common_name"), _list(body, "alt_names"), _list(body, "ip_sans"))
     ttl = check_ttl(role, body.get("ttl"))
+    auto_renew = body.get("auto_renew", False)
+    if not isinstance(auto_renew, bool):
+        raise common.validation("auto_renew", "auto_renew must be a boolean")
+    renew_before = None
+    if auto_renew:
+        from services.pki import renewal
+
+        renew_before = renewal.check_start(role, ttl, body.get("renew_before"))
+    elif body.get("renew_before") is not None:
+        raise common.validation("renew_before", "renew_before is only used with auto_renew: true")
     key_type = role.config.get("key_type", "rsa")
     bits = int(role.config.get("key_bits") or 0)
     if key_type == "any":  # the server picks: EC P-256
@@ -172,7 +198,11 @@ async def issue(conn: asyncpg.Connection, ctx: RequestContext, svc: Services, ro
     pem = x509.private_pem(key)
     row, chain = await mint(conn, ctx, svc, role, names=names, ttl=ttl, public_key=key.public_key(),
                             key_type=key_type, key_bits=bits, source="issue", private_pem=pem)
-    return _response(row, chain, svc.base_url, pem.decode())
+    out = _response(row, chain, svc.base_url, pem.decode())
+    if auto_renew:  # the router starts the renewal workflow before the transaction commits
+        out.update(auto_renew=True, renew_before=body.get("renew_before"), managed_certificate_id=row["id"])
+        out["_renew"] = (row, renew_before)
+    return out
 
 
 def csr_names(role: roles.Role, parsed: x509.ParsedCsr, body: Mapping[str, Any]) -> roles.Names:

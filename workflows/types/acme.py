@@ -34,7 +34,7 @@ class ErrorInfo:
 
 @dataclass
 class ManagedState:
-    status: str = "ordering"  # ordering | waiting | backoff | paused | stopped
+    status: str = "ordering"  # ordering | waiting | backoff | paused | stopped | failed (internal: gave up)
     current_certificate_id: str | None = None
     not_before: str | None = None
     not_after: str | None = None
@@ -62,6 +62,27 @@ class ManagedInput:
     max_order_tries: int = 3
     heartbeat_timeout_seconds: float = 30.0
     state: ManagedState | None = None
+    kind: str = "acme"  # "acme" (orders against an ACME CA) | "internal" (re-issued by the tenant's own CA)
+
+
+@dataclass
+class InternalRenewInput:
+    """Re-issue ``from_certificate_id`` (an internal-CA leaf) through its role; ``attempt`` counts failures."""
+    tenant_id: str
+    managed_id: str
+    from_certificate_id: str
+    attempt: int
+
+
+@dataclass
+class InternalFailureInput:
+    tenant_id: str
+    managed_id: str
+    from_certificate_id: str
+    code: str
+    message: str
+    attempt: int
+    final: bool
 
 
 @dataclass
