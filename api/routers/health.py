@@ -23,8 +23,8 @@ from core.errors import AppError
 from ratelimit.limiter import LocalBuckets
 from services import health as checks
 from services import job_metrics
-from services.pki import metrics as pki_metrics
 from services.dynamic import metrics as dynamic_metrics
+from services.pki import metrics as pki_metrics
 from services.rotation import metrics as rotation_metrics
 
 _PUBLIC_CATEGORY = "public_health"
