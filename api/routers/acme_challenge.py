@@ -18,7 +18,9 @@ _TOKEN = re.compile(r"^[A-Za-z0-9_-]{16,128}$")
 
 
 @router.get("/.well-known/acme-challenge/{token}", summary="http-01 key authorization (no token)",
-                      responses={200: {"content": {"text/plain": {}}}}, dependencies=[Public])
+                      responses={200: {"content": {"text/plain": {}}},
+                                 404: {"description": "no such challenge token (unknown, finished or malformed)"}},
+                      dependencies=[Public])
 async def acme_challenge(token: str, request: Request) -> Response:
     key_auth = None
     if _TOKEN.match(token):

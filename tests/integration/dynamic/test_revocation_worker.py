@@ -24,7 +24,9 @@ FAST = {"dynamic_revocation_backoff_seconds": 0.5, "dynamic_revocation_backoff_m
         "dynamic_root_credentials_cache_seconds": 0.5}
 
 
-async def poll(check: Any, *, deadline: float = 60.0, every: float = 0.2) -> Any:
+async def poll(check: Any, *, deadline: float = 60.0, every: float = 0.75) -> Any:
+    """Poll ``check`` until it returns something truthy. At most 80 checks a minute: the lease GET is in the
+    list_operations rate category (100/min), which a faster poll exhausts while the revoker waits under load."""
     end = time.monotonic() + deadline
     while True:
         got = await check()

