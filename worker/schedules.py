@@ -63,7 +63,9 @@ def _pki(settings: Settings) -> Schedule:
     return Schedule(
         action=ScheduleActionStartWorkflow(MAINTENANCE_WORKFLOW, MaintenanceInput(),
                                            id=pki_maintenance_schedule_id(settings),
-                                           task_queue=settings.task_queue(PKI)),
+                                           task_queue=settings.task_queue(PKI),
+                                           **schedule_options(settings, area="pki", summary="PKI maintenance: "
+                                                              "expiry notices and CRL rebuilds")),
         spec=_every(MAINTENANCE_INTERVAL_SECONDS),
         policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
     )
@@ -81,7 +83,9 @@ def _lease_reconcile(settings: Settings) -> Schedule:
     return Schedule(
         action=ScheduleActionStartWorkflow(RECONCILE_WORKFLOW, ReconcileInput(),
                                            id=lease_reconcile_schedule_id(settings),
-                                           task_queue=settings.task_queue(LEASES)),
+                                           task_queue=settings.task_queue(LEASES),
+                                           **schedule_options(settings, area="lease", summary="lease reconcile: "
+                                                              "starts revokers of engines with overdue leases")),
         spec=_every(settings.dynamic_reconcile_seconds),
         policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
     )
@@ -99,7 +103,9 @@ def _rotation_reconcile(settings: Settings) -> Schedule:
     return Schedule(
         action=ScheduleActionStartWorkflow(RECONCILE_WORKFLOW, ReconcileInput(),
                                            id=rotation_reconcile_schedule_id(settings),
-                                           task_queue=settings.task_queue(ROTATION)),
+                                           task_queue=settings.task_queue(ROTATION),
+                                           **schedule_options(settings, area="rotation", summary="rotation "
+                                                              "reconcile: starts unacknowledged rotation workflows")),
         spec=_every(RECONCILE_INTERVAL_SECONDS),
         policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
     )

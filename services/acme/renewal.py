@@ -37,10 +37,14 @@ async def start(temporal: Any, settings: Settings, tenant_id: str, managed_id: s
         from core.errors import AppError
 
         raise AppError("service_unavailable", "Temporal is not configured; the order cannot run")
+    from worker.visibility import start_options
+
+    visibility = start_options(settings, area="renewal", tenant_id=tenant_id, resource_id=managed_id,
+                               summary=f"ACME certificate {managed_id} (order {order_id}): order and renewals")
     await with_deadline(settings, lambda rpc_timeout: temporal.start_workflow(
         MANAGED_WORKFLOW, workflow_input(settings, tenant_id, managed_id, order_id),
         id=workflow_id(settings, tenant_id, managed_id), task_queue=settings.task_queue(PKI_QUEUE),
-        rpc_timeout=rpc_timeout), action="acme.start")
+        rpc_timeout=rpc_timeout, **visibility), action="acme.start")
 
 
 async def start_internal(temporal: Any, settings: Settings, tenant_id: str, cert: Any,
@@ -59,9 +63,15 @@ async def start_internal(temporal: Any, settings: Settings, tenant_id: str, cert
                       history=[cert["id"]])
     inp = ManagedInput(**{**workflow_input(settings, tenant_id, cert["id"], "").__dict__, "kind": "internal",
                           "state": st})
+    from worker.visibility import start_options
+
+    cn = cert.get("common_name") if hasattr(cert, "get") else None
+    visibility = start_options(settings, area="renewal", tenant_id=tenant_id, resource_id=cert["id"],
+                               summary=f"auto-renewal of internal-CA certificate {cert['id']}"
+                               + (f" ({cn})" if cn else ""))
     await with_deadline(settings, lambda rpc_timeout: temporal.start_workflow(
         MANAGED_WORKFLOW, inp, id=workflow_id(settings, tenant_id, cert["id"]),
-        task_queue=settings.task_queue(PKI_QUEUE), rpc_timeout=rpc_timeout), action="acme.start")
+        task_queue=settings.task_queue(PKI_QUEUE), rpc_timeout=rpc_timeout, **visibility), action="acme.start")
 
 
 def _iso(ts: Any) -> str:

@@ -55,13 +55,18 @@ async def signal(state: Any, tenant_id: str, engine_id: str, name: str, arg: Any
 
             raise AppError("service_unavailable", "Temporal is not available; retry later", {"service": "temporal"})
         return False
+    from worker.visibility import start_options
+
     s = state.settings
+    visibility = start_options(s, area="lease", tenant_id=tenant_id, resource_id=engine_id,
+                               summary=f"lease revoker of dynamic engine {engine_id}")
     try:
         await with_deadline(s, lambda rpc_timeout: temporal.start_workflow(
             REVOKER_WORKFLOW, RevokerInput(tenant_id=tenant_id, engine_id=engine_id,
                                            idle_seconds=int(s.dynamic_revoker_idle_seconds)),
             id=workflow_id(s, tenant_id, engine_id), task_queue=s.task_queue(LEASES_QUEUE),
-            start_signal=name, start_signal_args=[arg], rpc_timeout=rpc_timeout), action=f"leases.{name}")
+            start_signal=name, start_signal_args=[arg], rpc_timeout=rpc_timeout, **visibility),
+            action=f"leases.{name}")
         return True
     except Exception:
         if strict:

@@ -342,6 +342,7 @@ async def start_redelivery(client: Any, settings: Settings, tenant_id: str, webh
     (dead-lettered, or delivered and being replayed) starts a fresh retry schedule."""
     from temporalio.common import WorkflowIDReusePolicy
 
+    from worker.visibility import start_options
     from workflows.types.events import REDELIVER_SIGNAL
 
     await client.start_workflow(
@@ -349,6 +350,8 @@ async def start_redelivery(client: Any, settings: Settings, tenant_id: str, webh
         id=delivery_workflow_id(settings, webhook_id, event_id), task_queue=settings.task_queue("events"),
         id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE, start_signal=REDELIVER_SIGNAL,
         rpc_timeout=rpc_timeout,
+        **start_options(settings, area="delivery", tenant_id=tenant_id, resource_id=webhook_id,
+                        summary=f"webhook {webhook_id} redelivery of event {event_id}"),
     )
 
 

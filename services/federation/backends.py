@@ -357,9 +357,14 @@ async def start_sync(state: Any, row: Any, *, reason: str, strict: bool, start: 
         if temporal is None:
             raise AppError("service_unavailable", "Temporal is not configured", {"service": "temporal"})
         if start:
+            from worker.visibility import start_options
+
+            visibility = start_options(settings, area="federation", tenant_id=row["tenant_id"], resource_id=row["id"],
+                                       summary=f"federation sync of backend {row['id']}")
             await with_deadline(settings, lambda rpc_timeout: temporal.start_workflow(
                 SYNC_WORKFLOW, initial_state(settings, row), id=wf_id, task_queue=settings.task_queue(FEDERATION),
                 start_signal=FORCE_SIGNAL, start_signal_args=[ForceSync(reason=reason)], rpc_timeout=rpc_timeout,
+                **visibility,
             ), action="federation_sync.signal_with_start")
         else:
             await with_deadline(settings, lambda rpc_timeout: temporal.get_workflow_handle(wf_id).signal(

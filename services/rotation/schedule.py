@@ -40,12 +40,16 @@ async def signal(temporal: Any, settings: Settings, tenant_id: str, secret_id: i
                  rotate: RotateNow | None = None, reason: str = "") -> None:
     """Signal-with-start: starts the secret's workflow if it is not running, then signals it."""
     from worker.client import with_deadline
+    from worker.visibility import start_options
 
     name, arg = (ROTATE_NOW_SIGNAL, rotate) if rotate is not None else (RESCHEDULE_SIGNAL, Reschedule(reason))
+    # applied when this call starts the workflow (signal-with-start); a running one keeps its own
+    visibility = start_options(settings, area="rotation", tenant_id=tenant_id, resource_id=str(secret_id),
+                               summary=f"rotation schedule of secret {secret_id}")
     await with_deadline(settings, lambda rpc_timeout: temporal.start_workflow(
         ROTATION_WORKFLOW, workflow_input(settings, tenant_id, secret_id),
         id=workflow_id(settings, tenant_id, secret_id), task_queue=settings.task_queue(ROTATION_QUEUE),
-        start_signal=name, start_signal_args=[arg], rpc_timeout=rpc_timeout,
+        start_signal=name, start_signal_args=[arg], rpc_timeout=rpc_timeout, **visibility,
     ), action=f"rotation.{name}")
 
 

@@ -52,3 +52,66 @@ def test_start_options_validate_the_area_and_honour_the_switch(settings_factory)
     assert "typed_search_attributes" in sched and "memo" not in sched
     with pytest.raises(ValueError, match="ScaiVaultArea"):
         visibility.start_options(settings_factory(), area="bogus")
+
+
+async def test_lifecycle_starters_are_findable_by_area_and_tenant(settings_factory):
+    """The rotation, lease, federation and renewal starters (each a signal-with-start or start against the real
+    dev server; no worker: the workflows wait on their prefixed queue) carry the attributes and the memo, and the
+    documented ``ScaiVaultArea = ... AND ScaiVaultTenant = ...`` query lists them."""
+    from types import SimpleNamespace
+
+    from services.acme import renewal
+    from services.dynamic import revocation
+    from services.federation import backends
+    from services.rotation import schedule as rotation
+    from worker.client import connect
+    from workflows.types.dynamic import WAKE_SIGNAL, Wake
+
+    settings = settings_factory()
+    prefix = settings.temporal_task_queue_prefix
+    client = await connect(settings)
+    state = SimpleNamespace(temporal=client, settings=settings)
+    await rotation.signal(client, settings, TENANT, 4242, reason="test")
+    await revocation.signal(state, TENANT, "eng_vis", WAKE_SIGNAL, Wake("test"), strict=True)
+    await backends.start_sync(state, {"tenant_id": TENANT, "id": "fb_vis", "sync_interval_seconds": 3600},
+                              reason="test", strict=True)
+    await renewal.start(client, settings, TENANT, "crt_vis", "ord_vis")
+    expected = {
+        "rotation": (rotation.workflow_id(settings, TENANT, 4242), "4242"),
+        "lease": (revocation.workflow_id(settings, TENANT, "eng_vis"), "eng_vis"),
+        "federation": (backends.workflow_id(settings, TENANT, "fb_vis"), "fb_vis"),
+        "renewal": (renewal.workflow_id(settings, TENANT, "crt_vis"), "crt_vis"),
+    }
+    try:
+        for area, (wf_id, resource) in expected.items():
+            desc = await client.get_workflow_handle(wf_id).describe()
+            attrs = desc.typed_search_attributes
+            assert (attrs.get(visibility.AREA), attrs.get(visibility.TENANT), attrs.get(visibility.RESOURCE)) == (
+                area, TENANT, resource)
+            assert resource in (await desc.memo_value("summary"))
+            query = (f'ScaiVaultArea = "{area}" AND ScaiVaultTenant = "{TENANT}" '
+                     f'AND WorkflowId STARTS_WITH "{prefix}"')
+            deadline = time.monotonic() + 60
+            while True:  # visibility is eventually consistent
+                found = [wf.id async for wf in client.list_workflows(query)]
+                if found == [wf_id]:
+                    break
+                assert time.monotonic() < deadline, (area, found)
+                await asyncio.sleep(0.5)
+    finally:
+        for wf_id, _ in expected.values():
+            try:
+                await client.get_workflow_handle(wf_id).terminate("test done")
+            except Exception:  # best-effort cleanup
+                pass
+
+
+def test_reconcile_and_maintenance_schedules_carry_their_area(settings_factory):
+    from worker import schedules
+
+    settings = settings_factory()
+    for build, area in ((schedules._rotation_reconcile, "rotation"), (schedules._lease_reconcile, "lease"),
+                        (schedules._pki, "pki")):
+        action = build(settings).action
+        assert action.typed_search_attributes.get(visibility.AREA) == area
+        assert action.memo and action.memo.get("summary")
