@@ -4,8 +4,6 @@ settings, every check is ok or skipped and the exit code is 0."""
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -13,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from devstack import services as svc
+from tests.devstack_run import dev_stack
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
@@ -22,24 +20,8 @@ REPO = Path(__file__).resolve().parents[2]
 def test_doctor_passes_on_make_dev(tmp_path):
     from devstack.run import app_env, load_or_create_secrets
 
-    state = tmp_path / "dev"
-    env = dict(os.environ, SCAIVAULT_DEV_STATE_DIR=str(state), SCAIVAULT_DEV_API_WORKERS="1")
-    for name in ("API", "TEMPORAL", "TEMPORAL_UI", "PG", "REDIS", "SCAIKEY"):
-        env[f"SCAIVAULT_DEV_{name}_PORT"] = str(svc.free_port())
-    proc = subprocess.Popen([sys.executable, "-m", "devstack.run"], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    stack_file = state / "stack.json"
-    try:
-        deadline = time.time() + 180
-        info: dict = {}
-        while time.time() < deadline:
-            if proc.poll() is not None:
-                pytest.fail(f"devstack exited early:\n{proc.stdout.read() if proc.stdout else ''}")
-            if stack_file.exists():
-                info = json.loads(stack_file.read_text())
-                if info.get("running") and info.get("admin_token"):
-                    break
-            time.sleep(0.5)
+    with dev_stack(tmp_path) as stack:
+        state, info = stack.state, stack.info
         assert info.get("admin_token"), "the dev stack prints a usable admin token"
         # the operator runs doctor where the deployment's settings are: the dev stack's own environment
         doc_env = app_env(load_or_create_secrets(state), info["database_url"], info["redis_url"],
@@ -58,11 +40,3 @@ def test_doctor_passes_on_make_dev(tmp_path):
         checks = {c["name"]: c for c in report["checks"]}
         for name in ("api", "token", "health", "migrations", "workflows", "clock"):
             assert checks[name]["status"] == "ok", checks[name]
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)

@@ -4,16 +4,14 @@ and SIGTERM (what Ctrl-C sends the process group) stops every process it started
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from devstack import services as svc
+from tests.devstack_run import dev_stack
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
@@ -29,24 +27,8 @@ def curl(*args: str) -> tuple[int, dict]:
 
 
 def test_make_dev_stack_serves_the_quickstart_and_stops_cleanly(tmp_path):
-    state = tmp_path / "dev"
-    env = dict(os.environ, SCAIVAULT_DEV_STATE_DIR=str(state), SCAIVAULT_DEV_API_WORKERS="1")
-    for name in ("API", "TEMPORAL", "TEMPORAL_UI", "PG", "REDIS", "SCAIKEY"):
-        env[f"SCAIVAULT_DEV_{name}_PORT"] = str(svc.free_port())
-    proc = subprocess.Popen([sys.executable, "-m", "devstack.run"], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    stack_file = state / "stack.json"
-    try:
-        deadline = time.time() + 150
-        info: dict = {}
-        while time.time() < deadline:
-            if proc.poll() is not None:
-                pytest.fail(f"devstack exited early:\n{proc.stdout.read() if proc.stdout else ''}")
-            if stack_file.exists():
-                info = json.loads(stack_file.read_text())
-                if info.get("running") and info.get("admin_token"):
-                    break
-            time.sleep(0.5)
+    with dev_stack(tmp_path, timeout=150) as stack:
+        state, info = stack.state, stack.info
         assert info.get("admin_token"), "the dev stack prints a usable admin token"
         api, auth = info["api_url"], f"Authorization: Bearer {info['admin_token']}"
         for key in ("temporal_address", "temporal_ui_url", "database_url", "redis_url", "scaikey_url"):
@@ -77,10 +59,7 @@ def test_make_dev_stack_serves_the_quickstart_and_stops_cleanly(tmp_path):
         assert curl(f"{api}/v1/health/ready")[0] == 200
         assert curl(info["temporal_ui_url"])[0] == 200
         _seeded_tenants_partner_names_and_scaikey_webhook(info, state)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=60)
-    pids = json.loads(stack_file.read_text()).get("pids", {})
+    pids = json.loads(stack.stack_file.read_text()).get("pids", {})
     assert pids, "stack.json records the pid of every process it started"
     assert not [name for name, pid in pids.items() if svc.pid_alive(int(pid))], "everything it started is stopped"
 

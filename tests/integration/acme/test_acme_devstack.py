@@ -5,10 +5,7 @@ Pebble and challtestsrv by their pids."""
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,30 +13,18 @@ import httpx
 import pytest
 
 from devstack import services as svc
+from tests.devstack_run import dev_stack
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[3]
 
 
 def test_make_dev_orders_a_certificate_from_the_local_pebble_in_one_curl(tmp_path: Path) -> None:
-    state = tmp_path / "dev"
-    env = dict(os.environ, SCAIVAULT_DEV_STATE_DIR=str(state), SCAIVAULT_DEV_API_WORKERS="1")
-    for name in ("API", "TEMPORAL", "TEMPORAL_UI", "PG", "REDIS", "SCAIKEY"):
-        env[f"SCAIVAULT_DEV_{name}_PORT"] = str(svc.free_port())
-    proc = subprocess.Popen([sys.executable, "-m", "devstack.run"], cwd=REPO, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-    stack_file = state / "stack.json"
-    info: dict = {}
-    try:
-        deadline = time.time() + 180
-        while time.time() < deadline:
-            if proc.poll() is not None:
-                pytest.fail(f"devstack exited early:\n{proc.stdout.read() if proc.stdout else ''}")
-            if stack_file.exists():
-                info = json.loads(stack_file.read_text())
-                if info.get("running") and info.get("acme_account_id") and info.get("dns_provider_id"):
-                    break
-            time.sleep(0.5)
+    def acme_ready(i: dict) -> bool:
+        return bool(i.get("running") and i.get("acme_account_id") and i.get("dns_provider_id"))
+
+    with dev_stack(tmp_path, ready=acme_ready) as stack:
+        info = stack.info
         assert info.get("acme_account_id"), f"make dev seeds an ACME account: {info}"
         assert {"pebble", "pebble-challtestsrv"} <= set(info["pids"])
         api, token = info["api_url"], info["admin_token"]
@@ -60,13 +45,6 @@ def test_make_dev_orders_a_certificate_from_the_local_pebble_in_one_curl(tmp_pat
         assert order["status"] == "valid", order
         cert = httpx.get(f"{api}/v1/pki/certificates/{order['certificate_id']}", headers=h).json()
         assert sorted(cert["alt_names"]) == ["*.dev.test", "app.dev.test"] and cert["source"] == "acme"
-    finally:
         pids = dict(info.get("pids", {}))
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            raise
     for name in ("pebble", "pebble-challtestsrv"):
         assert not svc.pid_alive(pids[name]), f"{name} still running after the stack stopped"
