@@ -35,6 +35,7 @@ from services.housekeeping import sweeper
 from services.secrets import input as inp
 from services.secrets.access_tracker import AccessTracker
 from services.secrets.row_cache import GEN_EXTRA, SecretRowCache, gen_key
+from services.secrets.write_batch import FALLBACK, PendingWrite, batchable, make_batcher
 
 _T = TypeVar("_T")
 log = logging.getLogger("scaivault.secrets")
@@ -135,6 +136,7 @@ class SecretsService:
         self.settings = state.settings
         self.tracker = tracker
         self.retention = parse_duration(self.settings.soft_delete_retention, field="SOFT_DELETE_RETENTION")
+        self.batcher = make_batcher(self, self.settings)  # group commit of appends (services/secrets/write_batch.py)
 
     async def changed(self, owner: Owner) -> None:
         """Bump the owner's secrets generation (read-cache coherence across processes)."""
@@ -488,6 +490,12 @@ class SecretsService:
         metadata = inp.check_metadata(doc["metadata"]) if doc.get("metadata") is not None else None
         opts = inp.check_options(doc.get("options"))
         kek = await self._kek(owner)  # warm the key before taking the row lock
+        if self.batcher is not None and batchable(opts, rotation):
+            body = await self.batcher.submit(PendingWrite(
+                ctx, owner, path, doc, given_type, plaintext, metadata, opts, kek,
+                ctx.internal.get(WRITE_AUDIT_ACTION, "write")))
+            if body is not FALLBACK:
+                return False, body
         async with self.db.raw() as conn, conn.transaction():
             row = await repo.lock(conn, owner, path)
             now = _now()

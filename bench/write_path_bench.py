@@ -1,0 +1,303 @@
+"""The write-path benchmark of issue 13: the whole ``make dev`` stack, three wrk loads, workers' RSS.
+
+Starts ``python -m devstack.run`` (PostgreSQL with fsync on, Redis, Temporal, the ScaiKey emulator, the worker
+with the outbox relay and the audit sealer, 2 API workers, Pebble when installed) on free ports in a private
+state directory, with audit on, the access log off and the read/write rate-limit buckets lifted (the limiter's
+Redis round trip is still paid). Then, with wrk (64 connections, ~1 KB secret):
+
+1. reads of one secret;
+2. writes spread over 1,000 paths;
+3. writes to one hot path.
+
+It prints req/s, p50 and p99 for each, the RSS of each API worker and of the Temporal worker, and checks what
+the loads left behind: every version of the hot path has its audit entry and its ``secret.updated`` event.
+Stops the stack by its pid (SIGTERM; devstack stops each child by its own pid)::
+
+    .venv/bin/python bench/write_path_bench.py [--duration 15] [--openbao]
+
+``--openbao`` also starts an OpenBao server (raft storage on disk, a file audit device, KV v2) and runs the
+same three loads against it, one after the other on the same machine, so the two columns are side by side.
+``--hold N`` keeps the ScaiVault stack up N seconds after the loads (for a profiler).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+from bench.secrets_bench import one_kb_payload, run_wrk  # noqa: E402
+
+READ_PATH = "bench/read/secret-1kb"
+HOT_PATH = "bench/hot/secret"
+
+
+def _lua(s: str) -> str:
+    return s.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def put_script(auth_header: str, token: str, url_prefix: str, body: str, paths: int) -> str:
+    """wrk Lua: PUT ``body`` to ``url_prefix .. (n % paths)`` (paths == 1: always the same path)."""
+    target = f'"{_lua(url_prefix)}"' if paths == 1 else f'"{_lua(url_prefix)}" .. (counter % {paths})'
+    return f"""
+wrk.method = "PUT"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["{auth_header}"] = "{_lua(token)}"
+local body = "{_lua(body)}"
+local counter = 0
+request = function()
+  counter = counter + 1
+  return wrk.format(nil, {target}, nil, body)
+end
+"""
+
+
+def rss_mb(pid: int) -> int | None:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    kb = next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), None)
+    return kb // 1024 if kb is not None else None
+
+
+def children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    try:
+        return [int(p) for p in path.read_text().split()]
+    except OSError:
+        return []
+
+
+def three_loads(name: str, *, read_url: str, base_url: str, auth: tuple[str, str], many_prefix: str,
+                hot_path: str, body: str, args: argparse.Namespace) -> dict[str, Any]:
+    header, value = auth
+    common = dict(connections=args.connections, duration=args.duration, threads=args.threads)
+    read_script = f'wrk.headers["{header}"] = "{_lua(value)}"\n'
+    run_wrk(read_url, value, script=read_script, **{**common, "duration": args.warmup})  # warm-up
+    results = {
+        "read": run_wrk(read_url, value, script=read_script, **common),
+        "write_1000_paths": run_wrk(base_url, value, script=put_script(header, value, many_prefix, body,
+                                                                        args.write_paths), **common),
+        "write_hot_path": run_wrk(base_url, value, script=put_script(header, value, hot_path, body, 1), **common),
+    }
+    for load, r in results.items():
+        print(f"{name:>10} {load:>17}: {r['rps']:>8.1f} req/s  p50 {r['p50_ms']:>7} ms  p99 {r['p99_ms']:>7} ms"
+              f"  non-2xx {r['non_2xx']} {r['socket_errors']}", flush=True)
+    return results
+
+
+# ------------------------------------------------------------------------------------------------ ScaiVault
+
+
+def start_devstack(state: Path) -> tuple[subprocess.Popen[str], dict[str, Any]]:
+    from devstack import services as svc
+
+    env = dict(os.environ, SCAIVAULT_DEV_STATE_DIR=str(state), SCAIVAULT_DEV_API_WORKERS="2", LOG_ACCESS="false",
+               RATE_LIMIT_OVERRIDES="read_secrets=1000000000,write_secrets=1000000000")
+    for name in ("API", "TEMPORAL", "TEMPORAL_UI", "PG", "REDIS", "SCAIKEY"):
+        env[f"SCAIVAULT_DEV_{name}_PORT"] = str(svc.free_port())
+    log = open(state.parent / "devstack.out", "w")  # noqa: SIM115 - closed with the process
+    proc = subprocess.Popen([sys.executable, "-m", "devstack.run"], cwd=REPO_ROOT, env=env, stdout=log,
+                            stderr=subprocess.STDOUT, text=True)
+    stack_file = state / "stack.json"
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"devstack exited early:\n{(state.parent / 'devstack.out').read_text()[-4000:]}")
+        if stack_file.exists():
+            info = json.loads(stack_file.read_text())
+            if info.get("running") and info.get("admin_token") and "identity_synced" in info:
+                return proc, info
+        time.sleep(0.5)
+    raise SystemExit("devstack did not come up within 240 s")
+
+
+def stop_devstack(proc: subprocess.Popen[str]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def check_hot_path(api_url: str, token: str, database_url: str) -> None:
+    """What a user relies on after the hot-path load: each version has its own audit entry and event, in order."""
+    import asyncio
+
+    import asyncpg
+
+    with httpx.Client(base_url=api_url, headers={"Authorization": f"Bearer {token}"}, timeout=30) as c:
+        meta = c.get(f"/v1/secrets/{HOT_PATH}:metadata").json()
+    current = int(meta.get("current_version") or meta.get("version") or 0)
+
+    async def counts() -> tuple[int, int, list[int]]:
+        conn = await asyncpg.connect(database_url)
+        try:
+            audits = await conn.fetchval(
+                "SELECT count(DISTINCT version) FROM audit_log WHERE secret_path = $1 AND success AND action = 'write'",
+                HOT_PATH)
+            rows = await conn.fetch(
+                "SELECT (data->>'new_version')::int AS v FROM events WHERE path = $1 "
+                "AND event_type = 'secret.updated' ORDER BY seq", HOT_PATH)
+            return current, int(audits or 0), [r["v"] for r in rows]
+        finally:
+            await conn.close()
+
+    try:
+        cur, audits, events = asyncio.run(counts())
+    except Exception as exc:  # the schema is the server's business; the check is informative
+        print(f"hot-path check skipped: {type(exc).__name__}: {exc}")
+        return
+    in_order = events == sorted(events)
+    print(f"hot path: {cur} versions, audit entries for {audits} distinct versions, {len(events)} secret.updated "
+          f"events, in order: {in_order}")
+
+
+def scaivault(args: argparse.Namespace, body: str) -> dict[str, Any]:
+    tmp = Path(tempfile.mkdtemp(prefix="scaivault-writebench-"))
+    proc, info = start_devstack(tmp / "dev")
+    try:
+        api, token = info["api_url"], info["admin_token"]
+        with httpx.Client(base_url=api, headers={"Authorization": f"Bearer {token}"}, timeout=30) as c:
+            for path in (READ_PATH, HOT_PATH):
+                r = c.put(f"/v1/secrets/{path}", json={"data": one_kb_payload()})
+                if r.status_code not in (200, 201):
+                    raise SystemExit(f"seeding {path} failed: {r.status_code} {r.text}")
+        time.sleep(1.0)
+        results = three_loads("scaivault", read_url=f"{api}/v1/secrets/{READ_PATH}", base_url=api,
+                              auth=("Authorization", f"Bearer {token}"), many_prefix="/v1/secrets/bench/write/s",
+                              hot_path=f"/v1/secrets/{HOT_PATH}", body=body, args=args)
+        pids = info.get("pids") or {}
+        api_pid, worker_pid = pids.get("api"), pids.get("worker")
+        rss: dict[str, Any] = {}
+        if api_pid:
+            rss["api_workers_mb"] = [rss_mb(p) for p in children(api_pid)]
+        if worker_pid:
+            rss["worker_mb"] = rss_mb(worker_pid)
+        print(f"RSS: API workers {rss.get('api_workers_mb')} MB, Temporal worker {rss.get('worker_mb')} MB")
+        results["rss"] = rss
+        time.sleep(2.0)  # let the relay drain before counting events
+        check_hot_path(api, token, info["database_url"])
+        if args.hold:
+            print(f"holding the stack {args.hold}s: {api} (token in {tmp / 'token'})", flush=True)
+            (tmp / "token").write_text(token)
+            time.sleep(args.hold)
+        return results
+    finally:
+        stop_devstack(proc)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+# ------------------------------------------------------------------------------------------------ OpenBao
+
+_BAO_CONFIG = """
+storage "raft" {{
+  path    = "{data}"
+  node_id = "bench"
+}}
+listener "tcp" {{
+  address     = "127.0.0.1:{port}"
+  tls_disable = true
+}}
+api_addr     = "http://127.0.0.1:{port}"
+cluster_addr = "http://127.0.0.1:{cluster}"
+disable_mlock = true
+ui = false
+"""
+
+
+def openbao(args: argparse.Namespace, body: str) -> dict[str, Any]:
+    from devstack import services as svc
+
+    bao = shutil.which("bao") or str(Path(sys.executable).parent / "bao")
+    tmp = Path(tempfile.mkdtemp(prefix="openbao-writebench-"))
+    (tmp / "data").mkdir()
+    port, cluster = svc.free_port(), svc.free_port()
+    (tmp / "config.hcl").write_text(_BAO_CONFIG.format(data=tmp / "data", port=port, cluster=cluster))
+    log = open(tmp / "bao.log", "w")  # noqa: SIM115
+    proc = subprocess.Popen([bao, "server", f"-config={tmp / 'config.hcl'}"], stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        with httpx.Client(base_url=url, timeout=30) as c:
+            for _ in range(100):
+                try:
+                    c.get("/v1/sys/health")
+                    break
+                except httpx.HTTPError:
+                    time.sleep(0.2)
+            init = c.put("/v1/sys/init", json={"secret_shares": 1, "secret_threshold": 1}).json()
+            c.put("/v1/sys/unseal", json={"key": init["keys_b64"][0]}).raise_for_status()
+            token = init["root_token"]
+            c.headers["X-Vault-Token"] = token
+            for _ in range(100):  # raft elects itself leader
+                if c.get("/v1/sys/leader").json().get("is_self"):
+                    break
+                time.sleep(0.2)
+            c.post("/v1/sys/mounts/secret", json={"type": "kv", "options": {"version": "2"}}).raise_for_status()
+            c.put("/v1/sys/audit/file", json={"type": "file", "options": {"file_path": str(tmp / "audit.log")}}
+                  ).raise_for_status()
+            time.sleep(1.0)
+            for path in (READ_PATH, HOT_PATH):
+                c.put(f"/v1/secret/data/{path}", json={"data": one_kb_payload()}).raise_for_status()
+        bao_body = json.dumps({"data": json.loads(body)["data"]})
+        results = three_loads("openbao", read_url=f"{url}/v1/secret/data/{READ_PATH}", base_url=url,
+                              auth=("X-Vault-Token", token), many_prefix="/v1/secret/data/bench/write/s",
+                              hot_path=f"/v1/secret/data/{HOT_PATH}", body=bao_body, args=args)
+        results["rss"] = {"server_mb": rss_mb(proc.pid)}
+        print(f"RSS: OpenBao server {results['rss']['server_mb']} MB")
+        return results
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--connections", type=int, default=64)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--duration", type=int, default=15, help="seconds per load")
+    ap.add_argument("--warmup", type=int, default=3, help="seconds of unmeasured reads first")
+    ap.add_argument("--write-paths", type=int, default=1000)
+    ap.add_argument("--openbao", action="store_true", help="run the same loads against OpenBao too")
+    ap.add_argument("--only-openbao", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--hold", type=int, default=0, help="keep the ScaiVault stack up N s after the loads")
+    args = ap.parse_args(argv)
+    if not shutil.which("wrk") and not Path("/usr/bin/wrk").exists():
+        raise SystemExit("wrk not found: run `sudo apt-get install -y wrk` (Debian package wrk)")
+    body = json.dumps({"data": one_kb_payload()})
+    summary: dict[str, Any] = {}
+    if not args.only_openbao:
+        summary["scaivault"] = scaivault(args, body)
+    if args.openbao or args.only_openbao:
+        summary["openbao"] = openbao(args, body)
+    if "scaivault" in summary and "openbao" in summary:
+        for load in ("read", "write_1000_paths", "write_hot_path"):
+            s, o = summary["scaivault"][load]["rps"], summary["openbao"][load]["rps"]
+            print(f"ratio {load:>17}: {s / o if o else 0:.2f}")
+    print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

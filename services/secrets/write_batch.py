@@ -1,0 +1,288 @@
+"""Group commit for ``PUT /v1/secrets/{path}`` (issue 13; docs/performance.md "The write path").
+
+Each API process has one :class:`WriteBatcher`. A write that passed every check that needs no row (path, policy,
+body, options, key) is queued; if no batch is in flight, the caller's task starts one, which takes everything
+queued at that moment (up to ``max_batch``) and commits it in one transaction of four round trips, whatever its
+size:
+
+1. ``BEGIN``;
+2. lock every secret row the batch touches, in (scope, owner, path) order, so two processes' batches can never
+   deadlock (``FOR UPDATE`` with ``ORDER BY`` locks in the sorted order);
+3. one statement that inserts every new version, updates every secret row to its final state, and inserts every
+   ``secret.updated`` outbox event and audit entry (``unnest`` arrays; one ``events`` insert statement fires the
+   relay's NOTIFY trigger once);
+4. ``COMMIT``: one WAL flush for the whole batch.
+
+While a batch commits, the next one queues, so 64 writers on one path no longer hold 64 connections waiting on
+one row lock: consecutive versions of that path are assigned in queue order inside one transaction, each with
+its own audit entry and event (``seq`` order = version order).
+
+Everything the batch does not handle goes back to the caller, which runs the one-write transaction
+(``SecretsService.write``) exactly as before: creating a path, a deleted row, rows or options that involve
+rotation, ``max_versions`` (pruning inside one statement would not see the versions it inserts), and any
+write in a batch whose statement failed. A write's own error (``cas`` mismatch, a value that does not fit the
+stored ``secret_type``) fails only that write; the rest of the batch commits without it. Nothing of a write is
+acknowledged before its transaction commits; a crash before COMMIT leaves none of the batch behind (one
+transaction), after COMMIT all of it (version, audit entry and event together).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import orjson
+
+from api.context import RequestContext
+from audit.entry import COLUMNS as AUDIT_COLUMNS
+from audit.entry import PG_TYPES as AUDIT_TYPES
+from core.errors import AppError
+from core.ids import new_id
+from core.logging import request_id_var
+from crypto import envelope
+from repositories.secrets import NewSecret, Owner
+from services.secrets import input as inp
+
+log = logging.getLogger("scaivault.secrets")
+
+#: What :meth:`WriteBatcher.submit` returns when the write is not for a batch: run the one-write transaction.
+FALLBACK: Any = object()
+
+_LOCK_MANY = (
+    "SELECT s.id, s.scope, s.owner_id, s.path, s.secret_type, s.current_version, s.metadata::text AS metadata,"
+    " s.max_versions, s.rotation_policy_id, s.secret_policy_id, s.notify_before, s.deleted_at, s.created_at"
+    " FROM secrets s JOIN unnest($1::text[], $2::text[], $3::text[]) AS k(scope, owner_id, path)"
+    " ON s.scope = k.scope AND s.owner_id = k.owner_id AND s.path = k.path"
+    " ORDER BY s.scope, s.owner_id, s.path FOR UPDATE OF s"
+)
+
+_AUDIT_COLS = ", ".join(AUDIT_COLUMNS)
+_AUDIT_N = len(AUDIT_COLUMNS)
+_APPLY = (
+    "WITH v AS (INSERT INTO secret_versions (secret_id, version, ciphertext, created_by, expires_at)"
+    " SELECT * FROM unnest($1::bigint[], $2::int[], $3::bytea[], $4::text[], $5::timestamptz[])),"
+    " u AS (UPDATE secrets s SET current_version = x.version, secret_type = x.secret_type,"
+    " metadata = x.metadata::jsonb, expires_at = x.expires_at, secret_policy_id = x.secret_policy_id,"
+    " notify_before = x.notify_before, updated_at = now(), updated_by = x.actor"
+    " FROM unnest($6::bigint[], $7::int[], $8::text[], $9::text[], $10::timestamptz[], $11::text[], $12::text[],"
+    " $13::text[]) AS x(id, version, secret_type, metadata, expires_at, secret_policy_id, notify_before, actor)"
+    " WHERE s.id = x.id RETURNING s.id, s.updated_at),"
+    " e AS (INSERT INTO events (event_id, event_type, tenant_id, partner_id, identity_id, path, data, request_id)"
+    " SELECT e.a, 'secret.updated', e.b, e.c, e.d, e.e, e.f::jsonb, e.g"
+    " FROM unnest($14::text[], $15::text[], $16::text[], $17::text[], $18::text[], $19::text[], $20::text[])"
+    " AS e(a, b, c, d, e, f, g)),"
+    f" a AS (INSERT INTO audit_log ({_AUDIT_COLS}) SELECT "
+    + ", ".join(f"l.c{i}" + ("::jsonb" if c == "extra_data" else "") for i, c in enumerate(AUDIT_COLUMNS))
+    + " FROM unnest(" + ", ".join(f"${21 + i}::{t}[]" for i, t in enumerate(AUDIT_TYPES)) + ") AS l("
+    + ", ".join(f"c{i}" for i in range(_AUDIT_N)) + "))"
+    " SELECT id, updated_at FROM u"
+)
+
+
+@dataclass(slots=True)
+class PendingWrite:
+    """One checked PUT waiting for a batch (``plaintext`` None: checked against the stored type in the batch)."""
+
+    ctx: RequestContext
+    owner: Owner
+    path: str
+    doc: dict[str, Any]
+    given_type: str | None
+    plaintext: bytes | None
+    metadata: dict[str, Any] | None
+    opts: inp.WriteOptions
+    kek: Any
+    action: str
+    future: asyncio.Future[Any] = field(init=False)
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.owner.scope, self.owner.owner_id, self.path)
+
+
+def batchable(opts: inp.WriteOptions, rotation: Any) -> bool:
+    """Writes the batch may take without looking at the row: no rotation, no attach, no version limit."""
+    return (rotation is None and not inp.WriteOptions.is_set(opts.rotation_policy_id)
+            and not (inp.WriteOptions.is_set(opts.max_versions) and opts.max_versions is not None))
+
+
+@dataclass(slots=True)
+class _Applied:
+    w: PendingWrite
+    secret_id: int
+    version: int
+    new: NewSecret
+    created_at: datetime
+    blob: bytes
+
+
+class WriteBatcher:
+    """Per-process group commit of appends (see the module docstring). ``service`` is the SecretsService."""
+
+    def __init__(self, service: Any, *, max_batch: int = 128) -> None:
+        self.service = service
+        self.max_batch = max_batch
+        self._queue: list[PendingWrite] = []
+        self._draining = False
+        #: Batches committed and writes in them (``/v1/health/detailed``-style introspection and tests).
+        self.stats = {"batches": 0, "writes": 0, "fallbacks": 0, "failed_batches": 0}
+
+    async def submit(self, w: PendingWrite) -> Any:
+        """The write's response body, or :data:`FALLBACK`. Raises the write's own error (e.g. a cas conflict)."""
+        w.future = asyncio.get_running_loop().create_future()
+        self._queue.append(w)
+        if not self._draining:
+            self._draining = True
+            asyncio.get_running_loop().create_task(self._drain())
+        return await w.future
+
+    async def _drain(self) -> None:
+        try:
+            while self._queue:
+                batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch:]
+                try:
+                    await self._commit(batch)
+                except BaseException as exc:  # noqa: BLE001 - every waiter must be released
+                    self.stats["failed_batches"] += 1
+                    if not isinstance(exc, (asyncpg.PostgresError, asyncpg.InterfaceError, OSError,
+                                            asyncio.TimeoutError, AppError)):
+                        log.exception("write batch failed; its writes run one by one")
+                    else:
+                        log.warning("write batch failed; its writes run one by one",
+                                    extra={"error": type(exc).__name__, "writes": len(batch)})
+                    for w in batch:  # nothing of the batch committed: each write runs on its own
+                        if not w.future.done():
+                            w.future.set_result(FALLBACK)
+                    if isinstance(exc, asyncio.CancelledError):
+                        raise
+        finally:
+            self._draining = False
+
+    async def _commit(self, batch: list[PendingWrite]) -> None:
+        svc = self.service
+        keys = sorted({w.key for w in batch})
+        results: list[tuple[PendingWrite, Any]] = []
+        async with svc.db.raw() as conn, conn.transaction():
+            rows = await conn.fetch(_LOCK_MANY, [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys])
+            by_key = {(r["scope"], r["owner_id"], r["path"]): r for r in rows}
+            fallback_keys = {k for k in keys if not _plain(by_key.get(k))}
+            applied = self._plan(batch, by_key, fallback_keys, results)
+            if applied:
+                stamps = await conn.fetch(_APPLY, *self._arrays(applied))
+                updated = {r["id"]: r["updated_at"] for r in stamps}
+                for a in applied:
+                    results.append((a.w, svc._write_body(a.w.owner, a.w.path, a.version, a.new, a.created_at,
+                                                         updated[a.secret_id], metadata_json=a.new.metadata_json)))
+        # Committed: answer every waiter (bodies, own errors, fallbacks).
+        self.stats["batches"] += 1
+        self.stats["writes"] += sum(1 for _, r in results if isinstance(r, bytes))
+        for w, r in results:
+            if w.future.done():
+                continue
+            if isinstance(r, BaseException):
+                w.future.set_exception(r)
+            else:
+                if isinstance(r, bytes):
+                    w.ctx.audited = True
+                    w.ctx.audited_in_tx = True
+                w.future.set_result(r)
+        for w in batch:
+            if not w.future.done():
+                self.stats["fallbacks"] += 1
+                w.future.set_result(FALLBACK)
+
+    def _plan(self, batch: list[PendingWrite], by_key: dict[tuple[str, str, str], asyncpg.Record],
+              fallback_keys: set[tuple[str, str, str]], results: list[tuple[PendingWrite, Any]]) -> list[_Applied]:
+        """Assign versions in queue order and seal each value; a write's own error is its result alone."""
+        svc = self.service
+        now = datetime.now(UTC)
+        state: dict[tuple[str, str, str], dict[str, Any]] = {}
+        applied: list[_Applied] = []
+        for w in batch:
+            if w.key in fallback_keys:
+                continue  # answered FALLBACK after the commit
+            row = by_key[w.key]
+            st = state.get(w.key)
+            if st is None:
+                st = state[w.key] = {
+                    "current_version": row["current_version"], "secret_type": row["secret_type"],
+                    "metadata": row["metadata"], "max_versions": row["max_versions"],
+                    "rotation_policy_id": row["rotation_policy_id"], "secret_policy_id": row["secret_policy_id"],
+                    "notify_before": row["notify_before"],
+                }
+            try:
+                current = st["current_version"]
+                if w.opts.cas is not None and w.opts.cas != current:
+                    raise _conflict(w.path, w.opts.cas, current)
+                secret_type = w.given_type or st["secret_type"]
+                plaintext = w.plaintext if w.plaintext is not None else inp.check_data(w.doc["data"], secret_type)
+                metadata = w.metadata if w.metadata is not None else orjson.loads(st["metadata"])
+                new = svc._new(w.ctx, secret_type, metadata, w.opts, st, now)
+                version = current + 1
+                blob = envelope.seal(plaintext, w.kek.key, w.kek.version, svc._aad(w.owner, w.path, version))
+            except AppError as exc:
+                results.append((w, exc))
+                continue
+            st.update(current_version=version, secret_type=new.secret_type, metadata=new.metadata_json,
+                      secret_policy_id=new.secret_policy_id, notify_before=new.notify_before)
+            applied.append(_Applied(w, row["id"], version, new, row["created_at"], blob))
+        return applied
+
+    def _arrays(self, applied: list[_Applied]) -> list[list[Any]]:
+        svc = self.service
+        audit = svc.deps.audit
+        versions: list[list[Any]] = [[], [], [], [], []]
+        last: dict[int, _Applied] = {}
+        events: list[list[Any]] = [[], [], [], [], [], [], []]
+        audits: list[tuple[Any, ...]] = []
+        prev: dict[int, int] = {}
+        for a in applied:
+            w, new = a.w, a.new
+            for col, value in zip(versions, (a.secret_id, a.version, a.blob, new.actor, new.expires_at), strict=True):
+                col.append(value)
+            last[a.secret_id] = a
+            old = prev.get(a.secret_id, a.version - 1)
+            prev[a.secret_id] = a.version
+            base = svc._event_base(w.ctx, w.owner)
+            data = svc._scoped(w.owner, {"old_version": old, "new_version": a.version, "updated_by": new.actor,
+                                         "is_rotation": False})
+            for col, value in zip(events, (new_id("evt"), base["tenant_id"], base["partner_id"],
+                                           base["identity_id"], w.path, orjson.dumps(data).decode(),
+                                           base["request_id"] or request_id_var.get()), strict=True):
+                col.append(value)
+            audits.append(audit.build(w.ctx, action=w.action, path=w.path, permission="write",
+                                      version=a.version).as_row())
+        finals = list(last.values())
+        upd: list[list[Any]] = [
+            [a.secret_id for a in finals], [a.version for a in finals], [a.new.secret_type for a in finals],
+            [a.new.metadata_json for a in finals], [a.new.expires_at for a in finals],
+            [a.new.secret_policy_id for a in finals], [a.new.notify_before for a in finals],
+            [a.new.actor for a in finals],
+        ]
+        audit_cols = [list(col) for col in zip(*audits, strict=True)]
+        return [*versions, *upd, *events, *audit_cols]
+
+
+def _plain(row: asyncpg.Record | None) -> bool:
+    """A row the batch can append to: it exists, is live, and involves neither rotation nor a version limit."""
+    return (row is not None and row["deleted_at"] is None and row["rotation_policy_id"] is None
+            and row["max_versions"] is None)
+
+
+def _conflict(path: str, expected: int, current: int) -> AppError:
+    from services.secrets.service import _conflict as conflict
+
+    return conflict(path, expected, current)
+
+
+def make_batcher(service: Any, settings: Any) -> WriteBatcher | None:
+    """The process's batcher, unless ``SECRETS_WRITE_BATCH_MAX`` is 0 (every write its own transaction)."""
+    size = int(getattr(settings, "secrets_write_batch_max", 128) or 0)
+    if size <= 0 or not hasattr(service.deps.audit, "build"):
+        return None
+    return WriteBatcher(service, max_batch=size)
+
