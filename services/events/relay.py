@@ -45,6 +45,7 @@ from repositories.events import webhooks as webhooks_repo
 from services.events.catalogue import filters_match, type_matches
 from services.events.visibility import owner_context, visible
 from services.policy_access import PolicyAccessChecker
+from services.rotation.routing import add_policy_routes
 from workflows.types.events import DELIVERY_WORKFLOW, DeliveryInput
 
 log = logging.getLogger("scaivault.events")
@@ -205,6 +206,8 @@ class EventRelay:
                 subs = await subs_repo.polling_for_tenants(conn, tenants)
                 plan = plan_fanout(rows, hooks, subs)
                 await withhold_from_owners(conn, self.access, plan, hooks)
+                # a rotation policy's webhook_ids (services/rotation/routing.py; owner visibility applies)
+                await add_policy_routes(conn, self.access, plan, rows)
                 await webhooks_repo.insert_deliveries(conn, plan.deliveries)
                 await subs_repo.buffer_insert(conn, plan.buffer_rows)
                 await subs_repo.trim(conn, sorted(plan.subs_touched))

@@ -6,4 +6,5 @@
   auto-generating rotation itself.
 * ``expiry``: the ``secret.expiring`` / ``secret.expired`` sweeper.
 * ``outside``: rotation through an outside system (create, store as pending, test, promote).
+* ``routing``: a policy's ``webhook_ids``: its rotation events go to those webhooks (the relay asks).
 """

@@ -123,6 +123,10 @@ async def _validate(conn: asyncpg.Connection, ctx: RequestContext, body: Mapping
         hooks = orjson.loads(hooks)
     if not isinstance(hooks, list) or len(hooks) > 20 or not all(isinstance(h, str) and h for h in hooks):
         raise _field("webhook_ids", "must be a list of at most 20 webhook ids")
+    if "webhook_ids" in body:  # the ids this request names must be webhooks of the tenant (routing.py)
+        for hid in dict.fromkeys(hooks):
+            if await wh_repo.get(conn, ctx.tenant_id, hid) is None:
+                raise AppError("webhook_not_found", f"webhook '{hid}' not found", {"id": hid})
     return {"name": name.strip(), "description": description, "interval": interval, "interval_seconds": interval_s,
             "grace_period": grace, "grace_seconds": grace_s, "warn_before": ",".join(t[0] for t in thresholds),
             "auto_generate": auto, "secret_policy_id": sp_id, "webhook_ids": list(dict.fromkeys(hooks)),
