@@ -129,6 +129,7 @@ class SecretsService:
         self.redis = state.components.get("redis_guarded", state.redis)
         self.cache = cache or SecretRowCache()
         self._unsent_bumps: set[str] = set()
+        self._bumps_queued: dict[str, asyncio.Future[None]] = {}
         self._resend_task: asyncio.Task[None] | None = None
         breaker = state.components.get("redis_breaker")
         if breaker is not None:
@@ -139,15 +140,30 @@ class SecretsService:
         self.batcher = make_batcher(self, self.settings)  # group commit of appends (services/secrets/write_batch.py)
 
     async def changed(self, owner: Owner) -> None:
-        """Bump the owner's secrets generation (read-cache coherence across processes)."""
+        """Bump the owner's secrets generation (read-cache coherence across processes), once the change has
+        committed. Callers that arrive while a bump for the owner is queued but not yet sent share it: a
+        group-committed batch of writes costs one ``INCR`` per owner, not one per write, and every caller
+        still returns only after an ``INCR`` sent after its own commit."""
         self.cache.invalidate(owner.owner_id)
         key = gen_key(owner.scope, owner.owner_id)
+        fut = self._bumps_queued.get(key)
+        if fut is None:
+            loop = asyncio.get_running_loop()
+            fut = self._bumps_queued[key] = loop.create_future()
+            loop.call_soon(lambda: loop.create_task(self._send_bump(key, fut)))
+        await asyncio.shield(fut)
+
+    async def _send_bump(self, key: str, fut: asyncio.Future[None]) -> None:
+        self._bumps_queued.pop(key, None)  # later callers queue the next bump: this one may precede their commit
         try:
             await self.redis.incr(key)
         except Exception as exc:  # the cache TTL bounds staleness elsewhere; the change itself is committed
             # Sent again when the Redis circuit breaker closes (other processes' rows cached before the outage).
             self._unsent_bumps.add(key)
             log.warning("could not publish a secrets generation bump", extra={"error": type(exc).__name__})
+        finally:
+            if not fut.done():
+                fut.set_result(None)
 
     def _redis_breaker_changed(self, is_open: bool) -> None:
         """Redis became unavailable or came back: rows cached under a generation read before the change of
