@@ -1,9 +1,11 @@
-"""User commands: ``auth``, ``secrets``, ``policies``, ``audit tail|export`` and ``completion``, each a thin layer
-over ``SyncScaiVaultClient``. Errors become one ``error: <code>: <message>`` line on stderr and the exit code
-of core.md §8.3 (see ``cli/user/output.py``); ``SCAIVAULT_DEBUG=1`` adds tracebacks and HTTP logs.
+"""User commands: ``auth``, ``secrets``, ``policies``, ``audit tail|export`` and ``completion`` (plus the areas
+registered from cli/user/lifecycle.py and cli/user/events.py), each a thin layer over ``SyncScaiVaultClient``.
+Errors become one ``error: <code>: <message>`` line on stderr and the exit code of core.md §8.3 (see
+``cli/user/output.py``); ``SCAIVAULT_DEBUG=1`` adds tracebacks and HTTP logs.
 
-Rotation-, PKI- and lease-specific commands (``pki issue``, ``leases revoke``) are added here, one
-``_register_<area>`` function each, when those APIs land.
+The lifecycle areas (``pki``, ``leases``, ``dynamic``, ``rotation``: cli/user/lifecycle.py) and events and
+identity (``webhooks``, ``subscriptions``, ``identity``: cli/user/events.py) register through ``register`` here
+with the same ``_run`` wrapper, so they share config, errors and exit codes.
 """
 
 from __future__ import annotations
@@ -507,8 +509,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     _progress(p)
     p.set_defaults(func=_run(_audit_export))
 
-    from cli.user import completion
+    from cli.user import completion, events, lifecycle
 
+    lifecycle.register(sub, _run, j)
+    events.register(sub, _run, j)
     completion.register(sub)
 
 

@@ -18,10 +18,15 @@ import httpx
 from scaivault_sdk.auth import ClientCredentials, Credential, StaticToken
 from scaivault_sdk.cache import ReadCache
 from scaivault_sdk.errors import ConfigurationError
+from scaivault_sdk.resources.acme import AcmeResource, DnsProvidersResource
 from scaivault_sdk.resources.audit import AuditResource
 from scaivault_sdk.resources.auth import AuthResource
+from scaivault_sdk.resources.dynamic import DynamicResource
+from scaivault_sdk.resources.federation import FederationResource
 from scaivault_sdk.resources.identity import IdentityResource
+from scaivault_sdk.resources.pki import PkiResource
 from scaivault_sdk.resources.policies import PoliciesResource
+from scaivault_sdk.resources.rotation import RotationResource
 from scaivault_sdk.resources.secrets import SecretsResource
 from scaivault_sdk.resources.subscriptions import SubscriptionsResource
 from scaivault_sdk.resources.webhooks import WebhooksResource
@@ -41,6 +46,11 @@ class ScaiVaultClient:
     :param cache_ttl: seconds to keep secret values in an in-process read cache; None (default) disables it.
         Invalidate early with ``handle_event`` when webhook or subscription events arrive.
     :param transport: an ``httpx.AsyncBaseTransport`` (tests, proxies).
+
+    Resources: ``secrets``, ``partner_secrets``, ``policies``, ``audit``, ``identity``, ``webhooks``,
+    ``subscriptions``, ``auth``, ``pki`` (``.cas``, ``.roles``, ``.certificates``, ``.csrs``, ``.trust_anchors``),
+    ``acme``, ``dns_providers``, ``rotation`` (``.policies``), ``dynamic`` (``.engines``, ``.roles``,
+    ``.leases``), ``leases`` and ``federation``.
     """
 
     def __init__(self, url: str, *, token: str | None = None, client_id: str | None = None,
@@ -69,6 +79,13 @@ class ScaiVaultClient:
         self.webhooks = WebhooksResource(t)
         self.subscriptions = SubscriptionsResource(t)
         self.auth = AuthResource(t)
+        self.pki = PkiResource(t)
+        self.acme = AcmeResource(t)
+        self.dns_providers = DnsProvidersResource(t)
+        self.rotation = RotationResource(t)
+        self.dynamic = DynamicResource(t)
+        self.leases = self.dynamic.leases
+        self.federation = FederationResource(t)
 
     @classmethod
     def from_env(cls, **overrides: Any) -> ScaiVaultClient:

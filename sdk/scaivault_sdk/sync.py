@@ -13,6 +13,7 @@ works from plain scripts as well as from inside another running event loop.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Mapping
 from types import TracebackType
@@ -132,11 +133,32 @@ def _generic(portal: _Portal, r: Any, iters: tuple[str, ...], calls: tuple[str, 
     return view
 
 
+def _mirror(portal: _Portal, r: Any) -> _Sync[Any]:
+    """A blocking view of ``r`` built from its methods: async generators become iterators, coroutines blocking
+    calls, and nested resources (``pki.cas``) views of their own. Used for the lifecycle resources."""
+    from scaivault_sdk.resources.base import Resource
+
+    view: _Sync[Any] = _Sync(portal, r)
+    for name in dir(type(r)):
+        if name.startswith("_"):
+            continue
+        fn = getattr(type(r), name)
+        if inspect.isasyncgenfunction(fn):
+            setattr(view, name, portal.wrap_iter(getattr(r, name)))
+        elif inspect.iscoroutinefunction(fn):
+            setattr(view, name, portal.wrap(getattr(r, name)))
+    for name, value in vars(r).items():
+        if not name.startswith("_") and isinstance(value, Resource):
+            setattr(view, name, _mirror(portal, value))
+    return view
+
+
 class SyncScaiVaultClient:
     """Blocking ScaiVault client; takes exactly the arguments of ``ScaiVaultClient``.
 
     Resources: ``secrets``, ``partner_secrets``, ``policies``, ``audit``, ``identity``, ``webhooks``,
-    ``subscriptions``, ``auth``; each method has the async method's signature and returns its result
+    ``subscriptions``, ``auth``, ``pki``, ``acme``, ``dns_providers``, ``rotation``, ``dynamic``, ``leases``,
+    ``federation``; each method has the async method's signature and returns its result
     (async iterators become plain iterators).
     """
 
@@ -166,6 +188,13 @@ class SyncScaiVaultClient:
                                            ("create", "get", "update", "delete", "poll", "ack"))
         self.auth: Any = _generic(p, c.auth, ("list_tokens",),
                                   ("whoami", "introspect", "create_token", "get_token", "revoke_token"))
+        self.pki: Any = _mirror(p, c.pki)
+        self.acme: Any = _mirror(p, c.acme)
+        self.dns_providers: Any = _mirror(p, c.dns_providers)
+        self.rotation: Any = _mirror(p, c.rotation)
+        self.dynamic: Any = _mirror(p, c.dynamic)
+        self.leases: Any = getattr(self.dynamic, "leases")  # noqa: B009 (set by _mirror)
+        self.federation: Any = _mirror(p, c.federation)
         self.health = p.wrap(c.health)
 
     @classmethod

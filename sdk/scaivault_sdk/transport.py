@@ -81,7 +81,7 @@ class Transport:
 
     async def request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
                       json: Any = None, idempotent: bool | None = None, authenticated: bool = True,
-                      stream: bool = False) -> httpx.Response:
+                      stream: bool = False, headers: Mapping[str, str] | None = None) -> httpx.Response:
         """Send with retries. ``idempotent`` defaults to True for GET/HEAD and False otherwise.
 
         With ``stream=True`` the 2xx response body is not read yet: iterate it, then ``await response.aclose()``.
@@ -92,14 +92,14 @@ class Transport:
         refreshed = False
         attempt = 0
         while True:
-            headers = {}
+            send_headers = dict(headers or {})
             if authenticated:
                 if self.credential is None:
                     raise AuthenticationError(401, "authentication_required",
                                               "no token configured (token=, client credentials, or SCAIVAULT_TOKEN)")
-                headers["Authorization"] = f"Bearer {await self.credential.token()}"
+                send_headers["Authorization"] = f"Bearer {await self.credential.token()}"
             try:
-                req = self.http.build_request(method, path, params=clean, json=json, headers=headers)
+                req = self.http.build_request(method, path, params=clean, json=json, headers=send_headers)
                 response = await self.http.send(req, stream=stream)
             except httpx.HTTPError as exc:
                 never_sent = isinstance(exc, _NEVER_SENT)

@@ -4,49 +4,18 @@ completion and the operator/user split of ``scaivault``."""
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import stat
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from cli.main import main
+from tests.cli.conftest import Runner
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-class Runner:
-    def __init__(self, vault: Any, monkeypatch: pytest.MonkeyPatch, capsys: Any, tmp_path: Path) -> None:
-        self.vault, self.mp, self.capsys = vault, monkeypatch, capsys
-        self.config = tmp_path / "home" / ".scaivault" / "config.json"
-        monkeypatch.setenv("SCAIVAULT_CONFIG", str(self.config))
-        monkeypatch.setenv("SCAIVAULT_URL", vault.url)
-        for name in ("SCAIVAULT_TOKEN", "SCAIVAULT_TENANT_ID", "SCAIVAULT_PARTNER_ID", "SCAIVAULT_DEBUG"):
-            monkeypatch.delenv(name, raising=False)
-
-    def __call__(self, *argv: str, token: str | None = "admin", stdin: str | None = None) -> tuple[int, str, str]:
-        if token is None:
-            self.mp.delenv("SCAIVAULT_TOKEN", raising=False)
-        else:
-            self.mp.setenv("SCAIVAULT_TOKEN", {"admin": self.vault.admin, "ci": self.vault.ci}.get(token, token))
-        self.mp.setattr(sys, "stdin", io.StringIO(stdin or ""))
-        self.capsys.readouterr()
-        try:
-            rc = main(list(argv))
-        except SystemExit as exc:  # argparse usage errors
-            rc = int(exc.code or 0)
-        out, err = self.capsys.readouterr()
-        return rc, out, err
-
-
-@pytest.fixture
-def run(vault: Any, monkeypatch: pytest.MonkeyPatch, capsys: Any, tmp_path: Path) -> Runner:
-    return Runner(vault, monkeypatch, capsys, tmp_path)
 
 
 def test_secrets_commands_and_their_exit_codes(run: Runner) -> None:
@@ -214,7 +183,9 @@ def test_completion_and_operator_commands_share_the_name(tmp_path: Path) -> None
     out = subprocess.run([sys.executable, "-m", "cli", "completion", "bash"], capture_output=True, text=True,
                          env=env, cwd=REPO, timeout=60)
     assert out.returncode == 0 and "complete -o default -F _scaivault scaivault" in out.stdout
-    for word in ("secrets", "migrate", '"audit") words=', "verify", "tail", '"secrets read") words='):
+    for word in ("secrets", "migrate", '"audit") words=', "verify", "tail", '"secrets read") words=',
+                 '"pki issue") words=', "--key-file", '"leases revoke") words=', "--prefix", '"rotation") words=',
+                 '"webhooks create") words=', '"subscriptions poll") words=', '"identity") words='):
         assert word in out.stdout
     probe = ("import sys; from cli.main import main; rc = main(['secrets', 'read', 'a/b']); "
              "bad = sorted({m.split('.')[0] for m in sys.modules} & {'core', 'api', 'services', 'db', 'repositories',"

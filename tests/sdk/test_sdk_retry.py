@@ -144,3 +144,53 @@ async def test_token_expired_refreshes_client_credentials_once() -> None:
                                token_url="http://vault.test/oauth/token",
                                transport=httpx.MockTransport(handler)) as c:
         assert (await c.secrets.read("a/b")).version == 1
+
+
+# Lifecycle calls: issuing a certificate or a credential, signing, approving a CSR and rotating mint something new
+# on every call, so after an answer that may follow their application (5xx, connection lost) they raise; revoking
+# and forcing a sync are safe to repeat and are retried like reads.
+NON_IDEMPOTENT: dict[str, Callable[[ScaiVaultClient], Any]] = {
+    "pki.issue": lambda c: c.pki.issue("web", "a.example.com"),
+    "pki.sign": lambda c: c.pki.sign("web", "-----BEGIN CERTIFICATE REQUEST-----"),
+    "pki.csrs.approve": lambda c: c.pki.csrs.approve("csr_1"),
+    "dynamic.generate": lambda c: c.dynamic.generate("pg", "ro"),
+    "leases.renew": lambda c: c.leases.renew("lease_1", increment="1h"),
+    "rotation.rotate": lambda c: c.rotation.rotate("rot_1"),
+}
+IDEMPOTENT: dict[str, tuple[Callable[[ScaiVaultClient], Any], dict[str, Any]]] = {
+    "leases.revoke": (lambda c: c.leases.revoke("lease_1"), {"lease_id": "lease_1", "status": "revoked"}),
+    "pki.certificates.revoke": (lambda c: c.pki.certificates.revoke("cert_1"), {"id": "cert_1", "revoked": True}),
+    "federation.sync": (lambda c: c.federation.sync("fed_1"), {"id": "fed_1", "status": "sync_requested"}),
+}
+
+
+@pytest.mark.parametrize("call", sorted(NON_IDEMPOTENT))
+async def test_lifecycle_calls_that_mint_are_never_repeated(call: str) -> None:
+    def drop(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadError("connection reset", request=request)
+
+    seen: list[httpx.Request] = []
+    async with _client([_err(503, "service_unavailable"), httpx.Response(200, json={})], seen, []) as c:
+        with pytest.raises(ServiceUnavailableError):
+            await NON_IDEMPOTENT[call](c)
+    assert len(seen) == 1 and seen[0].method == "POST"
+    seen = []
+    async with _client([drop, httpx.Response(200, json={})], seen, []) as c:
+        with pytest.raises(TransportError) as err:
+            await NON_IDEMPOTENT[call](c)
+    assert err.value.may_have_been_applied and len(seen) == 1
+    seen = []
+    async with _client([_err(429, "rate_limited", {"Retry-After": "1"}), _err(404, "not_found")], seen, []) as c:
+        with pytest.raises(NotFoundError):  # a 429 is answered before the handler runs: retried even here
+            await NON_IDEMPOTENT[call](c)
+    assert len(seen) == 2
+
+
+@pytest.mark.parametrize("call", sorted(IDEMPOTENT))
+async def test_lifecycle_calls_safe_to_repeat_are_retried(call: str) -> None:
+    fn, answer = IDEMPOTENT[call]
+    seen: list[httpx.Request] = []
+    slept: list[float] = []
+    async with _client([_err(503, "service_unavailable"), httpx.Response(200, json=answer)], seen, slept) as c:
+        result = await fn(c)
+    assert len(seen) == 2 and len(slept) == 1 and result.raw == answer

@@ -17,6 +17,11 @@ def segment(value: str) -> str:
     return quote(str(value), safe="")
 
 
+def body(**fields: Any) -> dict[str, Any]:
+    """A JSON body from keyword arguments, leaving out those that are None (the server's default applies)."""
+    return {k: v for k, v in fields.items() if v is not None}
+
+
 def secret_path(path: str) -> str:
     """A secret path for the URL: slashes kept (they are the hierarchy), everything else escaped."""
     return quote(path.strip("/"), safe="/")
