@@ -133,8 +133,15 @@ def test_dynamic_leases_and_rotation_commands(run: Runner, target: Any) -> None:
     rc, out, _ = run("leases", "revoke", cred["lease_id"])
     assert rc == 0 and f"revoked {cred['lease_id']}" in out
     assert run("leases", "revoke", cred["lease_id"])[0] == 0  # safe to repeat
+    other = next(x["lease_id"] for x in leases if x["lease_id"] != cred["lease_id"])
+    with SyncScaiVaultClient(run.vault.url, token=run.vault.admin) as c:
+        c.dynamic.engines.pause_revocation("pg")
+    rc, out, _ = run("leases", "revoke", other)  # 202: not confirmed at the target yet, still exit 0
+    assert rc == 0 and f"revocation of {other} queued (status revoking" in out
     rc, out, _ = run("leases", "revoke", "--prefix", "pg/ro", "--json")
-    assert rc == 0 and json.loads(out)["queued"] == 1
+    assert rc == 0 and json.loads(out)["lease_ids"] == [other]
+    rc, out, _ = run("leases", "revoke", "--prefix", "pg")
+    assert rc == 0 and "queued 1 lease(s) under pg" in out
 
     assert run("leases", "get", "lease_01HXXXXXXXXXXXXXXXXXXXXXXX")[0] == 4
     assert run("leases", "revoke", "lease_01HXXXXXXXXXXXXXXXXXXXXXXX")[0] == 4

@@ -66,6 +66,20 @@ async def test_pki_through_the_sdk(vault: Any) -> None:
         assert issued.id not in [x.id async for x in c.pki.certificates.list()]
         assert issued.id in [x.id async for x in c.pki.certificates.list(include_revoked=True)]
         assert "BEGIN X509 CRL" in await c.pki.cas.crl(inter.id)  # the public route, no token sent
+        assert "BEGIN X509 CRL" in (await c.pki.cas.rebuild_crl(inter.id))["crl_pem"]
+        ca_doc = await c.pki.cas.certificate(inter.id)
+        assert ca_doc["certificate_pem"].startswith("-----BEGIN CERTIFICATE") and len(ca_doc["ca_chain"]) >= 1
+        with pytest.raises(NotFoundError) as nokey:
+            await c.pki.certificates.private_key(issued.id)  # the role does not store keys
+        assert nokey.value.details.get("reason") == "private_key_not_stored"
+        rejected = await c.pki.csrs.reject(str((await c.pki.csrs.submit("web-sdk", make_csr("no.example.com"))).id),
+                                           reason="not needed")
+        assert rejected["status"] == "rejected"
+        assert [x["status"] async for x in c.pki.csrs.list(status="rejected")] == ["rejected"]
+        anchor = await c.pki.trust_anchors.add("sdk-anchor", (await c.pki.cas.certificate(root.id))["certificate_pem"])
+        assert [a.id async for a in c.pki.trust_anchors.list()] == [anchor.id]
+        assert (await c.pki.trust_anchors.get(str(anchor.id)))["name"] == "sdk-anchor"
+        await c.pki.trust_anchors.delete(str(anchor.id))
 
         with pytest.raises(ValidationError) as bad:
             await c.pki.issue("web-sdk", "evil.example.org")  # not allowed by the role
@@ -80,7 +94,13 @@ async def test_pki_through_the_sdk(vault: Any) -> None:
         assert nocert.value.code == "certificate_not_found"
         with pytest.raises(NotFoundError):
             await c.acme.get_order("acmeord_01HXXXXXXXXXXXXXXXXXXXXXXX")
-        assert [a async for a in c.acme.accounts()] == []
+        with pytest.raises(NotFoundError):
+            await c.acme.managed("cert_01HXXXXXXXXXXXXXXXXXXXXXXX")
+        assert [a async for a in c.acme.accounts()] == [] and [p async for p in c.dns_providers.list()] == []
+
+        ca_revoked = await c.pki.cas.revoke(root.id, reason="cessation_of_operation")  # cascades to inter
+        assert ca_revoked["revoked_at"] and not (await c.pki.cas.get(inter.id)).is_active
+        assert (await c.pki.certificates.get(signed.id)).revoked
 
     async with ScaiVaultClient(vault.url, token=vault.ci) as ci:  # secrets scopes only
         with pytest.raises(AccessDeniedError) as denied:
@@ -140,6 +160,15 @@ async def test_rotation_and_federation_through_the_sdk(vault: Any) -> None:
         with pytest.raises(ValidationError) as proxy_sync:
             await c.federation.sync(backend.id)  # sync mode only
         assert proxy_sync.value.status == 400
+        synced = await c.federation.create(
+            "sdk-bao-sync", "hashicorp-vault", {"endpoint": "http://127.0.0.1:9", "auth_method": "token",
+                                                "auth_config_path": "sdk/fedcreds/bao"},
+            {"sdk/fedsync/**": "secret/data/sync/**"}, mode="sync", sync_interval="1h", verify=False)
+        assert (await c.federation.sync(synced.id))["status"] == "sync_requested"
+        with pytest.raises(ValidationError):  # local prefixes of a tenant's backends must be disjoint
+            await c.federation.create("sdk-overlap", "hashicorp-vault", dict(synced.raw["config"]),
+                                      {"sdk/fed/x/**": "secret/data/x/**"}, mode="proxy", verify=False)
+        await c.federation.delete(synced.id)
         await c.federation.delete(backend.id)
         with pytest.raises(NotFoundError) as nob:
             await c.federation.get(backend.id)
@@ -150,6 +179,13 @@ async def test_rotation_and_federation_through_the_sdk(vault: Any) -> None:
             await ci.rotation.due()  # secrets:rotate
         with pytest.raises(AccessDeniedError):
             [b async for b in ci.federation.list()]
+
+
+def target_has(pg: Any, role: str | None) -> bool:
+    """Whether the generated role still exists at the target (the sync test has no running loop)."""
+    import asyncio
+
+    return asyncio.run(pg.role_exists(str(role)))
 
 
 def test_dynamic_credentials_and_leases_sync_client(vault: Any, target: Any) -> None:  # noqa: F811
@@ -183,10 +219,15 @@ def test_dynamic_credentials_and_leases_sync_client(vault: Any, target: Any) -> 
             c.dynamic.generate("pg", "ro", ttl="10h")
 
         revoked = c.leases.revoke(cred.lease_id)
-        assert revoked.status == "revoked"
+        assert revoked.status == "revoked" and not target_has(target, cred.lease.username)
         assert c.leases.revoke(cred.lease_id).status == "revoked"  # safe to repeat
+        assert c.dynamic.engines.pause_revocation("pg")["revocation_paused"] is True
+        held = c.leases.revoke(second.lease_id)  # 202: queued while revocation is paused
+        assert held.status == "revoking" and target_has(target, second.lease.username)
+        assert c.dynamic.engines.resume_revocation("pg")["revocation_paused"] is False
+        third = c.dynamic.generate("pg", "ro")
         queued = c.leases.revoke_prefix("pg/ro")
-        assert queued["queued"] == 1 and queued["lease_ids"] == [second.lease_id]
+        assert queued["queued"] >= 1 and third.lease_id in queued["lease_ids"]
 
         with pytest.raises(NotFoundError) as nolease:
             c.leases.get("lease_01HXXXXXXXXXXXXXXXXXXXXXXX")
