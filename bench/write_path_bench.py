@@ -17,7 +17,9 @@ Stops the stack by its pid (SIGTERM; devstack stops each child by its own pid)::
 
 ``--openbao`` also starts an OpenBao server (raft storage on disk, a file audit device, KV v2) and runs the
 same three loads against it, one after the other on the same machine, so the two columns are side by side.
-``--hold N`` keeps the ScaiVault stack up N seconds after the loads (for a profiler).
+``--hold N`` keeps the ScaiVault stack up N seconds after the loads (for a profiler). ``--pg-stats`` loads
+``pg_stat_statements`` into the stack's PostgreSQL and prints, after each ScaiVault load, the statements that
+took the most server time (calls, mean and total ms): the database half of the profile in docs/performance.md.
 """
 
 from __future__ import annotations
@@ -82,35 +84,92 @@ def children(pid: int) -> list[int]:
         return []
 
 
+def pg_statements(database_url: str | None, reset: bool = False, top: int = 8) -> None:
+    """Reset pg_stat_statements, or print the statements with the most total execution time."""
+    if not database_url:
+        return
+    import asyncio
+
+    import asyncpg
+
+    async def go() -> None:
+        conn = await asyncpg.connect(database_url)
+        try:
+            if reset:
+                await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+                await conn.execute("SELECT pg_stat_statements_reset()")
+                return
+            rows = await conn.fetch(
+                "SELECT calls, total_exec_time, mean_exec_time, regexp_replace(query, '\\s+', ' ', 'g') AS q"
+                " FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT $1", top)
+            for r in rows:
+                print(f"    pg {r['calls']:>8} calls {r['mean_exec_time']:>8.3f} ms mean {r['total_exec_time']:>9.0f} ms"
+                      f"  {r['q'][:110]}")
+        finally:
+            await conn.close()
+
+    try:
+        asyncio.run(go())
+    except Exception as exc:  # informative only
+        print(f"    pg_stat_statements unavailable: {type(exc).__name__}: {exc}")
+
+
+def precreate(base_url: str, auth: tuple[str, str], many_prefix: str, paths: int, body: str) -> None:
+    """Create the write load's paths first, so the measured load is what it says, new versions of existing
+    secrets (the same for both servers)."""
+    import asyncio
+
+    async def go() -> None:
+        sem = asyncio.Semaphore(16)
+        async with httpx.AsyncClient(base_url=base_url, headers={auth[0]: auth[1], "Content-Type": "application/json"},
+                                     timeout=60) as c:
+            async def one(i: int) -> None:
+                async with sem:
+                    r = await c.put(f"{many_prefix}{i}", content=body)
+                    if r.status_code // 100 != 2:
+                        raise SystemExit(f"pre-creating {many_prefix}{i} failed: {r.status_code} {r.text[:200]}")
+
+            await asyncio.gather(*(one(i) for i in range(paths)))
+
+    asyncio.run(go())
+
+
 def three_loads(name: str, *, read_url: str, base_url: str, auth: tuple[str, str], many_prefix: str,
-                hot_path: str, body: str, args: argparse.Namespace) -> dict[str, Any]:
+                hot_path: str, body: str, args: argparse.Namespace, database_url: str | None = None) -> dict[str, Any]:
     header, value = auth
     common = dict(connections=args.connections, duration=args.duration, threads=args.threads)
     read_script = f'wrk.headers["{header}"] = "{_lua(value)}"\n'
     run_wrk(read_url, value, script=read_script, **{**common, "duration": args.warmup})  # warm-up
-    results = {
-        "read": run_wrk(read_url, value, script=read_script, **common),
-        "write_1000_paths": run_wrk(base_url, value, script=put_script(header, value, many_prefix, body,
-                                                                        args.write_paths), **common),
-        "write_hot_path": run_wrk(base_url, value, script=put_script(header, value, hot_path, body, 1), **common),
+    precreate(base_url, auth, many_prefix, args.write_paths, body)
+    loads = {
+        "read": (read_url, read_script),
+        "write_1000_paths": (base_url, put_script(header, value, many_prefix, body, args.write_paths)),
+        "write_hot_path": (base_url, put_script(header, value, hot_path, body, 1)),
     }
-    for load, r in results.items():
+    results = {}
+    for load, (url, script) in loads.items():
+        pg_statements(database_url, reset=True)
+        r = results[load] = run_wrk(url, value, script=script, **common)
         print(f"{name:>10} {load:>17}: {r['rps']:>8.1f} req/s  p50 {r['p50_ms']:>7} ms  p99 {r['p99_ms']:>7} ms"
               f"  non-2xx {r['non_2xx']} {r['socket_errors']}", flush=True)
+        pg_statements(database_url)
     return results
 
 
 # ------------------------------------------------------------------------------------------------ ScaiVault
 
 
-def start_devstack(state: Path) -> tuple[subprocess.Popen[str], dict[str, Any]]:
+def start_devstack(state: Path, pg_stats: bool = False) -> tuple[subprocess.Popen[str], dict[str, Any]]:
     from devstack import services as svc
 
     env = dict(os.environ, SCAIVAULT_DEV_STATE_DIR=str(state), SCAIVAULT_DEV_API_WORKERS="2", LOG_ACCESS="false",
                RATE_LIMIT_OVERRIDES="read_secrets=1000000000,write_secrets=1000000000")
     for name in ("API", "TEMPORAL", "TEMPORAL_UI", "PG", "REDIS", "SCAIKEY"):
         env[f"SCAIVAULT_DEV_{name}_PORT"] = str(svc.free_port())
-    log = open(state.parent / "devstack.out", "w")  # noqa: SIM115 - closed with the process
+    if pg_stats:
+        env["SCAIVAULT_PG_EXTRA_OPTS"] = ("-c shared_preload_libraries=pg_stat_statements"
+                                         " -c pg_stat_statements.track=all")
+    log = open(state.parent / "devstack.out", "w")
     proc = subprocess.Popen([sys.executable, "-m", "devstack.run"], cwd=REPO_ROOT, env=env, stdout=log,
                             stderr=subprocess.STDOUT, text=True)
     stack_file = state / "stack.json"
@@ -171,7 +230,7 @@ def check_hot_path(api_url: str, token: str, database_url: str) -> None:
 
 def scaivault(args: argparse.Namespace, body: str) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="scaivault-writebench-"))
-    proc, info = start_devstack(tmp / "dev")
+    proc, info = start_devstack(tmp / "dev", pg_stats=args.pg_stats)
     try:
         api, token = info["api_url"], info["admin_token"]
         with httpx.Client(base_url=api, headers={"Authorization": f"Bearer {token}"}, timeout=30) as c:
@@ -182,7 +241,8 @@ def scaivault(args: argparse.Namespace, body: str) -> dict[str, Any]:
         time.sleep(1.0)
         results = three_loads("scaivault", read_url=f"{api}/v1/secrets/{READ_PATH}", base_url=api,
                               auth=("Authorization", f"Bearer {token}"), many_prefix="/v1/secrets/bench/write/s",
-                              hot_path=f"/v1/secrets/{HOT_PATH}", body=body, args=args)
+                              hot_path=f"/v1/secrets/{HOT_PATH}", body=body, args=args,
+                              database_url=info["database_url"] if args.pg_stats else None)
         pids = info.get("pids") or {}
         api_pid, worker_pid = pids.get("api"), pids.get("worker")
         rss: dict[str, Any] = {}
@@ -230,7 +290,7 @@ def openbao(args: argparse.Namespace, body: str) -> dict[str, Any]:
     (tmp / "data").mkdir()
     port, cluster = svc.free_port(), svc.free_port()
     (tmp / "config.hcl").write_text(_BAO_CONFIG.format(data=tmp / "data", port=port, cluster=cluster))
-    log = open(tmp / "bao.log", "w")  # noqa: SIM115
+    log = open(tmp / "bao.log", "w")
     proc = subprocess.Popen([bao, "server", f"-config={tmp / 'config.hcl'}"], stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -281,6 +341,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--write-paths", type=int, default=1000)
     ap.add_argument("--openbao", action="store_true", help="run the same loads against OpenBao too")
     ap.add_argument("--only-openbao", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--pg-stats", action="store_true", help="print pg_stat_statements' top statements per load")
     ap.add_argument("--hold", type=int, default=0, help="keep the ScaiVault stack up N s after the loads")
     args = ap.parse_args(argv)
     if not shutil.which("wrk") and not Path("/usr/bin/wrk").exists():

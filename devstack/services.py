@@ -445,6 +445,8 @@ def start_postgres(
     ]
     if fast_unsafe:
         opts += ["-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off"]
+    if os.environ.get("SCAIVAULT_PG_EXTRA_OPTS"):  # profiling, e.g. pg_stat_statements (bench/write_path_bench.py)
+        opts.append(os.environ["SCAIVAULT_PG_EXTRA_OPTS"])
     _pg_run(
         prefix,
         [

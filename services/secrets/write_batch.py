@@ -2,28 +2,29 @@
 
 Each API process has one :class:`WriteBatcher`. A write that passed every check that needs no row (path, policy,
 body, options, key) is queued; if no batch is in flight, the caller's task starts one, which takes everything
-queued at that moment (up to ``max_batch``) and commits it in one transaction of four round trips, whatever its
-size:
+queued at that moment (up to ``SECRETS_WRITE_BATCH_MAX``) and commits it:
 
-1. ``BEGIN``;
-2. lock every secret row the batch touches, in (scope, owner, path) order, so two processes' batches can never
-   deadlock (``FOR UPDATE`` with ``ORDER BY`` locks in the sorted order);
-3. one statement that inserts every new version, updates every secret row to its final state, and inserts every
-   ``secret.updated`` outbox event and audit entry (``unnest`` arrays; one ``events`` insert statement fires the
-   relay's NOTIFY trigger once);
-4. ``COMMIT``: one WAL flush for the whole batch.
+1. **Optimistic round** (two round trips, no explicit transaction): read the batch's secret rows unlocked, assign
+   consecutive versions in queue order, seal each value for its version (the AAD binds path and version), then
+   one autocommitted statement that moves each secret row from the version read to its final version and, only
+   for the rows it moved, inserts every version, every ``secret.updated`` outbox event and every audit entry
+   (``unnest`` arrays, queue order). No lock is held between round trips, and the whole batch pays one WAL
+   flush.
+2. **Locked round**, only for writes whose row another process changed between the read and the statement
+   (the statement waited for that writer, re-checked, and left the row alone): ``BEGIN``, lock those rows in
+   (scope, owner, path) order (``FOR UPDATE`` with ``ORDER BY``: two processes never deadlock), the same
+   statement, ``COMMIT``. It cannot lose the race.
 
 While a batch commits, the next one queues, so 64 writers on one path no longer hold 64 connections waiting on
-one row lock: consecutive versions of that path are assigned in queue order inside one transaction, each with
-its own audit entry and event (``seq`` order = version order).
+one row lock: consecutive versions of that path are committed together, each with its own audit entry and event
+(``seq`` order = version order).
 
 Everything the batch does not handle goes back to the caller, which runs the one-write transaction
 (``SecretsService.write``) exactly as before: creating a path, a deleted row, rows or options that involve
 rotation, ``max_versions`` (pruning inside one statement would not see the versions it inserts), and any
-write in a batch whose statement failed. A write's own error (``cas`` mismatch, a value that does not fit the
-stored ``secret_type``) fails only that write; the rest of the batch commits without it. Nothing of a write is
-acknowledged before its transaction commits; a crash before COMMIT leaves none of the batch behind (one
-transaction), after COMMIT all of it (version, audit entry and event together).
+write in a batch whose statement failed. A write's own error (``cas`` mismatch) fails only that write; the rest
+of the batch commits without it. Nothing of a write is acknowledged before the statement holding it commits;
+a crash before that leaves none of it behind, after it all of it (version, audit entry and event together).
 """
 
 from __future__ import annotations
@@ -52,33 +53,45 @@ log = logging.getLogger("scaivault.secrets")
 #: What :meth:`WriteBatcher.submit` returns when the write is not for a batch: run the one-write transaction.
 FALLBACK: Any = object()
 
-_LOCK_MANY = (
-    "SELECT s.id, s.scope, s.owner_id, s.path, s.secret_type, s.current_version, s.metadata::text AS metadata,"
+_ROW_COLS = (
+    "s.id, s.scope, s.owner_id, s.path, s.secret_type, s.current_version, s.metadata::text AS metadata,"
     " s.max_versions, s.rotation_policy_id, s.secret_policy_id, s.notify_before, s.deleted_at, s.created_at"
     " FROM secrets s JOIN unnest($1::text[], $2::text[], $3::text[]) AS k(scope, owner_id, path)"
     " ON s.scope = k.scope AND s.owner_id = k.owner_id AND s.path = k.path"
-    " ORDER BY s.scope, s.owner_id, s.path FOR UPDATE OF s"
 )
+#: The rows as they are now, unlocked: the optimistic round's expected versions.
+_READ_MANY = f"SELECT {_ROW_COLS}"
+#: The rows locked in (scope, owner, path) order: the retry round, which cannot lose a race.
+_LOCK_MANY = f"SELECT {_ROW_COLS} ORDER BY s.scope, s.owner_id, s.path FOR UPDATE OF s"
 
 _AUDIT_COLS = ", ".join(AUDIT_COLUMNS)
 _AUDIT_N = len(AUDIT_COLUMNS)
+#: One statement (autocommitted on its own, or inside the retry round's transaction). ``u`` moves each secret
+#: row from the version the plan expected to its final version and skips a row that moved meanwhile (under
+#: READ COMMITTED a concurrent writer's update is waited for, then the condition re-checked on the new row);
+#: versions, events and audit entries are inserted only for the rows ``u`` moved, in queue order.
 _APPLY = (
-    "WITH v AS (INSERT INTO secret_versions (secret_id, version, ciphertext, created_by, expires_at)"
-    " SELECT * FROM unnest($1::bigint[], $2::int[], $3::bytea[], $4::text[], $5::timestamptz[])),"
+    "WITH x AS MATERIALIZED (SELECT * FROM unnest($1::bigint[], $2::int[], $3::int[], $4::text[], $5::text[],"
+    " $6::timestamptz[], $7::text[], $8::text[], $9::text[]) AS x(id, expected, version, secret_type, metadata,"
+    " expires_at, secret_policy_id, notify_before, actor)),"
     " u AS (UPDATE secrets s SET current_version = x.version, secret_type = x.secret_type,"
     " metadata = x.metadata::jsonb, expires_at = x.expires_at, secret_policy_id = x.secret_policy_id,"
-    " notify_before = x.notify_before, updated_at = now(), updated_by = x.actor"
-    " FROM unnest($6::bigint[], $7::int[], $8::text[], $9::text[], $10::timestamptz[], $11::text[], $12::text[],"
-    " $13::text[]) AS x(id, version, secret_type, metadata, expires_at, secret_policy_id, notify_before, actor)"
-    " WHERE s.id = x.id RETURNING s.id, s.updated_at),"
+    " notify_before = x.notify_before, updated_at = now(), updated_by = x.actor FROM x"
+    " WHERE s.id = x.id AND s.current_version = x.expected AND s.deleted_at IS NULL"
+    " AND s.rotation_policy_id IS NULL AND s.max_versions IS NULL RETURNING s.id, s.updated_at),"
+    " v AS (INSERT INTO secret_versions (secret_id, version, ciphertext, created_by, expires_at)"
+    " SELECT n.sid, n.version, n.ciphertext, n.actor, n.expires_at FROM unnest($10::bigint[], $11::int[],"
+    " $12::bytea[], $13::text[], $14::timestamptz[]) AS n(sid, version, ciphertext, actor, expires_at)"
+    " WHERE n.sid IN (SELECT id FROM u)),"
     " e AS (INSERT INTO events (event_id, event_type, tenant_id, partner_id, identity_id, path, data, request_id)"
     " SELECT e.a, 'secret.updated', e.b, e.c, e.d, e.e, e.f::jsonb, e.g"
-    " FROM unnest($14::text[], $15::text[], $16::text[], $17::text[], $18::text[], $19::text[], $20::text[])"
-    " AS e(a, b, c, d, e, f, g)),"
+    " FROM unnest($15::text[], $16::text[], $17::text[], $18::text[], $19::text[], $20::text[], $21::text[])"
+    " WITH ORDINALITY AS e(a, b, c, d, e, f, g, ord) WHERE $10[e.ord] IN (SELECT id FROM u) ORDER BY e.ord),"
     f" a AS (INSERT INTO audit_log ({_AUDIT_COLS}) SELECT "
     + ", ".join(f"l.c{i}" + ("::jsonb" if c == "extra_data" else "") for i, c in enumerate(AUDIT_COLUMNS))
-    + " FROM unnest(" + ", ".join(f"${21 + i}::{t}[]" for i, t in enumerate(AUDIT_TYPES)) + ") AS l("
-    + ", ".join(f"c{i}" for i in range(_AUDIT_N)) + "))"
+    + " FROM unnest(" + ", ".join(f"${22 + i}::{t}[]" for i, t in enumerate(AUDIT_TYPES)) + ") WITH ORDINALITY"
+    " AS l(" + ", ".join(f"c{i}" for i in range(_AUDIT_N)) + ", ord) WHERE $10[l.ord] IN (SELECT id FROM u)"
+    " ORDER BY l.ord)"
     " SELECT id, updated_at FROM u"
 )
 
@@ -129,7 +142,7 @@ class WriteBatcher:
         self._queue: list[PendingWrite] = []
         self._draining = False
         #: Batches committed and writes in them (``/v1/health/detailed``-style introspection and tests).
-        self.stats = {"batches": 0, "writes": 0, "fallbacks": 0, "failed_batches": 0}
+        self.stats = {"batches": 0, "writes": 0, "retried": 0, "fallbacks": 0, "failed_batches": 0}
 
     async def submit(self, w: PendingWrite) -> Any:
         """The write's response body, or :data:`FALLBACK`. Raises the write's own error (e.g. a cas conflict)."""
@@ -146,7 +159,7 @@ class WriteBatcher:
                 batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch:]
                 try:
                     await self._commit(batch)
-                except BaseException as exc:  # noqa: BLE001 - every waiter must be released
+                except BaseException as exc:
                     self.stats["failed_batches"] += 1
                     if not isinstance(exc, (asyncpg.PostgresError, asyncpg.InterfaceError, OSError,
                                             asyncio.TimeoutError, AppError)):
@@ -154,7 +167,7 @@ class WriteBatcher:
                     else:
                         log.warning("write batch failed; its writes run one by one",
                                     extra={"error": type(exc).__name__, "writes": len(batch)})
-                    for w in batch:  # nothing of the batch committed: each write runs on its own
+                    for w in batch:  # every write not yet answered did not commit: each runs on its own
                         if not w.future.done():
                             w.future.set_result(FALLBACK)
                     if isinstance(exc, asyncio.CancelledError):
@@ -163,40 +176,63 @@ class WriteBatcher:
             self._draining = False
 
     async def _commit(self, batch: list[PendingWrite]) -> None:
-        svc = self.service
-        keys = sorted({w.key for w in batch})
-        results: list[tuple[PendingWrite, Any]] = []
-        async with svc.db.raw() as conn, conn.transaction():
-            rows = await conn.fetch(_LOCK_MANY, [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys])
-            by_key = {(r["scope"], r["owner_id"], r["path"]): r for r in rows}
-            fallback_keys = {k for k in keys if not _plain(by_key.get(k))}
-            applied = self._plan(batch, by_key, fallback_keys, results)
-            if applied:
-                stamps = await conn.fetch(_APPLY, *self._arrays(applied))
-                updated = {r["id"]: r["updated_at"] for r in stamps}
-                for a in applied:
-                    results.append((a.w, svc._write_body(a.w.owner, a.w.path, a.version, a.new, a.created_at,
-                                                         updated[a.secret_id], metadata_json=a.new.metadata_json)))
-        # Committed: answer every waiter (bodies, own errors, fallbacks).
+        """Round 1, optimistic: read the rows unlocked, seal each value for the version it will get, and apply
+        everything in one autocommitted statement (one round trip and one WAL flush; no lock held between
+        round trips). The writes whose row moved meanwhile (another process wrote it) go to round 2, which
+        locks their rows in a transaction first and so cannot lose the race."""
+        async with self.service.db.raw() as conn:
+            moved = self._settle(*await self._round(conn, batch, _READ_MANY))
+            if moved:
+                self.stats["retried"] += len(moved)
+                async with conn.transaction():
+                    outcome = await self._round(conn, moved, _LOCK_MANY)
+                self._settle(*outcome)  # a locked row cannot move: anything left takes the one-write path
         self.stats["batches"] += 1
-        self.stats["writes"] += sum(1 for _, r in results if isinstance(r, bytes))
-        for w, r in results:
-            if w.future.done():
-                continue
-            if isinstance(r, BaseException):
-                w.future.set_exception(r)
-            else:
-                if isinstance(r, bytes):
-                    w.ctx.audited = True
-                    w.ctx.audited_in_tx = True
-                w.future.set_result(r)
         for w in batch:
             if not w.future.done():
                 self.stats["fallbacks"] += 1
                 w.future.set_result(FALLBACK)
 
+    async def _round(self, conn: asyncpg.Connection, batch: list[PendingWrite], read: str
+                     ) -> tuple[list[_Applied], dict[int, datetime], list[tuple[PendingWrite, AppError]]]:
+        """Plan ``batch`` against the rows ``read`` returns and apply it: (planned writes, updated_at of each
+        secret row the statement moved, writes that failed on their own)."""
+        keys = sorted({w.key for w in batch})
+        rows = await conn.fetch(read, [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys])
+        by_key = {(r["scope"], r["owner_id"], r["path"]): r for r in rows}
+        fallback_keys = {k for k in keys if not _plain(by_key.get(k))}
+        errors: list[tuple[PendingWrite, AppError]] = []
+        applied = self._plan(batch, by_key, fallback_keys, errors)
+        updated: dict[int, datetime] = {}
+        if applied:
+            stamps = await conn.fetch(_APPLY, *self._arrays(applied))
+            updated = {r["id"]: r["updated_at"] for r in stamps}
+        return applied, updated, errors
+
+    def _settle(self, applied: list[_Applied], updated: dict[int, datetime],
+                errors: list[tuple[PendingWrite, AppError]]) -> list[PendingWrite]:
+        """Answer each committed write and each write's own error; returns the writes whose row moved."""
+        svc = self.service
+        moved: list[PendingWrite] = []
+        for a in applied:
+            if a.secret_id not in updated:
+                moved.append(a.w)
+                continue
+            body = svc._write_body(a.w.owner, a.w.path, a.version, a.new, a.created_at, updated[a.secret_id],
+                                   metadata_json=a.new.metadata_json)
+            self.stats["writes"] += 1
+            a.w.ctx.audited = True
+            a.w.ctx.audited_in_tx = True
+            if not a.w.future.done():
+                a.w.future.set_result(body)
+        for w, exc in errors:
+            if not w.future.done():
+                w.future.set_exception(exc)
+        return moved
+
     def _plan(self, batch: list[PendingWrite], by_key: dict[tuple[str, str, str], asyncpg.Record],
-              fallback_keys: set[tuple[str, str, str]], results: list[tuple[PendingWrite, Any]]) -> list[_Applied]:
+              fallback_keys: set[tuple[str, str, str]], errors: list[tuple[PendingWrite, AppError]]
+              ) -> list[_Applied]:
         """Assign versions in queue order and seal each value; a write's own error is its result alone."""
         svc = self.service
         now = datetime.now(UTC)
@@ -225,46 +261,48 @@ class WriteBatcher:
                 version = current + 1
                 blob = envelope.seal(plaintext, w.kek.key, w.kek.version, svc._aad(w.owner, w.path, version))
             except AppError as exc:
-                results.append((w, exc))
+                errors.append((w, exc))
                 continue
             st.update(current_version=version, secret_type=new.secret_type, metadata=new.metadata_json,
                       secret_policy_id=new.secret_policy_id, notify_before=new.notify_before)
             applied.append(_Applied(w, row["id"], version, new, row["created_at"], blob))
         return applied
 
-    def _arrays(self, applied: list[_Applied]) -> list[list[Any]]:
+    def _arrays(self, applied: list[_Applied]) -> list[Any]:
+        """The statement's parameters: final secret rows ($1-$9), then per write, in queue order, its version
+        ($10-$14), its event ($15-$21) and its audit entry ($22-)."""
         svc = self.service
         audit = svc.deps.audit
-        versions: list[list[Any]] = [[], [], [], [], []]
+        first: dict[int, _Applied] = {}
         last: dict[int, _Applied] = {}
+        versions: list[list[Any]] = [[], [], [], [], []]
         events: list[list[Any]] = [[], [], [], [], [], [], []]
         audits: list[tuple[Any, ...]] = []
-        prev: dict[int, int] = {}
         for a in applied:
             w, new = a.w, a.new
+            first.setdefault(a.secret_id, a)
+            last[a.secret_id] = a
             for col, value in zip(versions, (a.secret_id, a.version, a.blob, new.actor, new.expires_at), strict=True):
                 col.append(value)
-            last[a.secret_id] = a
-            old = prev.get(a.secret_id, a.version - 1)
-            prev[a.secret_id] = a.version
             base = svc._event_base(w.ctx, w.owner)
-            data = svc._scoped(w.owner, {"old_version": old, "new_version": a.version, "updated_by": new.actor,
-                                         "is_rotation": False})
+            data = svc._scoped(w.owner, {"old_version": a.version - 1, "new_version": a.version,
+                                         "updated_by": new.actor, "is_rotation": False})
             for col, value in zip(events, (new_id("evt"), base["tenant_id"], base["partner_id"],
                                            base["identity_id"], w.path, orjson.dumps(data).decode(),
                                            base["request_id"] or request_id_var.get()), strict=True):
                 col.append(value)
             audits.append(audit.build(w.ctx, action=w.action, path=w.path, permission="write",
                                       version=a.version).as_row())
-        finals = list(last.values())
-        upd: list[list[Any]] = [
-            [a.secret_id for a in finals], [a.version for a in finals], [a.new.secret_type for a in finals],
-            [a.new.metadata_json for a in finals], [a.new.expires_at for a in finals],
-            [a.new.secret_policy_id for a in finals], [a.new.notify_before for a in finals],
-            [a.new.actor for a in finals],
+        ids = sorted(last)  # row locks are taken in id order, the same in every process
+        finals = [last[i] for i in ids]
+        rows: list[list[Any]] = [
+            ids, [first[i].version - 1 for i in ids], [a.version for a in finals],
+            [a.new.secret_type for a in finals], [a.new.metadata_json for a in finals],
+            [a.new.expires_at for a in finals], [a.new.secret_policy_id for a in finals],
+            [a.new.notify_before for a in finals], [a.new.actor for a in finals],
         ]
         audit_cols = [list(col) for col in zip(*audits, strict=True)]
-        return [*versions, *upd, *events, *audit_cols]
+        return [*rows, *versions, *events, *audit_cols]
 
 
 def _plain(row: asyncpg.Record | None) -> bool:

@@ -135,3 +135,27 @@ async def test_partner_and_tenant_writes_in_one_batch_stay_apart(api: Api) -> No
     assert all("scope" not in r.json() for r in responses[5:])
     t = (await api.client.get("/v1/secrets/batch/shared", headers=h)).json()
     assert t["version"] == 6 and t["data"]["who"].startswith("tenant-")
+
+
+async def test_a_row_that_moved_after_the_optimistic_read_is_retried_under_its_lock(
+        api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Round 1 reads rows unlocked; when another process wrote a row in between (simulated: the read returns
+    the version before the current one), the statement leaves that row alone and round 2 applies the writes under
+    the row lock, sealed for the versions they really get."""
+    h = await api.token()
+    path = "batch/moved/one"
+    await api.put(path, {"n": "0"}, h)
+    await api.put(path, {"n": "1"}, h)
+    stale = write_batch._READ_MANY.replace("s.current_version,", "s.current_version - 1 AS current_version,")
+    assert stale != write_batch._READ_MANY
+    monkeypatch.setattr(write_batch, "_READ_MANY", stale)
+    batcher = api.component("secrets").batcher
+    retried = batcher.stats["retried"]
+    responses = await asyncio.gather(*(api.put(path, {"n": f"v{i}"}, h) for i in range(12)))
+    assert [r.status_code for r in responses] == [200] * 12
+    assert batcher.stats["retried"] - retried >= 12
+    for r, i in zip(responses, range(12), strict=True):
+        got = await api.client.get(f"/v1/secrets/{path}?version={r.json()['version']}", headers=h)
+        assert got.json()["data"] == {"n": f"v{i}"}, "sealed for the version it got (the AAD binds it)"
+    versions, audits, events = await _versions_audits_events(api, path)
+    assert versions == list(range(1, 15)) and audits == Counter(versions) and [v for v, _ in events] == versions

@@ -10,7 +10,10 @@ kill) committed without an acknowledgement.
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 from collections import Counter
+from pathlib import Path
 
 import asyncpg
 import httpx
@@ -109,20 +112,28 @@ async def test_sigkill_during_put_delete_burst_keeps_version_audit_and_event_tog
     assert {v for _, v in versions} == {1, 2}
 
 
+def _rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
 HOT_WRITERS = 24
 SPREAD_WRITERS = 24
 SPREAD_PATHS = 40
 
 
 @pytest.mark.slow
-async def test_sigkill_during_group_committed_writes_loses_no_acknowledged_version(
+async def test_sigkill_of_an_api_worker_during_group_committed_writes_loses_no_acknowledged_version(
         scaikey, settings_factory, api_server_factory, redis_clean, db_url):
-    """The issue-13 load shape (many writers on one hot path plus writes spread over many paths, so writes share
-    group-committed transactions), SIGKILLed mid-load: no version exists without its audit row and its outbox
-    event, no acknowledged version is missing, and each path's versions are contiguous from 1 (a batch commits
-    whole or not at all)."""
+    """The issue-13 load shape (many writers on one hot path plus writes spread over many paths) against two API
+    worker processes, so writes share group-committed statements and the two processes race for the same rows;
+    one worker is SIGKILLed mid-load and the other goes on. No version exists without its audit row and its
+    outbox event, no acknowledged version is missing, each path's versions are contiguous from 1 (a statement
+    commits whole or not at all) and its events are in version order."""
     await reset_emulator(scaikey)
-    server = api_server_factory(settings_factory(rate_limit_enabled=False))
+    server = api_server_factory(settings_factory(rate_limit_enabled=False), workers=2)
     user = bearer(await user_token(scaikey, USER, scope=SCOPES, client_id="vault-ui"))
     acked: set[tuple[str, int]] = set()
     stop = asyncio.Event()
@@ -155,9 +166,17 @@ async def test_sigkill_during_group_committed_writes_loses_no_acknowledged_versi
             assert asyncio.get_running_loop().time() < deadline, server.log_tail()
             assert not any(t.done() for t in tasks), server.log_tail()
             await asyncio.sleep(0.01)
-        server.handle.kill()  # SIGKILL mid-load
+        workers = [int(p) for p in Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()]
+        victim = max(workers, key=_rss_kb)  # an API worker (the smallest child is multiprocessing's tracker)
+        os.kill(victim, signal.SIGKILL)  # mid-load; the other worker keeps serving
+        survivors_from = len(acked)
+        deadline = asyncio.get_running_loop().time() + 30
+        while len(acked) < survivors_from + 100 and not all(t.done() for t in tasks):
+            assert asyncio.get_running_loop().time() < deadline, server.log_tail()
+            await asyncio.sleep(0.01)
         stop.set()
         await asyncio.gather(*tasks)
+        assert len(acked) >= survivors_from + 100 or all(t.done() for t in tasks)
 
     conn = await asyncpg.connect(db_url)
     try:
