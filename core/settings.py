@@ -171,6 +171,7 @@ class Settings(BaseSettings):
     webhook_secret_key: SecretStr = SecretStr("")
     event_relay_batch_size: int = 200
     secrets_write_batch_max: int = Field(default=128, ge=0, le=4096)  # group commit of secret writes per process; 0: one transaction each
+    event_relay_coalesce_ms: int = Field(default=20, ge=0, le=1000)  # after a commit notification, gather more
     event_relay_sweep_seconds: float = 5.0  # the relay re-scans the outbox at least this often
     event_relay_run_seconds: int = 300  # one relay activity runs this long, then the workflow loops
     event_relay_heartbeat_seconds: int = 30

@@ -14,8 +14,9 @@ delivery rows are written; the delivery activity checks again before every attem
 integrations configured with admin rights) are not filtered.
 
 ``run`` is the long-running loop the relay activity executes: it LISTENs on ``scaivault_events`` (a trigger
-NOTIFYs on every committed outbox insert, so dispatch starts right after commit) and sweeps at least every
-EVENT_RELAY_SWEEP_SECONDS for anything a notification missed. Each sweep also starts the webhook redeliveries
+NOTIFYs on every committed outbox insert, so dispatch starts right after commit; after a notification it waits
+EVENT_RELAY_COALESCE_MS so that a write load's commits are dispatched a batch at a time, not one pass per
+commit) and sweeps at least every EVENT_RELAY_SWEEP_SECONDS for anything a notification missed. Each sweep also starts the webhook redeliveries
 the API re-opened while Temporal was unavailable (``requeue_redeliveries``; migration 0017).
 """
 
@@ -299,18 +300,24 @@ class EventRelay:
         await listener.add_listener(NOTIFY_CHANNEL, lambda *_: wake.set())
         deadline = time.monotonic() + run_seconds
         total = 0
+        sweep = self.settings.event_relay_sweep_seconds
+        coalesce = self.settings.event_relay_coalesce_ms / 1000
+        requeued_at = 0.0
         try:
             while True:
                 wake.clear()
                 base = total
                 total = base + await self.drain(functools.partial(_offset_beat, beat, base))
-                await self.requeue_redeliveries()
+                if time.monotonic() - requeued_at >= sweep:  # each sweep, not each commit notification
+                    await self.requeue_redeliveries()
+                    requeued_at = time.monotonic()
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return total
                 try:
-                    await asyncio.wait_for(wake.wait(), timeout=min(self.settings.event_relay_sweep_seconds,
-                                                                   remaining))
+                    await asyncio.wait_for(wake.wait(), timeout=min(sweep, remaining))
+                    if coalesce > 0:  # under a write load, gather the commits of the next moments into one pass
+                        await asyncio.sleep(min(coalesce, max(0.0, deadline - time.monotonic())))
                 except TimeoutError:
                     pass
                 beat(total)
