@@ -118,6 +118,26 @@ async def get_role(conn: asyncpg.Connection, tenant_id: str, engine_id: str, nam
         tenant_id, engine_id, name)
 
 
+_ROLE_ALIASED = ", ".join(f"r.{c} AS r_{c}" for c in ROLE_COLS.split(", "))
+
+
+async def engine_and_role(conn: asyncpg.Connection, tenant_id: str, engine: str,
+                          role: str) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """The engine and one of its roles in one round trip (the issuing path): ``(engine, role)``, either None when
+    missing (the role is looked up only under the tenant's engine of that name)."""
+    cols = ", ".join(f"e.{c}" for c in ENGINE_COLS.split(", "))
+    row = await conn.fetchrow(
+        f"SELECT {cols}, {_ROLE_ALIASED} FROM dynamic_engines e LEFT JOIN dynamic_roles r"
+        " ON r.tenant_id = e.tenant_id AND r.engine_id = e.id AND r.name = $3"
+        " WHERE e.tenant_id = $1 AND e.name = $2", tenant_id, engine, role)
+    if row is None:
+        return None, None
+    eng = {k: row[k] for k in ENGINE_COLS.split(", ")}
+    if row["r_id"] is None:
+        return eng, None
+    return eng, {k: row[f"r_{k}"] for k in ROLE_COLS.split(", ")}
+
+
 async def list_roles(conn: asyncpg.Connection, tenant_id: str, engine_id: str, *, after: str | None,
                      limit: int) -> list[asyncpg.Record]:
     return await conn.fetch(
@@ -156,6 +176,14 @@ async def activate_lease(conn: asyncpg.Connection, lease_id: str, external_id: s
 
 async def delete_lease(conn: asyncpg.Connection, lease_id: str) -> None:
     await conn.execute("DELETE FROM dynamic_leases WHERE id = $1 AND status = 'pending'", lease_id)
+
+
+async def abandon_pending(conn: asyncpg.Connection, lease_id: str, *, by: str) -> None:
+    """A pending lease whose creation may or may not have committed at the target (the connection failed after
+    the statements were sent): the revoker confirms the credential is gone (reason ``issue_failed``)."""
+    await conn.execute(
+        "UPDATE dynamic_leases SET status = 'revoking', revoke_reason = 'issue_failed', revoke_requested_by = $2,"
+        " next_attempt_at = now() WHERE id = $1 AND status = 'pending'", lease_id, by)
 
 
 async def get_lease(conn: asyncpg.Connection, tenant_id: str, lease_id: str, *,

@@ -29,7 +29,10 @@ JsonObject = Annotated[dict[str, Any], Body()]
 OptionalJson = Annotated[dict[str, Any] | None, Body()]
 
 
-@router.post("/v1/dynamic/engines/{engine}/creds/{role}", summary="Generate a credential (a new lease)")
+@router.post("/v1/dynamic/engines/{engine}/creds/{role}", summary="Generate a credential (a new lease)",
+             responses={503: {"description": "`service_unavailable` (`details.dependency: target`, `Retry-After`):"
+                                             " the target could not be reached or dropped the connection; no"
+                                             " credential was issued and none is left at the target; retry"}})
 async def generate(engine: str, role: str, ctx: Generate, request: Request,
                    body: OptionalJson = None) -> dict[str, Any]:
     ctx.describe("dynamic_generate", resource_type="lease", resource_id=f"{engine}/{role}")

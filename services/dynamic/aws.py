@@ -71,6 +71,22 @@ def check_role(cfg: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+_THROTTLED = frozenset({"Throttling", "ThrottlingException", "RequestLimitExceeded", "ServiceUnavailable",
+                        "InternalFailure", "InternalError"})
+
+
+def unavailable(exc: BaseException) -> bool:
+    """AWS could not be reached, timed out, throttled or failed on its side (5xx): retryable, not a config error."""
+    from botocore.exceptions import ConnectionError as BotoConnectionError
+    from botocore.exceptions import HTTPClientError
+
+    if isinstance(exc, BotoConnectionError | HTTPClientError | OSError | TimeoutError):
+        return True  # EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError, ConnectionClosedError, ...
+    resp = getattr(exc, "response", None) or {}
+    status = (resp.get("ResponseMetadata") or {}).get("HTTPStatusCode") or 0
+    return int(status) >= 500 or (resp.get("Error") or {}).get("Code") in _THROTTLED
+
+
 class Client:
     def __init__(self, cfg: dict[str, Any], access_key_id: str, secret_access_key: str, timeout: float) -> None:
         import boto3
@@ -92,12 +108,12 @@ class Client:
         try:
             return await asyncio.wait_for(asyncio.to_thread(fn, **kw), self.timeout * 3)
         except TimeoutError:
-            raise TargetError(f"AWS call timed out after {self.timeout * 3:g}s") from None
+            raise TargetError(f"AWS call timed out after {self.timeout * 3:g}s", unavailable=True) from None
         except Exception as exc:
             code = getattr(exc, "response", {}).get("Error", {}).get("Code")
             if code == "NoSuchEntity":
                 raise
-            raise TargetError(describe_error(exc, (self.secret,))) from None
+            raise TargetError(describe_error(exc, (self.secret,)), unavailable=unavailable(exc)) from None
 
     async def check(self) -> None:
         await self._call(self.sts.get_caller_identity)

@@ -223,7 +223,7 @@ async def check_handle(handle: Handle) -> None:
             async with pool.acquire(timeout=handle.pool.timeout) as conn:
                 await asyncio.wait_for(conn.fetchval("SELECT 1"), handle.pool.timeout)
         except Exception as exc:
-            raise TargetError(str(exc) or type(exc).__name__) from None
+            raise postgres.target_error(exc, handle.pool.secrets, sent=False) from None
     elif handle.client is not None:
         await handle.client.check()
 

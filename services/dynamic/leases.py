@@ -23,11 +23,13 @@ from repositories import dynamic as repo
 from repositories.events import outbox
 from services.dynamic import aws, engines, postgres, revocation
 from services.dynamic.common import (
+    engine_not_found,
     generate_password,
     generate_username,
     iso,
     lease_not_found,
     now,
+    role_not_found,
     ttl,
     validation,
 )
@@ -70,8 +72,11 @@ async def issue(state: Any, ctx: RequestContext, engine_name: str, role_name: st
     if unknown:
         raise validation(unknown[0], f"unknown field(s) {unknown}")
     async with state.db.raw() as conn:
-        engine = await engines.fetch(conn, ctx.tenant_id, engine_name)
-        role = await fetch_role(conn, ctx.tenant_id, engine, role_name)
+        engine, role = await repo.engine_and_role(conn, ctx.tenant_id, engine_name, role_name)
+    if engine is None:
+        raise engine_not_found(engine_name)
+    if role is None:
+        raise role_not_found(role_name, engine_name)
     default_s, max_s = _limits(engine, role)
     want = default_s
     if body.get("ttl") is not None:
@@ -110,14 +115,8 @@ async def issue(state: Any, ctx: RequestContext, engine_name: str, role_name: st
             assert handle.client is not None
             data = await handle.client.assume_role(cfg, username, want)
             external = "sts:" + data["access_key_id"]
-    except (TargetError, Exception) as exc:
-        async with state.db.raw() as conn:
-            await repo.delete_lease(conn, lease_id)
-        if isinstance(exc, AppError):
-            raise
-        msg = str(exc) if isinstance(exc, TargetError) else type(exc).__name__
-        raise AppError("invalid_config", f"the target refused the credential: {msg}",
-                       {"engine": engine_name, "role": role_name, "reason": msg}) from None
+    except Exception as exc:
+        raise await _issue_failed(state, ctx, engine, role_name, lease_id, exc) from None
     async with state.db.raw() as conn, conn.transaction():
         row = await repo.activate_lease(conn, lease_id, external)
         if row is None:  # the revoker took the row (a TTL shorter than the creation took): it removes the role
@@ -146,6 +145,45 @@ async def issue(state: Any, ctx: RequestContext, engine_name: str, role_name: st
                                                         data.get("session_token"),
                                                         float(state.settings.dynamic_aws_wait_seconds))
     return out
+
+
+async def _issue_failed(state: Any, ctx: RequestContext, engine: Mapping[str, Any], role_name: str, lease_id: str,
+                        exc: BaseException) -> AppError:
+    """The error for a failed step (2) of issuing, after making sure no credential is left at the target.
+
+    * The target refused the statements (or AWS refused a call): the target transaction rolled back (AWS: the
+      user was deleted again), so the pending row is deleted; ``400 invalid_config`` with the target's message.
+    * The target could not be reached before anything was sent: the pending row is deleted; ``503
+      service_unavailable`` (``details.dependency: "target"``, ``Retry-After``) — retryable, nothing is wrong with
+      the request or the engine's configuration.
+    * The connection failed after the statements were sent (or an AWS call failed mid-way): whether they
+      committed is unknown, so the row is kept and handed to the revoker (``revoking``, reason ``issue_failed``),
+      which confirms at the target that the role or user is gone (dropping it if it was created) under the
+      engine's rate limit, audited like every revocation; ``503 service_unavailable`` naming the lease.
+    """
+    unavailable = postgres.is_unavailable(exc) if isinstance(exc, TargetError) else False
+    handed_over = unavailable and getattr(exc, "sent", True)
+    async with state.db.raw() as conn:
+        if handed_over:
+            await repo.abandon_pending(conn, lease_id, by=ctx.principal.identity_id)
+        else:
+            await repo.delete_lease(conn, lease_id)
+    if handed_over:
+        task = asyncio.get_running_loop().create_task(
+            revocation.wake(state, ctx.tenant_id, engine["id"], reason="issue_failed"))
+        _BACKGROUND.add(task)
+        task.add_done_callback(_BACKGROUND.discard)
+    if isinstance(exc, AppError):
+        return exc
+    msg = str(exc) if isinstance(exc, TargetError) else type(exc).__name__
+    details: dict[str, Any] = {"engine": engine["name"], "role": role_name, "reason": msg}
+    if unavailable:
+        details["dependency"] = "target"
+        if handed_over:
+            details.update({"lease_id": lease_id, "lease_status": "revoking"})
+        return AppError("service_unavailable", f"the target of engine '{engine['name']}' is unavailable ({msg});"
+                        " no credential was issued, retry shortly", details, headers={"Retry-After": "2"})
+    return AppError("invalid_config", f"the target refused the credential: {msg}", details)
 
 
 async def fetch(conn: Any, tenant_id: str, lease_id: str, *, for_update: bool = False) -> Any:

@@ -35,7 +35,41 @@ DEFAULT_REVOCATION = [
 
 
 class TargetError(Exception):
-    """The target refused or could not be reached; ``str()`` is safe to store and show."""
+    """The target refused or could not be reached; ``str()`` is safe to store and show.
+
+    ``unavailable``: the target could not be reached or dropped the connection (a network blip, a restart, too
+    many connections, a timeout): a retryable condition, not a configuration error. ``sent``: the statements may
+    have reached the target before the failure, so whether they committed is unknown (the caller must confirm at
+    the target, e.g. hand the lease to the revoker, instead of assuming nothing happened)."""
+
+    def __init__(self, message: str, *, unavailable: bool = False, sent: bool = True) -> None:
+        super().__init__(message)
+        self.unavailable = unavailable
+        self.sent = sent
+
+
+# SQLSTATE classes meaning "the server is not there / not now": 08 connection exception, 53 insufficient resources
+# (too many connections, out of memory or disk), 57 operator intervention (admin shutdown, crash shutdown, cannot
+# connect now, query canceled by a timeout).
+_UNAVAILABLE_CLASSES = ("08", "53", "57")
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` means the target is unreachable or went away (retryable), not that it refused the SQL."""
+    if isinstance(exc, TargetError):
+        return exc.unavailable
+    if isinstance(exc, TimeoutError | OSError | asyncpg.PostgresConnectionError):
+        return True  # refused, reset, DNS failure, connect/statement timeout, connection lost
+    if isinstance(exc, asyncpg.InterfaceError):
+        return "closed" in str(exc) or "connection" in str(exc).lower()
+    code = getattr(exc, "sqlstate", None)
+    return isinstance(code, str) and code[:2] in _UNAVAILABLE_CLASSES
+
+
+def target_error(exc: BaseException, secrets: Sequence[str], *, sent: bool) -> TargetError:
+    if isinstance(exc, TimeoutError):
+        return TargetError("TimeoutError: the target did not answer in time", unavailable=True, sent=sent)
+    return TargetError(describe_error(exc, secrets), unavailable=is_unavailable(exc), sent=sent)
 
 
 @dataclass(frozen=True)
@@ -83,9 +117,9 @@ async def connect(dsn: str, limit: float, secrets: Sequence[str] = ()) -> asyncp
     try:
         return await asyncio.wait_for(asyncpg.connect(dsn, timeout=limit), limit + 1)
     except TimeoutError:
-        raise TargetError(f"connection timed out after {limit:g}s") from None
+        raise TargetError(f"connection timed out after {limit:g}s", unavailable=True, sent=False) from None
     except Exception as exc:
-        raise TargetError(describe_error(exc, secrets)) from None
+        raise target_error(exc, secrets, sent=False) from None
 
 
 async def check(dsn: str, limit: float, secrets: Sequence[str] = ()) -> None:
@@ -93,7 +127,7 @@ async def check(dsn: str, limit: float, secrets: Sequence[str] = ()) -> None:
     try:
         await asyncio.wait_for(conn.fetchval("SELECT 1"), limit)
     except Exception as exc:
-        raise TargetError(describe_error(exc, secrets)) from None
+        raise target_error(exc, secrets, sent=False) from None
     finally:
         await conn.close(timeout=limit)
 
@@ -121,7 +155,7 @@ class Pool:
                             max_inactive_connection_lifetime=60,
                             server_settings={"application_name": self.application_name}), self.timeout + 1)
                     except Exception as exc:
-                        raise TargetError(describe_error(exc, self.secrets)) from None
+                        raise target_error(exc, self.secrets, sent=False) from None
         return self._pool
 
     async def close(self) -> None:
@@ -132,22 +166,49 @@ class Pool:
             except Exception:
                 pool.terminate()
 
+    @property
+    def statement_timeout(self) -> float:
+        """Bound on one script at the target (a black-holed connection must not hang a request): 3x the connect
+        timeout."""
+        return self.timeout * 3
+
     async def run(self, sql: str, *, secrets: Sequence[str] = ()) -> None:
-        """One transaction running ``sql`` (one or more statements, simple protocol: one round trip)."""
+        """Run ``sql`` (one or more statements) as one transaction in one round trip: a multi-statement simple
+        query is an implicit transaction block in PostgreSQL (all statements commit or none), so no separate
+        BEGIN/COMMIT round trips are needed. Failures say whether the script may have reached the target."""
         pool = await self.get()
+        hide = (*self.secrets, *secrets)
         try:
-            async with pool.acquire(timeout=self.timeout) as conn, conn.transaction():
-                await conn.execute(sql)
+            conn = await pool.acquire(timeout=self.timeout)
+        except Exception as exc:  # connecting (pool min_size 0: a new connection is opened here) failed
+            err = target_error(exc, hide, sent=False)
+            if err.unavailable:
+                await pool.expire_connections()
+            raise err from None
+        try:
+            await conn.execute(sql, timeout=self.statement_timeout)
         except Exception as exc:
-            raise TargetError(describe_error(exc, (*self.secrets, *secrets))) from None
+            err = target_error(exc, hide, sent=True)
+            if err.unavailable:  # every pooled connection may be dead (target restarted): reconnect next time
+                await pool.expire_connections()
+            raise err from None
+        finally:
+            try:
+                await pool.release(conn, timeout=self.timeout)
+            except Exception:
+                conn.terminate()
 
     async def existing(self, names: Sequence[str]) -> set[str]:
         pool = await self.get()
         try:
             async with pool.acquire(timeout=self.timeout) as conn:
-                rows = await conn.fetch("SELECT rolname FROM pg_roles WHERE rolname = ANY($1::text[])", list(names))
+                rows = await conn.fetch("SELECT rolname FROM pg_roles WHERE rolname = ANY($1::text[])", list(names),
+                                        timeout=self.statement_timeout)
         except Exception as exc:
-            raise TargetError(describe_error(exc, self.secrets)) from None
+            err = target_error(exc, self.secrets, sent=False)
+            if err.unavailable:
+                await pool.expire_connections()
+            raise err from None
         return {r["rolname"] for r in rows}
 
 
