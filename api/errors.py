@@ -9,12 +9,13 @@ import asyncpg
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from core.errors import AppError
 from core.logging import request_id_var
-from db.engine import connection_lost
+from db.engine import PoolExhausted, connection_lost
 
 log = logging.getLogger("scaivault.api")
 
@@ -106,6 +107,11 @@ def dependency_unavailable(exc: BaseException) -> AppError | None:
     down or starting (see ``db.engine.connection_lost``), is ``503 service_unavailable`` naming the database,
     with ``Retry-After``: the request may be retried, nothing is wrong with it. Every route goes through here
     (the request middleware and the last-resort handler), so no route maps these itself."""
+    if isinstance(exc, (PoolExhausted, sa_exc.TimeoutError)):  # overload, not an outage: every pooled connection stayed busy
+        log.warning("database pool exhausted", extra={"error": type(exc).__name__})
+        return AppError("service_unavailable", "the server is busy (no database connection became free in "
+                        "time); retry shortly", {"dependency": "database", "reason": "pool_exhausted"},
+                        headers={"Retry-After": "1"})
     if connection_lost(exc):
         log.warning("database unavailable", extra={"error": type(exc).__name__})
         return AppError("service_unavailable", "the database is unavailable (connection lost or refused); "

@@ -38,6 +38,7 @@ class Settings(BaseSettings):
     # --- PostgreSQL -------------------------------------------------------------------------
     database_url: str = "postgresql://postgres@127.0.0.1:5432/scaivault"
     db_pool_size: int = Field(default=20, ge=1, le=500)
+    db_pool_timeout_seconds: float = Field(default=10.0, gt=0, le=300)  # then 503 service_unavailable
     db_statement_timeout_ms: int = 15000
     migrate_on_start: bool = True
 

@@ -33,6 +33,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from core.settings import Settings
 
 
+class PoolExhausted(TimeoutError):
+    """Every connection of the pool stayed busy for the whole acquire timeout: the API answers
+    ``503 service_unavailable`` with ``Retry-After`` (api/errors.py), never a 500."""
+
+
 class RawPool:
     """Up to ``size`` asyncpg connections handed out LIFO; acquire on a warm pool never awaits."""
 
@@ -61,9 +66,12 @@ class RawPool:
             try:
                 async with asyncio.timeout(self.timeout):
                     got = await fut
-            except BaseException:
+            except BaseException as exc:
                 if fut.done() and not fut.cancelled() and fut.exception() is None:
                     self._give(fut.result())  # handed over just as we gave up: pass it on
+                if isinstance(exc, TimeoutError):
+                    raise PoolExhausted(f"no database connection became free within {self.timeout:g} s "
+                                        f"({self.size} in use)") from None
                 raise
             if got is not None:
                 self._in_use += 1
@@ -193,7 +201,7 @@ class Database:
         )
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
         self.raw_pool = RawPool(
-            settings.asyncpg_dsn, size, timeout=10,
+            settings.asyncpg_dsn, size, timeout=settings.db_pool_timeout_seconds,
             server_settings={"application_name": application_name,
                              "statement_timeout": str(settings.db_statement_timeout_ms)},
         )

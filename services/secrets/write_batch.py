@@ -45,6 +45,7 @@ from core.errors import AppError
 from core.ids import new_id
 from core.logging import request_id_var
 from crypto import envelope
+from db.engine import connection_lost
 from repositories.secrets import NewSecret, Owner
 from services.secrets import input as inp
 
@@ -160,20 +161,33 @@ class WriteBatcher:
                 try:
                     await self._commit(batch)
                 except BaseException as exc:
-                    self.stats["failed_batches"] += 1
-                    if not isinstance(exc, (asyncpg.PostgresError, asyncpg.InterfaceError, OSError,
-                                            asyncio.TimeoutError, AppError)):
-                        log.exception("write batch failed; its writes run one by one")
-                    else:
-                        log.warning("write batch failed; its writes run one by one",
-                                    extra={"error": type(exc).__name__, "writes": len(batch)})
-                    for w in batch:  # every write not yet answered did not commit: each runs on its own
-                        if not w.future.done():
-                            w.future.set_result(FALLBACK)
+                    self._failed(batch, exc)
                     if isinstance(exc, asyncio.CancelledError):
                         raise
         finally:
             self._draining = False
+
+    def _failed(self, batch: list[PendingWrite], exc: BaseException) -> None:
+        """Release every waiter the failed batch did not answer. A statement PostgreSQL rejected (or a check of
+        ours) committed nothing, so those writes run again on their own and each gets its own answer. A lost
+        connection (or an exhausted pool, or cancellation) leaves a statement's fate unknown: running the
+        writes again could commit them twice, so each gets the error instead (503 with Retry-After)."""
+        self.stats["failed_batches"] += 1
+        alone = isinstance(exc, (asyncpg.PostgresError, AppError)) and not connection_lost(exc)
+        if alone or isinstance(exc, (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, AppError)):
+            log.warning("write batch failed", extra={"error": type(exc).__name__, "writes": len(batch),
+                                                      "retried_alone": alone})
+        else:
+            log.error("write batch failed", exc_info=(type(exc), exc, exc.__traceback__))
+        for w in batch:
+            if w.future.done():
+                continue
+            if alone:
+                w.future.set_result(FALLBACK)
+            elif isinstance(exc, asyncio.CancelledError):
+                w.future.cancel()
+            else:
+                w.future.set_exception(exc)
 
     async def _commit(self, batch: list[PendingWrite]) -> None:
         """Round 1, optimistic: read the rows unlocked, seal each value for the version it will get, and apply

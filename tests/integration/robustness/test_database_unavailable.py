@@ -52,3 +52,41 @@ async def test_query_cut_by_terminated_backend_is_503_naming_the_database(api): 
     r = await api.put("dbloss/after", {"a": 3}, headers)
     assert r.status_code == 201, r.text
     assert (await api.client.get("/v1/secrets/dbloss/cut", headers=headers)).status_code == 404
+
+
+async def test_no_pool_connection_free_in_time_is_503_busy_not_500(
+        scaikey, settings_factory, make_app_client, redis_clean):
+    """Every pooled connection stays busy for the whole acquire timeout (one connection, held by a write that
+    waits on a table lock): the next request that needs the database answers 503 in the envelope with
+    Retry-After, and once the connection is free again requests are served."""
+    from tests.helpers import reset_emulator
+    from tests.integration.secrets_helpers import Api, grant_test_identities
+
+    await reset_emulator(scaikey)
+    settings = settings_factory(db_pool_size=1, db_pool_timeout_seconds=1)
+    async with make_app_client(settings) as client:
+        api = Api(client, settings, scaikey, client._transport.app)  # type: ignore[attr-defined]
+        await grant_test_identities(api)
+        headers = await api.token()
+        assert (await api.put("busy/one", {"a": 1}, headers)).status_code == 201
+        locker = await api.db()
+        try:
+            tx = locker.transaction()
+            await tx.start()
+            await locker.execute("LOCK TABLE secrets IN ACCESS EXCLUSIVE MODE")
+            held = asyncio.create_task(api.put("busy/one", {"a": 2}, headers))  # takes the only connection
+            deadline = time.monotonic() + 30
+            while not await locker.fetch(BLOCKED):
+                assert time.monotonic() < deadline and not held.done()
+                await asyncio.sleep(0.05)
+            r = await client.get("/v1/secrets/busy/other", headers=headers)
+            await tx.rollback()
+        finally:
+            await locker.close()
+        assert r.status_code == 503, r.text
+        err = r.json()["error"]
+        assert err["code"] == "service_unavailable"
+        assert err["details"] == {"dependency": "database", "reason": "pool_exhausted"}
+        assert r.headers["retry-after"] == "1"
+        assert (await asyncio.wait_for(held, 30)).status_code == 200  # the held write completes once unlocked
+        assert (await client.get("/v1/secrets/busy/one", headers=headers)).json()["data"] == {"a": 2}
