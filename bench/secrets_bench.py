@@ -67,18 +67,24 @@ def _lua_escape(s: str) -> str:
     return s.replace("\\", "\\\\").replace('"', '\\"')
 
 
-def write_script(token: str, paths: int, body: str) -> str:
+def put_script(auth_header: str, token: str, url_prefix: str, body: str, paths: int) -> str:
+    """wrk Lua: PUT ``body`` to ``url_prefix .. (n % paths)`` (paths == 1: always the same path)."""
+    target = f'"{_lua_escape(url_prefix)}"' if paths == 1 else f'"{_lua_escape(url_prefix)}" .. (counter % {paths})'
     return f"""
 wrk.method = "PUT"
 wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer {_lua_escape(token)}"
+wrk.headers["{auth_header}"] = "{_lua_escape(token)}"
 local body = "{_lua_escape(body)}"
 local counter = 0
 request = function()
   counter = counter + 1
-  return wrk.format(nil, "/v1/secrets/bench/write/s" .. (counter % {paths}), nil, body)
+  return wrk.format(nil, {target}, nil, body)
 end
 """
+
+
+def write_script(token: str, paths: int, body: str) -> str:
+    return put_script("Authorization", f"Bearer {token}", "/v1/secrets/bench/write/s", body, paths)
 
 
 def run_wrk(url: str, token: str, *, connections: int, duration: int, threads: int,

@@ -41,30 +41,11 @@ import httpx
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from bench.secrets_bench import one_kb_payload, run_wrk  # noqa: E402
+from bench.secrets_bench import _lua_escape as _lua  # noqa: E402
+from bench.secrets_bench import one_kb_payload, put_script, run_wrk  # noqa: E402
 
 READ_PATH = "bench/read/secret-1kb"
 HOT_PATH = "bench/hot/secret"
-
-
-def _lua(s: str) -> str:
-    return s.replace("\\", "\\\\").replace('"', '\\"')
-
-
-def put_script(auth_header: str, token: str, url_prefix: str, body: str, paths: int) -> str:
-    """wrk Lua: PUT ``body`` to ``url_prefix .. (n % paths)`` (paths == 1: always the same path)."""
-    target = f'"{_lua(url_prefix)}"' if paths == 1 else f'"{_lua(url_prefix)}" .. (counter % {paths})'
-    return f"""
-wrk.method = "PUT"
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["{auth_header}"] = "{_lua(token)}"
-local body = "{_lua(body)}"
-local counter = 0
-request = function()
-  counter = counter + 1
-  return wrk.format(nil, {target}, nil, body)
-end
-"""
 
 
 def rss_mb(pid: int) -> int | None:
@@ -134,8 +115,51 @@ def precreate(base_url: str, auth: tuple[str, str], many_prefix: str, paths: int
     asyncio.run(go())
 
 
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of ``pid`` (and of its children that have exited and been waited for)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return sum(int(f) for f in fields[11:15]) / _TICK
+
+
+def tree(pid: int) -> list[int]:
+    out = [pid]
+    for child in children(pid):
+        out += tree(child)
+    return out
+
+
+class CpuMeter:
+    """CPU seconds each part of the stack spends during a load (per 1,000 requests, so that a loaded machine
+    still shows where the work goes): the API workers, the Temporal worker, PostgreSQL (every backend),
+    Redis, the Temporal server and wrk's share is what is left of the machine."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.groups = {"api": pids.get("api"), "worker": pids.get("worker"), "postgres": pids.get("pg") or
+                       pids.get("postgres"), "redis": pids.get("redis"), "temporal": pids.get("temporal")}
+        self.before: dict[str, float] = {}
+
+    def _now(self) -> dict[str, float]:
+        return {name: sum(cpu_seconds(p) for p in tree(pid)) for name, pid in self.groups.items() if pid}
+
+    def start(self) -> None:
+        self.before = self._now()
+
+    def report(self, requests: float) -> dict[str, float]:
+        after = self._now()
+        per_k = {n: round((after[n] - self.before.get(n, 0.0)) / max(requests, 1) * 1000, 3) for n in after}
+        print("    cpu s per 1,000 requests: " + ", ".join(f"{n} {v}" for n, v in per_k.items()))
+        return per_k
+
+
 def three_loads(name: str, *, read_url: str, base_url: str, auth: tuple[str, str], many_prefix: str,
-                hot_path: str, body: str, args: argparse.Namespace, database_url: str | None = None) -> dict[str, Any]:
+                hot_path: str, body: str, args: argparse.Namespace, database_url: str | None = None,
+                meter: CpuMeter | None = None) -> dict[str, Any]:
     header, value = auth
     common = dict(connections=args.connections, duration=args.duration, threads=args.threads)
     read_script = f'wrk.headers["{header}"] = "{_lua(value)}"\n'
@@ -149,9 +173,13 @@ def three_loads(name: str, *, read_url: str, base_url: str, auth: tuple[str, str
     results = {}
     for load, (url, script) in loads.items():
         pg_statements(database_url, reset=True)
+        if meter is not None:
+            meter.start()
         r = results[load] = run_wrk(url, value, script=script, **common)
         print(f"{name:>10} {load:>17}: {r['rps']:>8.1f} req/s  p50 {r['p50_ms']:>7} ms  p99 {r['p99_ms']:>7} ms"
               f"  non-2xx {r['non_2xx']} {r['socket_errors']}", flush=True)
+        if meter is not None:
+            r["cpu_s_per_1000"] = meter.report(r["rps"] * args.duration)
         pg_statements(database_url)
     return results
 
@@ -242,7 +270,8 @@ def scaivault(args: argparse.Namespace, body: str) -> dict[str, Any]:
         results = three_loads("scaivault", read_url=f"{api}/v1/secrets/{READ_PATH}", base_url=api,
                               auth=("Authorization", f"Bearer {token}"), many_prefix="/v1/secrets/bench/write/s",
                               hot_path=f"/v1/secrets/{HOT_PATH}", body=body, args=args,
-                              database_url=info["database_url"] if args.pg_stats else None)
+                              database_url=info["database_url"] if args.pg_stats else None,
+                              meter=CpuMeter(info.get("pids") or {}))
         pids = info.get("pids") or {}
         api_pid, worker_pid = pids.get("api"), pids.get("worker")
         rss: dict[str, Any] = {}
