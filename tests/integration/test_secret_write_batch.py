@@ -153,7 +153,7 @@ async def test_a_row_that_moved_after_the_optimistic_read_is_retried_under_its_l
     retried = batcher.stats["retried"]
     responses = await asyncio.gather(*(api.put(path, {"n": f"v{i}"}, h) for i in range(12)))
     assert [r.status_code for r in responses] == [200] * 12
-    assert batcher.stats["retried"] - retried >= 12
+    assert batcher.stats["retried"] - retried >= 1  # then the row counts as contended: straight to the lock
     for r, i in zip(responses, range(12), strict=True):
         got = await api.client.get(f"/v1/secrets/{path}?version={r.json()['version']}", headers=h)
         assert got.json()["data"] == {"n": f"v{i}"}, "sealed for the version it got (the AAD binds it)"
