@@ -17,6 +17,12 @@ workflow needs lives only in its history. Per cycle (anchor = last rotation):
 A failed rotation (the activity's own retries exhausted) is recorded (history, ``rotation.failed``) and retried
 after an exponential backoff. Signals ``rotate_now`` and ``reschedule``; query ``state``. The workflow ends when
 the secret is detached (or its policy deleted); it continues-as-new after a bounded number of iterations.
+
+``load_plan`` and ``mark`` (short PostgreSQL reads and one idempotent transaction) run as *local* activities:
+they execute inside the workflow task and are recorded as markers, so a timer that fires costs one workflow
+task instead of a round trip through the server per step (measured: bench/rotation_bench.py, docs/rotation.md).
+The rotation itself stays a regular activity (heartbeats, minutes-long timeout, retried on another worker if
+this one dies). Executions started before this change keep the old path (patch ``LOCAL_STEPS_PATCH``).
 """
 
 from __future__ import annotations
@@ -50,6 +56,7 @@ with workflow.unsafe.imports_passed_through():
 
 _SHORT = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
                      maximum_interval=timedelta(minutes=1), maximum_attempts=0)
+LOCAL_STEPS_PATCH = "rotation-local-steps-v1"
 _ROTATE = RetryPolicy(initial_interval=timedelta(seconds=2), backoff_coefficient=2.0,
                       maximum_interval=timedelta(minutes=2), maximum_attempts=5)
 
@@ -80,7 +87,7 @@ def schedule(plan: Plan) -> list[tuple[datetime, str]]:
     return [i for i in items if i[1] not in plan.marks]
 
 
-@workflow.defn(name=ROTATION_WORKFLOW)
+@workflow.defn(name=ROTATION_WORKFLOW, sandboxed=False)
 class SecretRotationWorkflow:
     @workflow.init
     def __init__(self, inp: RotationInput) -> None:
@@ -89,19 +96,19 @@ class SecretRotationWorkflow:
         self.wake = False
         self.manual: list[RotateNow] = []
         self.seen: list[str] = []
+        self.local = False  # set in run(): local load_plan/mark (patched)
 
     @workflow.run
     async def run(self, inp: RotationInput) -> RotationState:
         st = self.state
+        self.local = workflow.patched(LOCAL_STEPS_PATCH)
         iterations = 0
         while iterations < max(1, inp.iterations_before_continue) or self.manual:  # never drop a rotate_now
             iterations += 1
             if workflow.info().is_continue_as_new_suggested() and not self.manual:
                 break
             self.wake = False
-            plan: Plan = await workflow.execute_activity_method(
-                RotationActivities.load_plan, PlanInput(inp.tenant_id, inp.secret_id),
-                start_to_close_timeout=timedelta(seconds=30), retry_policy=_SHORT)
+            plan = await self._plan()
             if not plan.attached:
                 st.status, st.next_action, st.next_action_at = "detached", None, None
                 return st
@@ -157,11 +164,23 @@ class SecretRotationWorkflow:
         except TimeoutError:
             pass
 
+    async def _plan(self) -> Plan:
+        arg = PlanInput(self.inp.tenant_id, self.inp.secret_id)
+        if self.local:
+            return await workflow.execute_local_activity_method(  # type: ignore[no-any-return]
+                RotationActivities.load_plan, arg, start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=_SHORT)
+        return await workflow.execute_activity_method(  # type: ignore[no-any-return]
+            RotationActivities.load_plan, arg, start_to_close_timeout=timedelta(seconds=30), retry_policy=_SHORT)
+
     async def _mark(self, plan: Plan, mark: str, skipped: list[str], trigger: str = "schedule") -> None:
+        arg = MarkInput(self.inp.tenant_id, self.inp.secret_id, plan.cycle, mark, skipped=skipped, trigger=trigger)
+        if self.local:
+            await workflow.execute_local_activity_method(
+                RotationActivities.mark, arg, start_to_close_timeout=timedelta(seconds=30), retry_policy=_SHORT)
+            return
         await workflow.execute_activity_method(
-            RotationActivities.mark, MarkInput(self.inp.tenant_id, self.inp.secret_id, plan.cycle, mark,
-                                               skipped=skipped, trigger=trigger),
-            start_to_close_timeout=timedelta(seconds=30), retry_policy=_SHORT)
+            RotationActivities.mark, arg, start_to_close_timeout=timedelta(seconds=30), retry_policy=_SHORT)
 
     async def _manual(self, plan: Plan, req: RotateNow) -> None:
         if plan.auto_generate and plan.secret_live:
