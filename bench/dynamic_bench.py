@@ -6,7 +6,12 @@
 Prints:
 
 * credentials issued per second (``POST /v1/dynamic/engines/{engine}/creds/{role}``: a lease row, CREATE ROLE at
-  the target, audit row, ``lease.created``), with p50/p99 latency and 429/error counts;
+  the target, audit row, ``lease.created``), with p50/p99 latency and 429/error counts; the load generator is a
+  minimal keep-alive HTTP/1.1 client (httpx cost as much CPU per request as the API itself on a 2-core box);
+* with ``--spawn`` on Linux: the CPU milliseconds each component spent per credential while issuing (API, worker,
+  ScaiVault's PostgreSQL backends, the target database's backends, Temporal, Redis, this load generator; from
+  /proc) and the CPU-bound ceiling that implies for the machine's cores — the figure that stays comparable when
+  the machine is shared with other work, where credentials/s does not;
 * for ``--storm`` leases expiring at the same instant: how long after that instant the last one was revoked (role
   dropped at the target, lease ``revoked``, audit + ``lease.expired`` written), the revocation rate, and the peak
   number of connections the target saw from the revoker (``application_name = scaivault-revoker``, sampled every
@@ -38,6 +43,7 @@ from urllib.parse import urlsplit
 
 import asyncpg
 import httpx
+import orjson
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
@@ -59,8 +65,9 @@ def _pct(values: list[float], q: float) -> float:
     return s[min(len(s) - 1, int(q * len(s)))] * 1000
 
 
-async def setup(api: httpx.AsyncClient, h: dict[str, str], target_admin_url: str) -> tuple[str, str, str]:
-    """Target database + CREATEROLE root; root secret, policy, engine and role in ScaiVault. (engine, role, root)"""
+async def setup(api: httpx.AsyncClient, h: dict[str, str], target_admin_url: str) -> tuple[str, str, str, str]:
+    """Target database + CREATEROLE root; root secret, policy, engine and role in ScaiVault.
+    (engine, role, root, target database)"""
     tag = uuid.uuid4().hex[:8]
     db, root, pw = f"bench_target_{tag}", f"bench_root_{tag}", secrets.token_hex(16)
     conn = await asyncpg.connect(target_admin_url)
@@ -95,7 +102,41 @@ async def setup(api: httpx.AsyncClient, h: dict[str, str], target_admin_url: str
         "name": role, "creation_statements": [
             "CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}'"]})
     r.raise_for_status()
-    return engine, role, root
+    return engine, role, root, db
+
+
+class RawConnection:
+    """A minimal HTTP/1.1 keep-alive client for the issuing loop: the load generator shares the 2 cores with the
+    stack, and httpx spent ~2 ms of CPU per request (as much as the API's own work), which the stack then lacked.
+    Requests are pre-encoded; responses are read by Content-Length (uvicorn always sends it for JSON)."""
+
+    def __init__(self, base_url: str) -> None:
+        p = urlsplit(base_url)
+        self.tls = p.scheme == "https"
+        self.host, self.port = p.hostname or "127.0.0.1", p.port or (443 if self.tls else 80)
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def post(self, raw: bytes) -> tuple[int, bytes]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port, ssl=self.tls or None)
+        assert self.reader is not None
+        self.writer.write(raw)
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status = int(head[9:12])
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            if line[:15].lower() == b"content-length:":
+                length = int(line[15:])
+        body = await self.reader.readexactly(length) if length else b""
+        if b"connection: close" in head.lower():
+            self.writer.close()
+            self.writer = None
+        return status, body
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
 
 
 async def issue(api: httpx.AsyncClient, h: dict[str, str], url: str, *, duration: float | None, count: int | None,
@@ -103,28 +144,92 @@ async def issue(api: httpx.AsyncClient, h: dict[str, str], url: str, *, duration
     res = Result()
     deadline = time.perf_counter() + (duration or 1e9)
     todo = [count or 0]
+    body = orjson.dumps({"ttl": ttl})
+    host = urlsplit(str(api.base_url)).netloc
+    raw = (f"POST {url} HTTP/1.1\r\nHost: {host}\r\nAuthorization: {h['Authorization']}\r\n"
+           f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
 
     async def one() -> None:
-        while time.perf_counter() < deadline:
-            if count is not None:
-                if todo[0] <= 0:
-                    return
-                todo[0] -= 1
-            t0 = time.perf_counter()
-            r = await api.post(url, headers=h, json={"ttl": ttl})
-            if r.status_code == 200:
-                res.ok += 1
-                res.latencies.append(time.perf_counter() - t0)
-                res.lease_ids.append(r.json()["lease_id"])
-            elif r.status_code == 429:
-                res.limited += 1
-            else:
-                res.failed += 1
-                if res.failed <= 3:
-                    print(f"  error {r.status_code}: {r.text[:200]}", flush=True)
+        conn = RawConnection(str(api.base_url))
+        try:
+            while time.perf_counter() < deadline:
+                if count is not None:
+                    if todo[0] <= 0:
+                        return
+                    todo[0] -= 1
+                t0 = time.perf_counter()
+                status, text = await conn.post(raw)
+                if status == 200:
+                    res.ok += 1
+                    res.latencies.append(time.perf_counter() - t0)
+                    res.lease_ids.append(orjson.loads(text)["lease_id"])
+                elif status == 429:
+                    res.limited += 1
+                else:
+                    res.failed += 1
+                    if res.failed <= 3:
+                        print(f"  error {status}: {text[:200]!r}", flush=True)
+        finally:
+            conn.close()
 
     await asyncio.gather(*(one() for _ in range(concurrency)))
     return res
+
+
+# ------------------------------------------------------------------------------ CPU per credential (--spawn)
+def _proc_table() -> dict[int, tuple[int, str, float]]:
+    """pid -> (ppid, command line, CPU seconds user+system) from /proc (Linux)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[int, tuple[int, str, float]] = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{name}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        out[int(name)] = (int(fields[1]), cmd, (int(fields[11]) + int(fields[12])) / tick)
+    return out
+
+
+TARGET = "target PostgreSQL (CREATE ROLE)"
+LOADGEN = "load generator (this process)"
+
+
+def _component(cmd: str, target_db: str) -> str:
+    if cmd.startswith("postgres: "):  # "postgres: <user> <database> <client> <state>"
+        parts = cmd.split()
+        if len(parts) > 3 and parts[2] == target_db:
+            return TARGET
+        return "ScaiVault PostgreSQL" if len(parts) > 3 else "PostgreSQL background"
+    for key, label in (("uvicorn", "API"), ("-m worker", "worker"), ("temporal", "Temporal"),
+                       ("redis", "Redis"), ("scaikey", "ScaiKey emulator"), ("postgres", "PostgreSQL background")):
+        if key in cmd:
+            return label
+    return LOADGEN
+
+
+def cpu_sample(root_marker: str, target_db: str) -> dict[str, float]:
+    """CPU seconds so far per component of the spawned stack (this process's descendants and the PostgreSQL
+    started in the bench's temp dir)."""
+    table = _proc_table()
+    mine = {os.getpid()} | {pid for pid, (_, cmd, _) in table.items() if root_marker in cmd}
+    grew = True
+    while grew:
+        grew = False
+        for pid, (ppid, _, _) in table.items():
+            if ppid in mine and pid not in mine:
+                mine.add(pid)
+                grew = True
+    out: dict[str, float] = {}
+    for pid in mine:
+        if pid in table:
+            key = _component(table[pid][1], target_db)
+            out[key] = out.get(key, 0.0) + table[pid][2]
+    return out
 
 
 async def storm(db_url: str, target_admin_url: str, root: str, lease_ids: list[str], lead: float) -> None:
@@ -168,19 +273,32 @@ async def storm(db_url: str, target_admin_url: str, root: str, lease_ids: list[s
 
 
 async def bench(api_url: str, token: str, db_url: str, target_admin_url: str, *, duration: float, concurrency: int,
-                storm_size: int, lead: float) -> None:
+                storm_size: int, lead: float, cpu_marker: str | None = None) -> None:
     h = {"Authorization": f"Bearer {token}"}
     limits = httpx.Limits(max_connections=concurrency * 2, max_keepalive_connections=concurrency * 2)
     async with httpx.AsyncClient(base_url=api_url, timeout=60, limits=limits) as api:
-        engine, role, root = await setup(api, h, target_admin_url)
+        engine, role, root, target_db = await setup(api, h, target_admin_url)
         url = f"/v1/dynamic/engines/{engine}/creds/{role}"
         await issue(api, h, url, duration=None, count=concurrency * 2, concurrency=concurrency, ttl="1h")  # warm
+        before = cpu_sample(cpu_marker, target_db) if cpu_marker else {}
         t0 = time.perf_counter()
         res = await issue(api, h, url, duration=duration, count=None, concurrency=concurrency, ttl="1h")
         elapsed = time.perf_counter() - t0
         print(f"    issue: {res.ok / elapsed:8.1f} credentials/s  ({res.ok} in {elapsed:.1f}s, concurrency"
               f" {concurrency}, p50 {_pct(res.latencies, 0.5):.0f} ms, p99 {_pct(res.latencies, 0.99):.0f} ms,"
               f" 429s {res.limited}, errors {res.failed})", flush=True)
+        if cpu_marker and res.ok:
+            after = cpu_sample(cpu_marker, target_db)
+            per = {k: 1000 * (v - before.get(k, 0.0)) / res.ok for k, v in after.items()}
+            per = {k: v for k, v in sorted(per.items(), key=lambda kv: -kv[1]) if v >= 0.005}
+            total = sum(per.values())
+            print(f"    CPU per credential: {total:.2f} ms in all ("
+                  + ", ".join(f"{k} {v:.2f}" for k, v in per.items()) + ")", flush=True)
+            cores = os.cpu_count() or 1
+            own = total - per.get(TARGET, 0.0) - per.get(LOADGEN, 0.0)
+            print(f"    => CPU-bound ceiling on {cores} cores: {1000 * cores / total:.0f} credentials/s with the target"
+                  f" and the load generator on the same cores; {1000 * cores / max(own, 1e-6):.0f}/s for ScaiVault"
+                  f" alone ({own:.2f} ms per credential: target and load generator on other hosts)", flush=True)
         if storm_size:
             res = await issue(api, h, url, duration=None, count=storm_size, concurrency=concurrency,
                               ttl=f"{int(lead)}s")
@@ -239,7 +357,8 @@ def spawn_and_run(args: argparse.Namespace) -> None:
         if not token:
             raise SystemExit("could not mint a token from the emulator")
         asyncio.run(bench(api_url, token, pg.url, pg.extra["admin_url"], duration=args.duration,
-                          concurrency=args.concurrency, storm_size=args.storm, lead=args.lead))
+                          concurrency=args.concurrency, storm_size=args.storm, lead=args.lead,
+                          cpu_marker=str(tmp) if sys.platform == "linux" else None))
     finally:
         svc.stop_all(handles, timeout=15)
         shutil.rmtree(tmp, ignore_errors=True)

@@ -21,7 +21,7 @@ from core.errors import AppError
 from core.ids import new_id
 from repositories import dynamic as repo
 from repositories.events import outbox
-from services.dynamic import aws, engines, postgres, revocation
+from services.dynamic import aws, batch, engines, postgres, revocation
 from services.dynamic.common import (
     engine_not_found,
     generate_password,
@@ -94,11 +94,18 @@ async def issue(state: Any, ctx: RequestContext, engine_name: str, role_name: st
     lease_id = new_id("lease")
     kind = "database" if engine["type"] == "database" else cfg.get("credential_type", "iam_user")
     username = generate_username(role_name, max_len=63 if kind == "database" else 64)
-    async with state.db.raw() as conn:
-        await repo.insert_lease(conn, id=lease_id, tenant_id=ctx.tenant_id, partner_id=ctx.partner_id,
-                                engine_id=engine["id"], engine_name=engine["name"], role_name=role_name,
-                                username=username, created_by=ctx.principal.identity_id, expires_at=expires,
-                                max_expires_at=max_expires)
+    grouped = batch.batcher(state)  # group commit of concurrent issues (services/dynamic/batch.py)
+    if grouped is not None:
+        await grouped.pending.submit(batch.Pending(
+            id=lease_id, tenant_id=ctx.tenant_id, partner_id=ctx.partner_id, engine_id=engine["id"],
+            engine_name=engine["name"], role_name=role_name, username=username,
+            created_by=ctx.principal.identity_id, expires_at=expires, max_expires_at=max_expires))
+    else:
+        async with state.db.raw() as conn:
+            await repo.insert_lease(conn, id=lease_id, tenant_id=ctx.tenant_id, partner_id=ctx.partner_id,
+                                    engine_id=engine["id"], engine_name=engine["name"], role_name=role_name,
+                                    username=username, created_by=ctx.principal.identity_id, expires_at=expires,
+                                    max_expires_at=max_expires)
     data: dict[str, Any]
     external: str | None = None
     try:
@@ -117,18 +124,24 @@ async def issue(state: Any, ctx: RequestContext, engine_name: str, role_name: st
             external = "sts:" + data["access_key_id"]
     except Exception as exc:
         raise await _issue_failed(state, ctx, engine, role_name, lease_id, exc) from None
-    async with state.db.raw() as conn, conn.transaction():
-        row = await repo.activate_lease(conn, lease_id, external)
-        if row is None:  # the revoker took the row (a TTL shorter than the creation took): it removes the role
-            raise AppError("service_unavailable", "the lease expired while it was being created; retry",
-                           {"lease_id": lease_id})
-        await state.components["audit"].record(
-            ctx, action="dynamic_generate", resource_type="lease", resource_id=lease_id, conn=conn,
-            extra={"engine": engine_name, "role": role_name, "username": username, "ttl_seconds": want})
-        await outbox.emit(conn, event_type="lease.created", tenant_id=ctx.tenant_id, partner_id=ctx.partner_id,
-                          identity_id=ctx.principal.identity_id,
-                          data={"lease_id": lease_id, "engine": engine_name, "role": role_name, "username": username,
-                                "expires_at": iso(expires), "max_expires_at": iso(max_expires)})
+    audit_extra = {"engine": engine_name, "role": role_name, "username": username, "ttl_seconds": want}
+    event_data = {"lease_id": lease_id, "engine": engine_name, "role": role_name, "username": username,
+                  "expires_at": iso(expires), "max_expires_at": iso(max_expires)}
+    if grouped is not None:  # one statement: active + audit entry + event, all or none, shared by the batch
+        entry = state.components["audit"].build(ctx, action="dynamic_generate", resource_type="lease",
+                                                resource_id=lease_id, extra=audit_extra)
+        row = await grouped.activations.submit(batch.Activation(ctx, lease_id, external, entry.as_row(), event_data))
+    else:
+        async with state.db.raw() as conn, conn.transaction():
+            row = await repo.activate_lease(conn, lease_id, external)
+            if row is not None:
+                await state.components["audit"].record(ctx, action="dynamic_generate", resource_type="lease",
+                                                       resource_id=lease_id, conn=conn, extra=audit_extra)
+                await outbox.emit(conn, event_type="lease.created", tenant_id=ctx.tenant_id,
+                                  partner_id=ctx.partner_id, identity_id=ctx.principal.identity_id, data=event_data)
+    if row is None:  # the revoker took the row (a TTL shorter than the creation took): it removes the role
+        raise AppError("service_unavailable", "the lease expired while it was being created; retry",
+                       {"lease_id": lease_id})
     metrics.LEASES_GENERATED.labels(engine=engine_name, role=role_name).inc()
     wake_at = engine["revoker_wake_at"]
     if wake_at is None or expires < wake_at:

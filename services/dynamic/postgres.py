@@ -10,6 +10,7 @@ out of its quotes.
 from __future__ import annotations
 
 import asyncio
+import random
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -34,13 +35,18 @@ DEFAULT_REVOCATION = [
 ]
 
 
+CONFLICT_ATTEMPTS = 3  # a script that hit a concurrency conflict (is_conflict) is run again, at most this often
+
+
 class TargetError(Exception):
     """The target refused or could not be reached; ``str()`` is safe to store and show.
 
     ``unavailable``: the target could not be reached or dropped the connection (a network blip, a restart, too
-    many connections, a timeout): a retryable condition, not a configuration error. ``sent``: the statements may
-    have reached the target before the failure, so whether they committed is unknown (the caller must confirm at
-    the target, e.g. hand the lease to the revoker, instead of assuming nothing happened)."""
+    many connections, a timeout) or reported a concurrency conflict that persisted (``is_conflict``): a retryable
+    condition, not a configuration error. ``sent``: the statements may have taken effect at the target before the
+    failure (they were sent and no answer came back), so whether they committed is unknown (the caller must
+    confirm at the target, e.g. hand the lease to the revoker, instead of assuming nothing happened). An error the
+    server answered with means its transaction rolled back: ``sent`` is then irrelevant to cleanup."""
 
     def __init__(self, message: str, *, unavailable: bool = False, sent: bool = True) -> None:
         super().__init__(message)
@@ -52,6 +58,14 @@ class TargetError(Exception):
 # (too many connections, out of memory or disk), 57 operator intervention (admin shutdown, crash shutdown, cannot
 # connect now, query canceled by a timeout).
 _UNAVAILABLE_CLASSES = ("08", "53", "57")
+
+
+def is_conflict(exc: BaseException) -> bool:
+    """A concurrency conflict the server reported and rolled back: serialization failure, deadlock, or
+    ``tuple concurrently updated`` (two sessions changing the same catalog row at once, e.g. concurrent
+    ``GRANT CONNECT ON DATABASE`` in creation statements). Running the same script again is safe."""
+    code = getattr(exc, "sqlstate", None)
+    return code in ("40001", "40P01") or (code == "XX000" and "concurrently updated" in str(exc))
 
 
 def is_unavailable(exc: BaseException) -> bool:
@@ -69,6 +83,8 @@ def is_unavailable(exc: BaseException) -> bool:
 def target_error(exc: BaseException, secrets: Sequence[str], *, sent: bool) -> TargetError:
     if isinstance(exc, TimeoutError):
         return TargetError("TimeoutError: the target did not answer in time", unavailable=True, sent=sent)
+    if is_conflict(exc):  # transient, and the server rolled the script back: retryable, nothing took effect
+        return TargetError(describe_error(exc, secrets), unavailable=True, sent=False)
     return TargetError(describe_error(exc, secrets), unavailable=is_unavailable(exc), sent=sent)
 
 
@@ -186,12 +202,18 @@ class Pool:
                 await pool.expire_connections()
             raise err from None
         try:
-            await conn.execute(sql, timeout=self.statement_timeout)
-        except Exception as exc:
-            err = target_error(exc, hide, sent=True)
-            if err.unavailable:  # every pooled connection may be dead (target restarted): reconnect next time
-                await pool.expire_connections()
-            raise err from None
+            for attempt in range(CONFLICT_ATTEMPTS):
+                try:
+                    await conn.execute(sql, timeout=self.statement_timeout)
+                    break
+                except Exception as exc:
+                    if attempt + 1 < CONFLICT_ATTEMPTS and is_conflict(exc):
+                        await asyncio.sleep(random.uniform(0.005, 0.05) * (attempt + 1))  # jitter
+                        continue
+                    err = target_error(exc, hide, sent=True)
+                    if err.unavailable and err.sent:  # pooled connections may be dead (target restarted)
+                        await pool.expire_connections()
+                    raise err from None
         finally:
             try:
                 await pool.release(conn, timeout=self.timeout)

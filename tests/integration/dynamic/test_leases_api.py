@@ -5,6 +5,8 @@ role behind, and another tenant's lease id is lease_not_found."""
 
 from __future__ import annotations
 
+import asyncio
+
 import orjson
 import pytest
 
@@ -143,3 +145,36 @@ async def test_cross_tenant_probes_answer_not_found(stack) -> None:
     assert (await stack.lease(lid))["status"] == "active"
     assert (await stack.api.get("/v1/dynamic/engines/shared-name", headers=stack.admin)).json()[
         "revocation_paused"] is False
+
+
+async def test_concurrent_issues_each_get_their_own_audit_entry_and_event(stack) -> None:
+    """Concurrent credentials share group commits (services/dynamic/batch.py): each lease still gets exactly one
+    dynamic_generate entry (its caller, its request id) and one lease.created event (its request id), and the
+    password is in neither."""
+    eng = await stack.engine()
+    await stack.role(eng["name"])
+    rs = await asyncio.gather(*(stack.api.post(f"/v1/dynamic/engines/{eng['name']}/creds/readonly", json={},
+                                               headers={**stack.admin, "X-Request-ID": f"req-dyn-{i:02d}"})
+                                for i in range(24)))
+    assert [r.status_code for r in rs] == [200] * 24, [r.text for r in rs if r.status_code != 200]
+    by_lease = {r.json()["lease_id"]: r.headers["X-Request-ID"] for r in rs}
+    assert len(by_lease) == 24 and sorted(by_lease.values()) == [f"req-dyn-{i:02d}" for i in range(24)]
+    rows = await stack.sql("SELECT status, count(*) AS n FROM dynamic_leases GROUP BY status")
+    assert [(x["status"], x["n"]) for x in rows] == [("active", 24)]
+    audits = await stack.sql("SELECT resource_id, request_id, identity_id, success, extra_data::text AS extra"
+                             " FROM audit_log WHERE action = 'dynamic_generate'")
+    assert sorted(a["resource_id"] for a in audits) == sorted(by_lease)
+    for a in audits:
+        assert a["success"] and a["identity_id"] == "sa:dev-admin" and a["request_id"] == by_lease[a["resource_id"]]
+    events = await stack.sql("SELECT request_id, identity_id, data->>'lease_id' AS lease_id FROM events"
+                             " WHERE event_type = 'lease.created'")
+    assert sorted(e["lease_id"] for e in events) == sorted(by_lease)
+    for e in events:
+        assert e["request_id"] == by_lease[e["lease_id"]] and e["identity_id"] == "sa:dev-admin"
+    passwords = [r.json()["data"]["password"] for r in rs]
+    dump = orjson.dumps([dict(x) for x in audits] + [dict(x) for x in events], default=str).decode()
+    assert not any(pw in dump for pw in passwords)
+    users = {r.json()["data"]["username"]: r.json()["data"]["password"] for r in rs}
+    assert sorted(await stack.target.generated_roles()) == sorted(users)
+    for user, pw in list(users.items())[:3]:
+        assert await stack.target.password_matches(user, pw)

@@ -54,3 +54,12 @@ def test_aws_classification() -> None:
     denied = ClientError({"Error": {"Code": "AccessDenied"}, "ResponseMetadata": {"HTTPStatusCode": 403}},
                          "CreateUser")
     assert not aws.unavailable(denied)
+
+
+def test_concurrency_conflicts_are_retryable_and_rolled_back() -> None:
+    conflict = _pg(asyncpg.InternalServerError, "XX000")
+    Exception.__init__(conflict, "tuple concurrently updated")
+    assert postgres.is_conflict(conflict) and postgres.is_conflict(_pg(asyncpg.DeadlockDetectedError, "40P01"))
+    assert not postgres.is_conflict(_pg(asyncpg.InternalServerError, "XX000"))  # another internal error
+    err = postgres.target_error(conflict, (), sent=True)
+    assert err.unavailable and not err.sent  # 503, and the server rolled it back: nothing to clean up
