@@ -20,12 +20,10 @@ statement fails every caller of that batch with the same error, as the one-at-a-
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 import asyncpg
 import orjson
@@ -35,6 +33,7 @@ from audit.entry import COLUMNS as AUDIT_COLUMNS
 from audit.entry import PG_TYPES as AUDIT_TYPES
 from core.ids import new_id
 from core.logging import request_id_var
+from db.group_commit import GroupCommitQueue
 from repositories import dynamic as repo
 
 log = logging.getLogger("scaivault.dynamic")
@@ -94,56 +93,11 @@ class Activation:
     request_id: str | None = field(default_factory=request_id_var.get)
 
 
-@dataclass(slots=True)
-class _Item(Generic[T]):
-    value: T
-    future: asyncio.Future[Any]
-
-
-class _Queue(Generic[T]):
-    """Items queued while a batch commits form the next batch. A background task drains the queue (started by
-    the first submit that finds none running), so a caller that goes away (cancelled request) never strands the
-    others, and a batch's statement is never interrupted half-way by one caller's cancellation."""
-
-    def __init__(self, run: Callable[[list[T]], Awaitable[list[Any]]], max_batch: int = MAX_BATCH) -> None:
-        self._run = run
-        self._max = max_batch
-        self._queue: list[_Item[T]] = []
-        self._drainer: asyncio.Task[None] | None = None
-
-    async def submit(self, value: T) -> Any:
-        item = _Item(value, asyncio.get_running_loop().create_future())
-        self._queue.append(item)
-        if self._drainer is None or self._drainer.done():
-            self._drainer = asyncio.get_running_loop().create_task(self._drain())
-        return await item.future
-
-    async def _drain(self) -> None:
-        while self._queue:
-            batch, self._queue = self._queue[:self._max], self._queue[self._max:]
-            try:
-                results = await self._run([i.value for i in batch])
-            except Exception as exc:  # the statement failed: every caller of the batch gets its error
-                for i in batch:
-                    if not i.future.done():
-                        i.future.set_exception(exc)
-                continue
-            except BaseException:
-                for i in batch + self._queue:
-                    if not i.future.done():
-                        i.future.cancel()
-                self._queue = []
-                raise
-            for i, r in zip(batch, results, strict=True):
-                if not i.future.done():
-                    i.future.set_result(r)
-
-
 class IssueBatcher:
     def __init__(self, db: Any, max_batch: int = MAX_BATCH) -> None:
         self.db = db
-        self.pending = _Queue[Pending](self._insert, max_batch)
-        self.activations = _Queue[Activation](self._activate, max_batch)
+        self.pending = GroupCommitQueue[Pending](self._insert, max_batch)
+        self.activations = GroupCommitQueue[Activation](self._activate, max_batch)
         self.stats = {"pending_batches": 0, "pending_rows": 0, "activation_batches": 0, "activations": 0}
 
     async def _insert(self, rows: list[Pending]) -> list[Any]:

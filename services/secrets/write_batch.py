@@ -34,7 +34,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -49,6 +49,7 @@ from core.ids import new_id
 from core.logging import request_id_var
 from crypto import envelope
 from db.engine import connection_lost
+from db.group_commit import GroupCommitQueue
 from repositories.secrets import NewSecret, Owner
 from services.secrets import input as inp
 
@@ -118,7 +119,6 @@ class PendingWrite:
     opts: inp.WriteOptions
     kek: Any
     action: str
-    future: asyncio.Future[Any] = field(init=False)
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -146,40 +146,33 @@ class WriteBatcher:
 
     def __init__(self, service: Any, *, max_batch: int = 128) -> None:
         self.service = service
-        self.max_batch = max_batch
-        self._queue: list[PendingWrite] = []
-        self._draining = False
+        self._queue = GroupCommitQueue[PendingWrite](self._run, max_batch)
         self._contended: dict[tuple[str, str, str], float] = {}  # key -> when another process last beat us to it
         #: Batches committed and writes in them (``/v1/health/detailed``-style introspection and tests).
         self.stats = {"batches": 0, "writes": 0, "retried": 0, "fallbacks": 0, "failed_batches": 0}
 
     async def submit(self, w: PendingWrite) -> Any:
         """The write's response body, or :data:`FALLBACK`. Raises the write's own error (e.g. a cas conflict)."""
-        w.future = asyncio.get_running_loop().create_future()
-        self._queue.append(w)
-        if not self._draining:
-            self._draining = True
-            asyncio.get_running_loop().create_task(self._drain())
-        return await w.future
+        return await self._queue.submit(w)
 
-    async def _drain(self) -> None:
+    async def _run(self, batch: list[PendingWrite]) -> list[Any]:
+        """One result per write: its body, its own error, or FALLBACK."""
+        answers: dict[int, Any] = {}
         try:
-            while self._queue:
-                batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch:]
-                try:
-                    await self._commit(batch)
-                except BaseException as exc:
-                    self._failed(batch, exc)
-                    if isinstance(exc, asyncio.CancelledError):
-                        raise
-        finally:
-            self._draining = False
+            await self._commit(batch, answers)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._failed(batch, exc, answers)
+        out = [answers.get(id(w), FALLBACK) for w in batch]
+        self.stats["fallbacks"] += sum(1 for r in out if r is FALLBACK)
+        return out
 
-    def _failed(self, batch: list[PendingWrite], exc: BaseException) -> None:
-        """Release every waiter the failed batch did not answer. A statement PostgreSQL rejected (or a check of
-        ours) committed nothing, so those writes run again on their own and each gets its own answer. A lost
-        connection (or an exhausted pool, or cancellation) leaves a statement's fate unknown: running the
-        writes again could commit them twice, so each gets the error instead (503 with Retry-After)."""
+    def _failed(self, batch: list[PendingWrite], exc: Exception, answers: dict[int, Any]) -> None:
+        """Answer every write the failed batch did not. A statement PostgreSQL rejected (or a check of ours)
+        committed nothing, so those writes run again on their own and each gets its own answer. A lost
+        connection (or an exhausted pool) leaves a statement's fate unknown: running the writes again could
+        commit them twice, so each gets the error instead (503 with Retry-After)."""
         self.stats["failed_batches"] += 1
         alone = isinstance(exc, (asyncpg.PostgresError, AppError)) and not connection_lost(exc)
         if alone or isinstance(exc, (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, AppError)):
@@ -188,16 +181,9 @@ class WriteBatcher:
         else:
             log.error("write batch failed", exc_info=(type(exc), exc, exc.__traceback__))
         for w in batch:
-            if w.future.done():
-                continue
-            if alone:
-                w.future.set_result(FALLBACK)
-            elif isinstance(exc, asyncio.CancelledError):
-                w.future.cancel()
-            else:
-                w.future.set_exception(exc)
+            answers.setdefault(id(w), FALLBACK if alone else exc)
 
-    async def _commit(self, batch: list[PendingWrite]) -> None:
+    async def _commit(self, batch: list[PendingWrite], answers: dict[int, Any]) -> None:
         """Round 1, optimistic: read the rows unlocked, seal each value for the version it will get, and apply
         everything in one autocommitted statement (one round trip and one WAL flush; no lock held between
         round trips). The writes whose row moved meanwhile (another process wrote it) go to round 2, which
@@ -210,7 +196,7 @@ class WriteBatcher:
         locked = [w for w in batch if w.key in hot]
         async with self.service.db.raw() as conn:
             if optimistic:
-                moved = self._settle(*await self._round(conn, optimistic, _READ_MANY))
+                moved = self._settle(*await self._round(conn, optimistic, _READ_MANY), answers)
                 for w in moved:
                     self._contended[w.key] = now
                 self.stats["retried"] += len(moved)
@@ -218,12 +204,8 @@ class WriteBatcher:
             if locked:
                 async with conn.transaction():
                     outcome = await self._round(conn, locked, _LOCK_MANY)
-                self._settle(*outcome)  # a locked row cannot move: anything left takes the one-write path
+                self._settle(*outcome, answers)  # a locked row cannot move: anything left takes the one-write path
         self.stats["batches"] += 1
-        for w in batch:
-            if not w.future.done():
-                self.stats["fallbacks"] += 1
-                w.future.set_result(FALLBACK)
 
     async def _round(self, conn: asyncpg.Connection, batch: list[PendingWrite], read: str
                      ) -> tuple[list[_Applied], dict[int, datetime], list[tuple[PendingWrite, AppError]]]:
@@ -242,7 +224,7 @@ class WriteBatcher:
         return applied, updated, errors
 
     def _settle(self, applied: list[_Applied], updated: dict[int, datetime],
-                errors: list[tuple[PendingWrite, AppError]]) -> list[PendingWrite]:
+                errors: list[tuple[PendingWrite, AppError]], answers: dict[int, Any]) -> list[PendingWrite]:
         """Answer each committed write and each write's own error; returns the writes whose row moved."""
         svc = self.service
         moved: list[PendingWrite] = []
@@ -255,11 +237,9 @@ class WriteBatcher:
             self.stats["writes"] += 1
             a.w.ctx.audited = True
             a.w.ctx.audited_in_tx = True
-            if not a.w.future.done():
-                a.w.future.set_result(body)
+            answers[id(a.w)] = body
         for w, exc in errors:
-            if not w.future.done():
-                w.future.set_exception(exc)
+            answers[id(w)] = exc
         return moved
 
     def _plan(self, batch: list[PendingWrite], by_key: dict[tuple[str, str, str], asyncpg.Record],
