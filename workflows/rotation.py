@@ -23,6 +23,8 @@ they execute inside the workflow task and are recorded as markers, so a timer th
 task instead of a round trip through the server per step (measured: bench/rotation_bench.py, docs/rotation.md).
 The rotation itself stays a regular activity (heartbeats, minutes-long timeout, retried on another worker if
 this one dies). Executions started before this change keep the old path (patch ``LOCAL_STEPS_PATCH``).
+The workflow is not sandboxed: it calls only workflow APIs, and the sandbox re-created this module on every
+cache miss (the largest worker cost in a burst of rotations; the webhook delivery workflow does the same).
 """
 
 from __future__ import annotations
