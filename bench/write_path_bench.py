@@ -16,7 +16,8 @@ Stops the stack by its pid (SIGTERM; devstack stops each child by its own pid)::
     .venv/bin/python bench/write_path_bench.py [--duration 15] [--openbao]
 
 ``--openbao`` also starts an OpenBao server (raft storage on disk, a file audit device, KV v2) and runs the
-same three loads against it, one after the other on the same machine, so the two columns are side by side.
+same loads against it: both servers stay up, each load runs on one right after the other (the first alternating
+per round; ``--rounds N`` and the median), because this machine's speed drifts by tens of percent over minutes.
 ``--hold N`` keeps the ScaiVault stack up N seconds after the loads (for a profiler). ``--pg-stats`` loads
 ``pg_stat_statements`` into the stack's PostgreSQL and prints, after each ScaiVault load, the statements that
 took the most server time (calls, mean and total ms): the database half of the profile in docs/performance.md.
@@ -33,6 +34,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -157,31 +161,88 @@ class CpuMeter:
         return per_k
 
 
-def three_loads(name: str, *, read_url: str, base_url: str, auth: tuple[str, str], many_prefix: str,
-                hot_path: str, body: str, args: argparse.Namespace, database_url: str | None = None,
-                meter: CpuMeter | None = None) -> dict[str, Any]:
-    header, value = auth
-    common = dict(connections=args.connections, duration=args.duration, threads=args.threads)
-    read_script = f'wrk.headers["{header}"] = "{_lua(value)}"\n'
-    run_wrk(read_url, value, script=read_script, **{**common, "duration": args.warmup})  # warm-up
-    precreate(base_url, auth, many_prefix, args.write_paths, body)
-    loads = {
-        "read": (read_url, read_script),
-        "write_1000_paths": (base_url, put_script(header, value, many_prefix, body, args.write_paths)),
-        "write_hot_path": (base_url, put_script(header, value, hot_path, body, 1)),
-    }
-    results = {}
-    for load, (url, script) in loads.items():
-        pg_statements(database_url, reset=True)
-        if meter is not None:
-            meter.start()
-        r = results[load] = run_wrk(url, value, script=script, **common)
-        print(f"{name:>10} {load:>17}: {r['rps']:>8.1f} req/s  p50 {r['p50_ms']:>7} ms  p99 {r['p99_ms']:>7} ms"
+def settle(pids: dict[str, int], *, idle_share: float = 0.1, window: float = 3.0, timeout: float = 120.0) -> float:
+    """Wait until the stack is idle (start-up jobs done: identity sync, schedules, the ACME seed): its processes
+    together use less than ``idle_share`` of one core over ``window`` seconds. Returns the seconds waited."""
+    roots = [p for p in pids.values() if p]
+    began = time.monotonic()
+
+    def total() -> float:
+        return sum(cpu_seconds(q) for p in roots for q in tree(p))
+
+    while time.monotonic() - began < timeout:
+        before = total()
+        time.sleep(window)
+        if total() - before < idle_share * window:
+            break
+    return time.monotonic() - began
+
+
+@dataclass
+class Target:
+    """One server under test and how to load it."""
+
+    name: str
+    read_url: str
+    base_url: str
+    auth: tuple[str, str]
+    many_prefix: str
+    hot_path: str
+    body: str
+    meter: CpuMeter | None = None
+    settle_pids: dict[str, int] | None = None
+    database_url: str | None = None  # --pg-stats
+    runs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+    def scripts(self, paths: int) -> dict[str, tuple[str, str]]:
+        header, value = self.auth
+        return {
+            "read": (self.read_url, f'wrk.headers["{header}"] = "{_lua(value)}"\n'),
+            "write_1000_paths": (self.base_url, put_script(header, value, self.many_prefix, self.body, paths)),
+            "write_hot_path": (self.base_url, put_script(header, value, self.hot_path, self.body, 1)),
+        }
+
+    def prepare(self, args: argparse.Namespace) -> None:
+        precreate(self.base_url, self.auth, self.many_prefix, args.write_paths, self.body)
+        if self.settle_pids:
+            settle(self.settle_pids)  # the creations' events and audit entries relayed and sealed first
+        url, script = self.scripts(args.write_paths)["read"]
+        run_wrk(url, self.auth[1], script=script, connections=args.connections, duration=args.warmup,
+                threads=args.threads)  # warm-up
+
+    def run(self, load: str, args: argparse.Namespace) -> dict[str, Any]:
+        url, script = self.scripts(args.write_paths)[load]
+        pg_statements(self.database_url, reset=True)
+        if self.meter is not None:
+            self.meter.start()
+        r = run_wrk(url, self.auth[1], script=script, connections=args.connections, duration=args.duration,
+                    threads=args.threads)
+        print(f"{self.name:>10} {load:>17}: {r['rps']:>8.1f} req/s  p50 {r['p50_ms']:>7} ms  p99 {r['p99_ms']:>7} ms"
               f"  non-2xx {r['non_2xx']} {r['socket_errors']}", flush=True)
-        if meter is not None:
-            r["cpu_s_per_1000"] = meter.report(r["rps"] * args.duration)
-        pg_statements(database_url)
-    return results
+        if self.meter is not None:
+            r["cpu_s_per_1000"] = self.meter.report(r["rps"] * args.duration)
+        pg_statements(self.database_url)
+        self.runs.setdefault(load, []).append(r)
+        return r
+
+    def median(self, load: str) -> dict[str, Any]:
+        runs = sorted(self.runs[load], key=lambda r: r["rps"])
+        return runs[len(runs) // 2]
+
+
+LOADS = ("read", "write_1000_paths", "write_hot_path")
+
+
+def measure(targets: list[Target], args: argparse.Namespace) -> None:
+    """Each load ``--rounds`` times per target, the targets one right after the other (the first one
+    alternating per round), so that a machine whose speed drifts over minutes treats both alike."""
+    for t in targets:
+        t.prepare(args)
+    for load in LOADS:
+        for rnd in range(args.rounds):
+            order = targets if rnd % 2 == 0 else list(reversed(targets))
+            for t in order:
+                t.run(load, args)
 
 
 # ------------------------------------------------------------------------------------------------ ScaiVault
@@ -256,7 +317,8 @@ def check_hot_path(api_url: str, token: str, database_url: str) -> None:
           f"events, in order: {in_order}")
 
 
-def scaivault(args: argparse.Namespace, body: str) -> dict[str, Any]:
+@contextmanager
+def scaivault(args: argparse.Namespace, body: str) -> Iterator[Target]:
     tmp = Path(tempfile.mkdtemp(prefix="scaivault-writebench-"))
     proc, info = start_devstack(tmp / "dev", pg_stats=args.pg_stats)
     try:
@@ -266,28 +328,28 @@ def scaivault(args: argparse.Namespace, body: str) -> dict[str, Any]:
                 r = c.put(f"/v1/secrets/{path}", json={"data": one_kb_payload()})
                 if r.status_code not in (200, 201):
                     raise SystemExit(f"seeding {path} failed: {r.status_code} {r.text}")
-        time.sleep(1.0)
-        results = three_loads("scaivault", read_url=f"{api}/v1/secrets/{READ_PATH}", base_url=api,
-                              auth=("Authorization", f"Bearer {token}"), many_prefix="/v1/secrets/bench/write/s",
-                              hot_path=f"/v1/secrets/{HOT_PATH}", body=body, args=args,
-                              database_url=info["database_url"] if args.pg_stats else None,
-                              meter=CpuMeter(info.get("pids") or {}))
         pids = info.get("pids") or {}
-        api_pid, worker_pid = pids.get("api"), pids.get("worker")
+        waited = settle(pids)
+        print(f"scaivault stack idle after {waited:.0f} s (start-up jobs done)", flush=True)
+        target = Target("scaivault", read_url=f"{api}/v1/secrets/{READ_PATH}", base_url=api,
+                        auth=("Authorization", f"Bearer {token}"), many_prefix="/v1/secrets/bench/write/s",
+                        hot_path=f"/v1/secrets/{HOT_PATH}", body=body, meter=CpuMeter(pids), settle_pids=pids,
+                        database_url=info["database_url"] if args.pg_stats else None)
+        yield target
         rss: dict[str, Any] = {}
-        if api_pid:
-            rss["api_workers_mb"] = [rss_mb(p) for p in children(api_pid)]
-        if worker_pid:
-            rss["worker_mb"] = rss_mb(worker_pid)
-        print(f"RSS: API workers {rss.get('api_workers_mb')} MB, Temporal worker {rss.get('worker_mb')} MB")
-        results["rss"] = rss
+        if pids.get("api"):
+            rss["api_workers_mb"] = [rss_mb(p) for p in children(pids["api"])]
+        if pids.get("worker"):
+            rss["worker_mb"] = rss_mb(pids["worker"])
+        print(f"RSS: API workers {rss.get('api_workers_mb')} MB (the ~12 MB one is multiprocessing's tracker), "
+              f"Temporal worker {rss.get('worker_mb')} MB")
+        target.runs["rss"] = [rss]
         time.sleep(2.0)  # let the relay drain before counting events
         check_hot_path(api, token, info["database_url"])
         if args.hold:
             print(f"holding the stack {args.hold}s: {api} (token in {tmp / 'token'})", flush=True)
             (tmp / "token").write_text(token)
             time.sleep(args.hold)
-        return results
     finally:
         stop_devstack(proc)
         shutil.rmtree(tmp, ignore_errors=True)
@@ -316,7 +378,8 @@ ui = false
 """
 
 
-def openbao(args: argparse.Namespace, body: str) -> dict[str, Any]:
+@contextmanager
+def openbao(args: argparse.Namespace, body: str) -> Iterator[Target]:
     from devstack import services as svc
 
     bao = shutil.which("bao") or str(Path(sys.executable).parent / "bao")
@@ -352,12 +415,12 @@ def openbao(args: argparse.Namespace, body: str) -> dict[str, Any]:
             for path in (READ_PATH, HOT_PATH):
                 c.put(f"/v1/secret/data/{path}", json={"data": one_kb_payload()}).raise_for_status()
         bao_body = json.dumps({"data": json.loads(body)["data"]})
-        results = three_loads("openbao", read_url=f"{url}/v1/secret/data/{READ_PATH}", base_url=url,
-                              auth=("X-Vault-Token", token), many_prefix="/v1/secret/data/bench/write/s",
-                              hot_path=f"/v1/secret/data/{HOT_PATH}", body=bao_body, args=args)
-        results["rss"] = {"server_mb": rss_mb(proc.pid)}
-        print(f"RSS: OpenBao server {results['rss']['server_mb']} MB")
-        return results
+        target = Target("openbao", read_url=f"{url}/v1/secret/data/{READ_PATH}", base_url=url,
+                        auth=("X-Vault-Token", token), many_prefix="/v1/secret/data/bench/write/s",
+                        hot_path=f"/v1/secret/data/{HOT_PATH}", body=bao_body)
+        yield target
+        target.runs["rss"] = [{"server_mb": rss_mb(proc.pid)}]
+        print(f"RSS: OpenBao server {target.runs['rss'][0]['server_mb']} MB")
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -373,26 +436,37 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--connections", type=int, default=64)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--duration", type=int, default=15, help="seconds per load")
-    ap.add_argument("--warmup", type=int, default=3, help="seconds of unmeasured reads first")
+    ap.add_argument("--warmup", type=int, default=5, help="seconds of unmeasured reads first")
     ap.add_argument("--write-paths", type=int, default=1000)
     ap.add_argument("--openbao", action="store_true", help="run the same loads against OpenBao too")
     ap.add_argument("--only-openbao", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--pg-stats", action="store_true", help="print pg_stat_statements' top statements per load")
+    ap.add_argument("--rounds", type=int, default=1, help="measure each load this many times per target (median)")
     ap.add_argument("--hold", type=int, default=0, help="keep the ScaiVault stack up N s after the loads")
     args = ap.parse_args(argv)
+    # SIGTERM (and SIGINT, which a background job ignores) unwind through the finally blocks that stop the stacks
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if not shutil.which("wrk") and not Path("/usr/bin/wrk").exists():
         raise SystemExit("wrk not found: run `sudo apt-get install -y wrk` (Debian package wrk)")
     body = json.dumps({"data": one_kb_payload()})
-    summary: dict[str, Any] = {}
-    if not args.only_openbao:
-        summary["scaivault"] = scaivault(args, body)
-    if args.openbao or args.only_openbao:
-        summary["openbao"] = openbao(args, body)
-    if "scaivault" in summary and "openbao" in summary:
-        for load in ("read", "write_1000_paths", "write_hot_path"):
-            s, o = summary["scaivault"][load]["rps"], summary["openbao"][load]["rps"]
-            print(f"ratio {load:>17}: {s / o if o else 0:.2f}")
-    print(json.dumps(summary))
+    with ExitStack() as stack:
+        targets = []
+        if not args.only_openbao:
+            targets.append(stack.enter_context(scaivault(args, body)))
+        if args.openbao or args.only_openbao:
+            targets.append(stack.enter_context(openbao(args, body)))
+        measure(targets, args)
+        summary = {t.name: {load: t.median(load) for load in LOADS} for t in targets}
+        print(f"\nmedian of {args.rounds} round(s), {args.connections} connections, {args.duration} s each:")
+        for load in LOADS:
+            row = "  ".join(f"{t.name} {summary[t.name][load]['rps']:>8.1f} req/s p50 {summary[t.name][load]['p50_ms']}"
+                            f" p99 {summary[t.name][load]['p99_ms']} ms" for t in targets)
+            ratio = ""
+            if len(targets) == 2 and summary[targets[1].name][load]["rps"]:
+                ratio = f"  ratio {summary[targets[0].name][load]['rps'] / summary[targets[1].name][load]['rps']:.2f}"
+            print(f"  {load:>17}: {row}{ratio}")
+        results_by_target = {t.name: t.runs for t in targets}
+    print(json.dumps({"median": summary, "runs": results_by_target}))
     return 0
 
 
