@@ -25,7 +25,7 @@ dev: $(STAMP)
 # (module-scoped stacks). Most tests wait on real servers, so 4 workers fit 2 cores (~9 min instead of ~30).
 TEST_WORKERS ?= 4
 test: $(STAMP)
-	SCAIVAULT_STRICT_SKIPS=1 $(BIN)/python -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	SCAIVAULT_STRICT_SKIPS=1 $(BIN)/python -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile --durations=15 $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
