@@ -88,6 +88,14 @@ class RequestContextMiddleware:
         self.access_log = access_log
         self.fast_routes = tuple(fast_routes)
 
+    def serves_fast(self, scope: Scope) -> bool:
+        """Whether this request is one of the fast routes (after the ``/v1/t/{tenant}`` prefix is taken off)."""
+        path: str = scope["path"]
+        m = _TENANT_PREFIX.fullmatch(path)
+        if m:
+            path = "/v1" + m.group(2)
+        return self._fast(scope["method"], path) is not None
+
     def _fast(self, method: str, path: str) -> FastRoute | None:
         for route in self.fast_routes:
             if route.method == method and path.startswith(route.prefix):

@@ -174,6 +174,11 @@ def _signal_aware_tracing_interceptor() -> Any:
     return SignalAwareTracingInterceptor()
 
 
+def is_active() -> bool:
+    """Whether tracing was set up for this process (``setup``)."""
+    return _active
+
+
 def instrument_app(app: Any) -> None:
     """Add the server span (FastAPI instrumentation, outermost) and the scope-state layer to the ASGI app."""
     if not _active:
