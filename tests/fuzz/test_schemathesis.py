@@ -10,7 +10,7 @@ secrets), so the run reaches the handlers instead of stopping at 404. DELETEs ru
 resources the other operations use.
 
 Deterministic: Hypothesis is derandomized (fixed seed), no example database, no shrinking. Budget: about
-``FUZZ_EXAMPLES`` examples per operation and mode (default 12; set SCAIVAULT_FUZZ_EXAMPLES for a deeper local run);
+``FUZZ_EXAMPLES`` examples per operation and mode (default 8; set SCAIVAULT_FUZZ_EXAMPLES for a deeper local run);
 on a 2-core machine the whole file takes about two minutes.
 
 Failures are collected for the whole run and reported together (status, check, curl to reproduce, server log).
@@ -46,7 +46,7 @@ from schemathesis.specs.openapi.checks import (
 
 from tests.helpers import PARTNER_ADMIN
 
-FUZZ_EXAMPLES = int(os.environ.get("SCAIVAULT_FUZZ_EXAMPLES", "12"))
+FUZZ_EXAMPLES = int(os.environ.get("SCAIVAULT_FUZZ_EXAMPLES", "8"))
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 MODES = (schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE)
 SETTINGS = {

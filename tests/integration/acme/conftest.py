@@ -137,7 +137,8 @@ async def acme_factory(scaikey: str, redis_clean: str, settings_factory: Callabl
         stack = await asyncio.to_thread(start_pebble, workdir, http_port=port, validity_seconds=validity_seconds,
                                         dns_server=dns_server)
         stacks.append(stack)
-        api = httpx.AsyncClient(base_url=server.url, timeout=30)
+        api = httpx.AsyncClient(base_url=server.url, timeout=30,  # idle connections dropped before uvicorn's 5 s
+                             limits=httpx.Limits(keepalive_expiry=2.0))  # keep-alive close, so a reuse never races it
         clients.append(api)
         admin = bearer(await client_token(scaikey, ADMIN))
         return Acme(api=api, settings=settings, admin=admin, pebble=stack, workdir=workdir, api_url=server.url)
