@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+from typing import Any
+
 import httpx
 
 # Seeded applications in scaikey_emulator/seeds/dev.json (client id, secret)
@@ -77,3 +81,14 @@ async def grant(client: httpx.AsyncClient, admin_headers: dict[str, str], identi
                               json={"identity_type": identity_type(ident), "identity_id": ident})
         assert r.status_code == 201, r.text
     return pid
+
+
+async def poll(fn: Any, what: str, timeout: float = 90.0, interval: float = 0.3) -> Any:
+    """Await ``fn()`` until it returns something truthy (returned), failing after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = await fn()
+        if got:
+            return got
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(interval)

@@ -6,26 +6,15 @@ until the owner is granted ``list``."""
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from typing import Any
 
 import pytest
 
-from tests.helpers import OTHER_TENANT, PARTNER_ADMIN, bearer, client_token, grant, user_token
+from tests.helpers import OTHER_TENANT, PARTNER_ADMIN, bearer, client_token, grant, poll, user_token
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.slow]
 ROUTED = {"rotation.completed", "secret.rotated"}
-
-
-async def _poll(fn: Any, what: str, timeout: float = 90.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        got = await fn()
-        if got:
-            return got
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.3)
 
 
 async def _webhook(stack, headers: dict[str, str], url: str, secret: str, events: list[str],
@@ -65,10 +54,10 @@ async def test_policy_webhooks_get_its_rotation_events_within_the_owner_visibili
     async def named_got_both() -> bool:
         return set(_types(named, path)) >= ROUTED
 
-    await _poll(named_got_both, "the policy's rotation events at the named webhook")
+    await poll(named_got_both, "the policy's rotation events at the named webhook")
     assert _types(named, path) == ["rotation.completed", "secret.rotated"]  # not secret.updated: not routed
     assert all(x.verified for x in named.received)
-    await _poll(lambda: asyncio.sleep(0, result=_types(unnamed, path) == ["secret.updated"]),
+    await poll(lambda: asyncio.sleep(0, result=_types(unnamed, path) == ["secret.updated"]),
                 "secret.updated at the unnamed webhook")
     # the relay decided the blind webhook's share in the batch that gave the named one its events
     rows = await stack.sql("SELECT count(*) AS n FROM webhook_deliveries WHERE webhook_id = $1", blind_id)
@@ -87,7 +76,7 @@ async def test_policy_webhooks_get_its_rotation_events_within_the_owner_visibili
     async def blind_got_both() -> bool:
         return set(_types(blind, path)) >= ROUTED
 
-    await _poll(blind_got_both, "the second rotation's events at the now-permitted owner's webhook")
+    await poll(blind_got_both, "the second rotation's events at the now-permitted owner's webhook")
     assert _types(blind, path) == ["rotation.completed", "secret.rotated"]
     assert [x.event["data"]["new_version"] for x in blind.received if x.event["event_type"] == "secret.rotated"] == [3]
     assert _types(named, path) == ["rotation.completed", "rotation.completed", "secret.rotated", "secret.rotated"]

@@ -4,8 +4,6 @@ SIGKILLed between writing the version and recording the result; manual rotation 
 
 from __future__ import annotations
 
-import asyncio
-import time
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
@@ -13,21 +11,11 @@ from typing import Any
 import pytest
 
 from services.rotation.schedule import workflow_id
-from tests.helpers import TENANT
+from tests.helpers import TENANT, poll
 from worker.client import connect
 from workflows.types.rotation import STATE_QUERY, RotationState
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.slow]
-
-
-async def _poll(fn: Any, what: str, timeout: float = 90.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        got = await fn()
-        if got:
-            return got
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.3)
 
 
 async def _attached(stack, **policy: Any) -> tuple[dict[str, Any], str, int]:
@@ -57,7 +45,7 @@ async def test_worker_killed_after_the_write_yields_exactly_one_new_version(stac
     async def written() -> bool:
         return await stack.versions(path) == [1, 2]
 
-    await _poll(written, "the rotation's version write")
+    await poll(written, "the rotation's version write")
     # the version is committed and the activity is paused before reporting: kill the worker right there
     [h] = await stack.sql("SELECT status FROM rotation_history WHERE id = $1", item["id"])
     assert h["status"] == "success"  # recorded with the version, in its transaction
@@ -69,7 +57,7 @@ async def test_worker_killed_after_the_write_yields_exactly_one_new_version(stac
         st = await _state(stack, sid)
         return st if st.last_result is not None else None
 
-    st = await _poll(replayed, "the retried rotation to report", timeout=150)
+    st = await poll(replayed, "the retried rotation to report", timeout=150)
     assert st.last_result == "replayed" and st.cycle == 2
     assert await stack.versions(path) == [1, 2]
     assert len(await stack.events("secret.rotated", path=path)) == 1
@@ -89,7 +77,7 @@ async def test_manual_rotation_grace_end_and_reschedule(stack, worker_process) -
     pol, path, sid = await _attached(stack, auto_generate=True, grace_period="3s")
     other_pol, other, other_sid = await _attached(stack, auto_generate=True)
     # the workflow runs as soon as the secret is attached (PUT with options.rotation_policy_id)
-    await _poll(lambda: _state(stack, sid), "the workflow's first plan")
+    await poll(lambda: _state(stack, sid), "the workflow's first plan")
     [a] = await stack.sql("SELECT anchor_at FROM rotation_assignments WHERE secret_id = $1", sid)
     due = a["anchor_at"] + timedelta(days=90)
 
@@ -97,7 +85,7 @@ async def test_manual_rotation_grace_end_and_reschedule(stack, worker_process) -
         s = await _state(stack, sid)
         return s.next_due_at is not None and datetime.fromisoformat(s.next_due_at.replace("Z", "+00:00")) == expect
 
-    await _poll(lambda: planned(due), "next due = anchor + 90d")
+    await poll(lambda: planned(due), "next due = anchor + 90d")
     client = await connect(stack.settings)
 
     async def listed() -> bool:  # what the Temporal UI shows: the visibility list of running workflows
@@ -107,11 +95,11 @@ async def test_manual_rotation_grace_end_and_reschedule(stack, worker_process) -
                 return True
         return False
 
-    await _poll(listed, "rotation/<tenant>/<secret> in the workflow list")
+    await poll(listed, "rotation/<tenant>/<secret> in the workflow list")
     run_id = (await client.get_workflow_handle(workflow_id(stack.settings, TENANT, sid)).describe()).run_id
     r = await stack.api.patch(f"/v1/rotation/policies/{pol['id']}", json={"interval": "30d"}, headers=stack.admin)
     assert r.status_code == 200
-    await _poll(lambda: planned(a["anchor_at"] + timedelta(days=30)), "timers moved by reschedule")
+    await poll(lambda: planned(a["anchor_at"] + timedelta(days=30)), "timers moved by reschedule")
     assert (await client.get_workflow_handle(workflow_id(stack.settings, TENANT, sid)).describe()).run_id == run_id
 
     # rotate now, limited to one attached path
@@ -119,7 +107,7 @@ async def test_manual_rotation_grace_end_and_reschedule(stack, worker_process) -
                              headers=stack.admin)
     assert r.status_code == 200, r.text
     assert [x["secret_path"] for x in r.json()] == [path]
-    await _poll(lambda: stack.events("rotation.completed", path=path), "the manual rotation")
+    await poll(lambda: stack.events("rotation.completed", path=path), "the manual rotation")
     assert await stack.versions(path) == [1, 2] and await stack.versions(other) == [1]
     v1 = await stack.api.get(f"/v1/secrets/{path}?version=1", headers=stack.admin)
     assert v1.status_code == 200  # within the grace period
@@ -128,7 +116,7 @@ async def test_manual_rotation_grace_end_and_reschedule(stack, worker_process) -
         r = await stack.api.get(f"/v1/secrets/{path}?version=1", headers=stack.admin)
         return r.status_code == 404 and r.json()["error"]["code"] == "version_not_found"
 
-    await _poll(gone, "the superseded version to become unreadable after grace")
+    await poll(gone, "the superseded version to become unreadable after grace")
     assert (await stack.api.get(f"/v1/secrets/{path}", headers=stack.admin)).json()["version"] == 2
     # an unknown path in secret_paths changes nothing
     r = await stack.api.post(f"/v1/rotation/policies/{other_pol['id']}/rotate", json={"secret_paths": [path]},
@@ -144,7 +132,7 @@ async def test_manual_rotation_grace_end_and_reschedule(stack, worker_process) -
         d = await client.get_workflow_handle(workflow_id(stack.settings, TENANT, sid)).describe()
         return d.status is not None and d.status.name == "COMPLETED"
 
-    await _poll(ended, "the detached secret's workflow to complete")
+    await poll(ended, "the detached secret's workflow to complete")
 
 
 async def test_reconcile_schedule_starts_workflows_the_api_could_not_start(stack, worker_process) -> None:
@@ -167,12 +155,12 @@ async def test_reconcile_schedule_starts_workflows_the_api_could_not_start(stack
         rows = await stack.sql("SELECT workflow_started FROM rotation_assignments WHERE secret_id = $1", sid)
         return bool(rows and rows[0]["workflow_started"])
 
-    await _poll(started, "the reconcile to start the workflow")
+    await poll(started, "the reconcile to start the workflow")
     async def planned() -> RotationState | None:
         st = await _state(stack, sid)
         return st if st.policy_id == pol["id"] else None
 
-    st = await _poll(planned, "the started workflow to load its plan")
+    st = await poll(planned, "the started workflow to load its plan")
     assert st.status == "scheduled" and st.next_action == "due" and st.cycle == 1
 
 
@@ -202,6 +190,6 @@ async def test_policy_change_fans_out_beyond_the_inline_limit_through_the_reconc
                 return False
         return True
 
-    await _poll(all_moved, "every attached secret's timers to move (2 inline, 3 through the reconcile)")
+    await poll(all_moved, "every attached secret's timers to move (2 inline, 3 through the reconcile)")
     assert await stack.sql("SELECT 1 FROM rotation_assignments WHERE secret_id = ANY($1) AND NOT workflow_started",
                            sids) == []
